@@ -1,0 +1,118 @@
+"""Deterministic JSON encoding of whatever an agent hands the recorder.
+
+The fast path is the C encoder with sorted keys. Anything it cannot take (an unknown type, a
+non-finite float, mixed key types, a cycle) goes through a slow walk that turns every value into
+plain JSON deterministically. Encoding never raises: the last resort is a typed placeholder.
+"""
+
+from __future__ import annotations
+
+import base64
+import dataclasses
+import datetime as _dt
+import decimal
+import enum
+import json
+import math
+import pathlib
+import uuid
+from collections.abc import Mapping
+from typing import Any
+
+__all__ = ["canonical_json", "to_jsonable"]
+
+_MAX_DEPTH = 64
+
+
+def _type_name(obj: Any) -> str:
+    cls = type(obj)
+    return f"{cls.__module__}.{cls.__qualname__}"
+
+
+def _convert_known(obj: Any) -> Any:
+    """One level of conversion for a type JSON does not know; raises TypeError if unknown."""
+    if isinstance(obj, _dt.datetime | _dt.date | _dt.time):
+        return obj.isoformat()
+    if isinstance(obj, _dt.timedelta):
+        return {"$timedelta": obj.total_seconds()}
+    if isinstance(obj, bytes | bytearray | memoryview):
+        return {"$bytes": base64.b64encode(bytes(obj)).decode("ascii")}
+    if isinstance(obj, decimal.Decimal | uuid.UUID | pathlib.PurePath):
+        return str(obj)
+    if isinstance(obj, enum.Enum):
+        return obj.value
+    if isinstance(obj, set | frozenset):
+        return sorted(obj, key=canonical_json)
+    if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
+        return {f.name: getattr(obj, f.name) for f in dataclasses.fields(obj)}
+    if isinstance(obj, BaseException):
+        return {"$error": _type_name(obj), "message": str(obj)}
+    return _convert_protocols(obj)
+
+
+def _convert_protocols(obj: Any) -> Any:
+    dump = getattr(obj, "model_dump", None)  # pydantic v2 models
+    if callable(dump) and not isinstance(obj, type):
+        return dump(mode="json")
+    item = getattr(obj, "item", None)  # numpy scalars
+    if callable(item) and getattr(obj, "shape", None) == ():
+        return item()
+    tolist = getattr(obj, "tolist", None)  # numpy arrays
+    if callable(tolist) and hasattr(obj, "dtype"):
+        return tolist()
+    raise TypeError(f"no JSON encoding for {_type_name(obj)}")
+
+
+def _default(obj: Any) -> Any:
+    return _convert_known(obj)
+
+
+_FAST = json.JSONEncoder(
+    skipkeys=False,
+    ensure_ascii=False,
+    check_circular=True,
+    allow_nan=False,
+    sort_keys=True,
+    separators=(",", ":"),
+    default=_default,
+)
+
+
+def to_jsonable(obj: Any, _depth: int = 0, _seen: frozenset[int] = frozenset()) -> Any:
+    """Turn ``obj`` into plain JSON values (str keys, finite floats), deterministically."""
+    if obj is None or isinstance(obj, bool | int | str):
+        return obj
+    if isinstance(obj, float):
+        return obj if math.isfinite(obj) else {"$float": repr(obj)}
+    if _depth >= _MAX_DEPTH or id(obj) in _seen:
+        return {"$ref": _type_name(obj)}
+    seen = _seen | {id(obj)}
+    if isinstance(obj, Mapping):
+        return {_key(k): to_jsonable(v, _depth + 1, seen) for k, v in obj.items()}
+    if isinstance(obj, list | tuple):
+        return [to_jsonable(v, _depth + 1, seen) for v in obj]
+    try:
+        converted = _convert_known(obj)
+    except Exception:
+        return {"$object": _type_name(obj)}
+    return to_jsonable(converted, _depth + 1, seen)
+
+
+def _key(key: Any) -> str:
+    if isinstance(key, str):
+        return key
+    if key is None or isinstance(key, bool | int | float):
+        return json.dumps(key)
+    return canonical_json(key)
+
+
+def canonical_json(obj: Any) -> str:
+    """Deterministic, compact JSON with sorted keys; never raises."""
+    try:
+        return _FAST.encode(obj)
+    except Exception:
+        pass
+    try:
+        return _FAST.encode(to_jsonable(obj))
+    except Exception:  # a pathological __eq__/__hash__ or a broken model_dump
+        return json.dumps({"$object": _type_name(obj)})

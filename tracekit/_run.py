@@ -1,0 +1,311 @@
+"""Runs and tools: the recording API an agent loop calls."""
+
+from __future__ import annotations
+
+import functools
+import inspect
+import itertools
+import time
+from collections.abc import Callable
+from contextvars import ContextVar, Token
+from typing import Any, TypeVar, overload
+
+from . import _config
+from ._config import Release
+from ._encode import canonical_json
+from ._ids import new_id
+
+__all__ = ["Run", "current_run", "run", "tool"]
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+_current: ContextVar[Run | None] = ContextVar("tracekit_run", default=None)
+_now_us = time.time_ns
+_WRITES_ATTRS = canonical_json({"writes": True})
+
+
+def current_run() -> Run | None:
+    """The run recording in this thread or asyncio task, if any."""
+    return _current.get()
+
+
+class Run:
+    """One agent run: a context manager that records its decisions in order."""
+
+    __slots__ = (
+        "_calls", "_seq", "_static", "_token", "attrs", "depth", "parent_run_id",
+        "release", "root_run_id", "run_id", "step", "tenant",
+    )
+
+    def __init__(
+        self,
+        tenant: str,
+        run_id: str | None = None,
+        parent: Run | str | None = None,
+        release: Release | None = None,
+        attrs: dict[str, Any] | None = None,
+    ) -> None:
+        if not isinstance(tenant, str) or not tenant:
+            raise ValueError("tracekit.run(tenant=...) needs a non-empty tenant name")
+        self.tenant = tenant
+        self.run_id = run_id or new_id("run_")
+        self.parent_run_id, self.root_run_id, self.depth = _lineage(self.run_id, parent)
+        self.release = release or _config.settings().release
+        self.attrs = attrs or {}
+        self.step = 0
+        self._seq = itertools.count()
+        self._calls = itertools.count(1)
+        self._token: Token[Run | None] | None = None
+        self._static = (
+            self.run_id, self.parent_run_id, self.root_run_id, tenant, self.release.release_id,
+            self.release.model, self.release.prompt, self.release.tools,
+        )
+
+    # -- the one place an event row is built ------------------------------------------------
+    def _record(
+        self, kind: str, name: str | None = None, call_id: str | None = None,
+        args: str | None = None, output: str | None = None, status: str | None = None,
+        error: str | None = None, tokens_in: int | None = None, tokens_out: int | None = None,
+        cost_usd: float | None = None, latency_ms: float | None = None, attrs: str | None = None,
+    ) -> None:
+        _config.emit((
+            self._static, next(self._seq), self.step, _now_us() // 1000, kind, name, call_id,
+            args, output, status, error, tokens_in, tokens_out, cost_usd, latency_ms, attrs,
+        ))
+
+    # -- context management -----------------------------------------------------------------
+    def __enter__(self) -> Run:
+        self._token = _current.set(self)
+        attrs = canonical_json(self.attrs) if self.attrs else None
+        self._record("run_start", status="running", attrs=attrs)
+        return self
+
+    def __exit__(self, exc_type: Any, exc: BaseException | None, tb: Any) -> None:
+        if exc is None:
+            self._record("run_end", status="ok")
+        else:
+            self._record("run_end", status=_status_of(exc), error=_describe(exc))
+        if self._token is not None:
+            _current.reset(self._token)
+            self._token = None
+
+    async def __aenter__(self) -> Run:
+        return self.__enter__()
+
+    async def __aexit__(self, exc_type: Any, exc: BaseException | None, tb: Any) -> None:
+        self.__exit__(exc_type, exc, tb)
+
+    # -- decisions --------------------------------------------------------------------------
+    def prompt(self, messages: Any, model: str | None = None, **attrs: Any) -> None:
+        """Record what was sent to the model."""
+        self._record("prompt", name=model or self.release.model, args=canonical_json(messages),
+                     attrs=canonical_json(attrs) if attrs else None)
+
+    def model_output(
+        self, content: Any, tool_calls: Any = None, usage: Any = None,
+        cost_usd: float | None = None, model: str | None = None,
+        latency_ms: float | None = None, **attrs: Any,
+    ) -> None:
+        """Record what the model answered; each model output starts a new step."""
+        self.step += 1
+        body = {"content": content} if tool_calls is None else {
+            "content": content, "tool_calls": tool_calls}
+        tokens_in, tokens_out = _usage(usage)
+        self._record("model_output", name=model or self.release.model,
+                     output=canonical_json(body), status="ok", tokens_in=tokens_in,
+                     tokens_out=tokens_out, cost_usd=cost_usd, latency_ms=latency_ms,
+                     attrs=canonical_json(attrs) if attrs else None)
+
+    def progress(self, label: str, **attrs: Any) -> None:
+        """Mark a closed loop or a real change of state (the runaway detectors count these)."""
+        self._record("progress", name=str(label), status="ok",
+                     attrs=canonical_json(attrs) if attrs else None)
+
+    def error(self, error: BaseException | str, **attrs: Any) -> None:
+        """Record an error the agent handled (an unhandled one ends the run with it)."""
+        text = _describe(error) if isinstance(error, BaseException) else str(error)
+        self._record("error", status="error", error=text,
+                     attrs=canonical_json(attrs) if attrs else None)
+
+    def event(self, kind: str, name: str | None = None, **fields: Any) -> None:
+        """Record a raw event of ``kind`` (for integrations); fields are the event's columns."""
+        for key in ("args", "output", "attrs"):
+            if key in fields and not isinstance(fields[key], str | None):
+                fields[key] = canonical_json(fields[key])
+        self._record(kind, name=name, **fields)
+
+    def call_tool(self, name: str, fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> Any:
+        """Call an undecorated ``fn`` as tool ``name``, recording the call and its result."""
+        return self._invoke(name, fn, None, args, kwargs, None)
+
+    def flush(self, timeout: float | None = None) -> bool:
+        """Block until everything recorded so far (by any run in this process) is durable."""
+        return _config.flush(timeout)
+
+    # -- tools --------------------------------------------------------------------------------
+    def _begin_call(
+        self, name: str, params: tuple[str, ...] | None, args: tuple[Any, ...],
+        kwargs: dict[str, Any], attrs: str | None,
+    ) -> str:
+        call_id = f"call_{next(self._calls)}"
+        self._record("tool_call", name=name, call_id=call_id,
+                     args=canonical_json(_named(params, args, kwargs)), status="started",
+                     attrs=attrs)
+        return call_id
+
+    def _end_call(self, name: str, call_id: str, started: float, result: Any) -> None:
+        self._record("tool_result", name=name, call_id=call_id, output=canonical_json(result),
+                     status="ok", latency_ms=(time.perf_counter() - started) * 1000.0)
+
+    def _fail_call(self, name: str, call_id: str, started: float, exc: BaseException) -> None:
+        self._record("tool_result", name=name, call_id=call_id, status=_status_of(exc),
+                     error=_describe(exc), latency_ms=(time.perf_counter() - started) * 1000.0)
+
+    def _invoke(
+        self, name: str, fn: Callable[..., Any], params: tuple[str, ...] | None,
+        args: tuple[Any, ...], kwargs: dict[str, Any], attrs: str | None,
+    ) -> Any:
+        call_id = self._begin_call(name, params, args, kwargs, attrs)
+        started = time.perf_counter()
+        try:
+            result = fn(*args, **kwargs)
+        except BaseException as exc:
+            self._fail_call(name, call_id, started, exc)
+            raise
+        self._end_call(name, call_id, started, result)
+        return result
+
+    async def _ainvoke(
+        self, name: str, fn: Callable[..., Any], params: tuple[str, ...] | None,
+        args: tuple[Any, ...], kwargs: dict[str, Any], attrs: str | None,
+    ) -> Any:
+        call_id = self._begin_call(name, params, args, kwargs, attrs)
+        started = time.perf_counter()
+        try:
+            result = await fn(*args, **kwargs)
+        except BaseException as exc:
+            self._fail_call(name, call_id, started, exc)
+            raise
+        self._end_call(name, call_id, started, result)
+        return result
+
+    def __repr__(self) -> str:
+        return f"<tracekit.Run {self.run_id} tenant={self.tenant!r} step={self.step}>"
+
+
+def run(
+    tenant: str,
+    run_id: str | None = None,
+    parent: Run | str | None = None,
+    *,
+    release: Release | None = None,
+    **attrs: Any,
+) -> Run:
+    """Start recording a run: ``with tracekit.run(tenant="acme") as run: ...``.
+
+    ``parent`` (a Run or a run id) makes this a sub-agent run; ``release`` overrides the
+    configured release for this run (a canary); other keyword arguments are kept in ``attrs``.
+    """
+    return Run(tenant, run_id=run_id, parent=parent, release=release, attrs=attrs)
+
+
+@overload
+def tool(fn: F, /) -> F: ...
+@overload
+def tool(*, name: str | None = None, writes: bool = False) -> Callable[[F], F]: ...
+def tool(fn: F | None = None, /, *, name: str | None = None, writes: bool = False) -> Any:
+    """Record every call of the decorated function made inside a run as a tool call.
+
+    Outside a run the function is called as it is. ``writes=True`` marks a tool that changes the
+    world (the guard and the side-effect ledger act on it).
+    """
+    def decorate(func: F) -> F:
+        return _wrap(func, name or func.__name__, writes)
+    return decorate(fn) if fn is not None else decorate
+
+
+def _wrap(func: F, name: str, writes: bool) -> F:
+    params = _param_names(func)
+    attrs = _WRITES_ATTRS if writes else None
+    if inspect.iscoroutinefunction(func):
+        @functools.wraps(func)
+        async def async_wrapper(*args: Any, **kwargs: Any) -> Any:
+            current = _current.get()
+            if current is None:
+                return await func(*args, **kwargs)
+            return await current._ainvoke(name, func, params, args, kwargs, attrs)
+        wrapper: Any = async_wrapper
+    else:
+        @functools.wraps(func)
+        def wrapper(*args: Any, **kwargs: Any) -> Any:
+            current = _current.get()
+            if current is None:
+                return func(*args, **kwargs)
+            return current._invoke(name, func, params, args, kwargs, attrs)
+    wrapper.__tracekit_tool__ = {"name": name, "writes": writes}
+    return wrapper  # type: ignore[no-any-return]
+
+
+def _param_names(func: Callable[..., Any]) -> tuple[str, ...] | None:
+    """Names for positional arguments; None when the signature cannot name them all."""
+    try:
+        sig = inspect.signature(func)
+    except (TypeError, ValueError):
+        return None
+    kinds = (inspect.Parameter.POSITIONAL_ONLY, inspect.Parameter.POSITIONAL_OR_KEYWORD)
+    return tuple(p.name for p in sig.parameters.values() if p.kind in kinds)
+
+
+def _named(
+    params: tuple[str, ...] | None, args: tuple[Any, ...], kwargs: dict[str, Any]
+) -> dict[str, Any]:
+    if not args:
+        return kwargs
+    if params is None or len(args) > len(params):
+        named = dict(zip(params or (), args, strict=False))
+        named["*args"] = list(args[len(named):])
+    else:
+        named = dict(zip(params, args, strict=False))
+    named.pop("self", None)
+    named.pop("cls", None)
+    named.update(kwargs)
+    return named
+
+
+def _lineage(run_id: str, parent: Run | str | None) -> tuple[str | None, str, int]:
+    if parent is None:
+        return None, run_id, 0
+    if isinstance(parent, Run):
+        return parent.run_id, parent.root_run_id, parent.depth + 1
+    if isinstance(parent, str) and parent:
+        return parent, parent, 1
+    raise TypeError("tracekit.run(parent=...) takes a Run or a run id")
+
+
+def _usage(usage: Any) -> tuple[int | None, int | None]:
+    """Token counts from an OpenAI- or Anthropic-style usage dict or object."""
+    if usage is None:
+        return None, None
+    get = usage.get if isinstance(usage, dict) else lambda k: getattr(usage, k, None)
+    tokens_in = get("input_tokens")
+    if tokens_in is None:
+        tokens_in = get("prompt_tokens")
+    tokens_out = get("output_tokens")
+    if tokens_out is None:
+        tokens_out = get("completion_tokens")
+    return _int_or_none(tokens_in), _int_or_none(tokens_out)
+
+
+def _int_or_none(value: Any) -> int | None:
+    try:
+        return None if value is None else int(value)
+    except (TypeError, ValueError):
+        return None
+
+
+def _status_of(exc: BaseException) -> str:
+    return "halted" if getattr(exc, "tracekit_halt", False) else "error"
+
+
+def _describe(exc: BaseException) -> str:
+    return f"{type(exc).__name__}: {exc}"

@@ -1,0 +1,60 @@
+"""The event table's Arrow schema, in one place."""
+
+from __future__ import annotations
+
+import pyarrow as pa
+
+__all__ = ["EVENT_KINDS", "EVENT_SCHEMA", "ROW_FIELDS", "SCHEMA_VERSION", "STATIC_FIELDS"]
+
+#: version stamped on every row; readers accept every version up to this one
+SCHEMA_VERSION = 1
+
+EVENT_KINDS = (
+    "run_start", "prompt", "model_output", "tool_call", "tool_result",
+    "guard", "progress", "error", "run_end",
+)
+
+_TS = pa.timestamp("us", tz="UTC")
+
+EVENT_SCHEMA = pa.schema(
+    [
+        ("event_id", pa.string()),
+        ("run_id", pa.string()),
+        ("parent_run_id", pa.string()),
+        ("root_run_id", pa.string()),
+        ("tenant", pa.string()),
+        ("seq", pa.int64()),
+        ("step", pa.int32()),
+        ("ts", _TS),
+        ("kind", pa.string()),
+        ("name", pa.string()),
+        ("call_id", pa.string()),
+        ("args", pa.string()),
+        ("output", pa.string()),
+        ("status", pa.string()),
+        ("error", pa.string()),
+        ("tokens_in", pa.int64()),
+        ("tokens_out", pa.int64()),
+        ("cost_usd", pa.float64()),
+        ("latency_ms", pa.float64()),
+        ("release_id", pa.string()),
+        ("model_version", pa.string()),
+        ("prompt_version", pa.string()),
+        ("tools_version", pa.string()),
+        ("attrs", pa.string()),
+        ("schema_version", pa.int16()),
+    ],
+    metadata={"tracekit.table": "events", "tracekit.schema_version": str(SCHEMA_VERSION)},
+)
+
+#: per-run columns, shared by every event of a run (one tuple per run on the hot path)
+STATIC_FIELDS = (
+    "run_id", "parent_run_id", "root_run_id", "tenant",
+    "release_id", "model_version", "prompt_version", "tools_version",
+)
+
+#: per-event columns, in the order the hot path packs them after the run's static tuple
+ROW_FIELDS = (
+    "seq", "step", "ts", "kind", "name", "call_id", "args", "output", "status", "error",
+    "tokens_in", "tokens_out", "cost_usd", "latency_ms", "attrs",
+)

@@ -1,0 +1,261 @@
+"""The data plane on disk: write-ahead segments, compaction into hive-partitioned Parquet, recovery.
+
+Layout under the store root (see DESIGN.md):
+
+    events/date=YYYY-MM-DD/part-<writer>-<n>.parquet
+    segments/<writer>-<n>.arrows      a live writer holds an exclusive flock on its segment
+
+A segment is an Arrow IPC stream, appended one record batch per flush and fsynced. When a
+segment is compacted its rows are sorted by (run_id, seq) and written per date partition to a
+temporary file that is fsynced and renamed; the names depend only on the segment, so compacting
+the same segment twice (a crash between rename and unlink) rewrites the same files.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import os
+import re
+import warnings
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+
+from ._schema import EVENT_SCHEMA
+
+__all__ = [
+    "SegmentWriter",
+    "Store",
+    "TracekitWarning",
+    "read_segment",
+    "resolve_root",
+]
+
+ROW_GROUP_SIZE = 64 * 1024
+_PART_RE = re.compile(r"^part-[A-Za-z0-9_.-]+\.parquet$")
+_SEGMENT_SUFFIX = ".arrows"
+
+
+class TracekitWarning(UserWarning):
+    """A file in the store was skipped (truncated, foreign) and left in place for inspection."""
+
+
+def resolve_root(store: str | os.PathLike[str] | None = None) -> Path:
+    """The store root: ``store`` if given, else ``$TRACEKIT_HOME``, else ``./.tracekit``."""
+    if store is not None and str(store) != "":
+        return Path(store).expanduser()
+    env = os.environ.get("TRACEKIT_HOME")
+    return Path(env).expanduser() if env else Path(".tracekit")
+
+
+def _fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def skip_warning(path: Path, why: str) -> None:
+    warnings.warn(
+        f"skipped {path}: {why}; left in place for inspection", TracekitWarning, stacklevel=3
+    )
+
+
+@dataclass(frozen=True)
+class Store:
+    """Paths and file operations of one store root."""
+
+    root: Path
+
+    @property
+    def events_dir(self) -> Path:
+        return self.root / "events"
+
+    @property
+    def segments_dir(self) -> Path:
+        return self.root / "segments"
+
+    def exists(self) -> bool:
+        return self.events_dir.is_dir() or self.segments_dir.is_dir()
+
+    def ensure(self) -> None:
+        self.events_dir.mkdir(parents=True, exist_ok=True)
+        self.segments_dir.mkdir(parents=True, exist_ok=True)
+
+    def segment_path(self, writer: str, n: int) -> Path:
+        return self.segments_dir / f"{writer}-{n:06d}{_SEGMENT_SUFFIX}"
+
+    def segment_paths(self) -> list[Path]:
+        if not self.segments_dir.is_dir():
+            return []
+        return sorted(p for p in self.segments_dir.iterdir() if p.suffix == _SEGMENT_SUFFIX)
+
+    def parquet_paths(self, table: str = "events") -> list[Path]:
+        """Every finished Parquet part of ``table`` (temporary files are not listed)."""
+        base = self.root / table
+        if not base.is_dir():
+            return []
+        return sorted(
+            p for part in base.iterdir() if part.is_dir() and part.name.startswith("date=")
+            for p in part.iterdir() if _PART_RE.match(p.name)
+        )
+
+    def readable_parquet_paths(self, table: str = "events") -> list[Path]:
+        """Parquet parts whose footer reads; any other is named in one warning and skipped."""
+        good = []
+        for path in self.parquet_paths(table):
+            try:
+                meta = pq.read_metadata(path)
+                if meta.schema.to_arrow_schema().get_field_index("run_id") < 0:
+                    raise ValueError("not a tracekit table (no run_id column)")
+            except Exception as exc:
+                skip_warning(path, f"not a readable Parquet file ({_short(exc)})")
+                continue
+            good.append(path)
+        return good
+
+    def write_partitions(self, table: pa.Table, stem: str, kind: str = "events") -> list[Path]:
+        """Sort ``table`` by (run_id, seq) and write one Parquet part per UTC date, atomically."""
+        if table.num_rows == 0:
+            return []
+        table = table.sort_by([("run_id", "ascending"), ("seq", "ascending")])
+        dates = pc.strftime(table["ts"], format="%Y-%m-%d")
+        written = []
+        for day in pc.unique(dates).to_pylist():
+            part = table.filter(pc.equal(dates, day))
+            written.append(self._write_atomic(part, self.root / kind / f"date={day}", stem))
+        return written
+
+    def _write_atomic(self, table: pa.Table, directory: Path, stem: str) -> Path:
+        directory.mkdir(parents=True, exist_ok=True)
+        final = directory / f"part-{stem}.parquet"
+        tmp = directory / f".tmp-part-{stem}-{os.getpid()}.parquet"
+        with open(tmp, "wb") as fh:
+            pq.write_table(
+                table, fh, compression="zstd", row_group_size=ROW_GROUP_SIZE,
+                use_dictionary=True, write_statistics=True,
+            )
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, final)
+        _fsync_dir(directory)
+        return final
+
+    def compact_segment(self, path: Path) -> int:
+        """Compact one segment into Parquet and remove it; returns the rows kept."""
+        table = read_segment(path, warn=True)
+        if table is not None:
+            self.write_partitions(table, path.name[: -len(_SEGMENT_SUFFIX)])
+        path.unlink(missing_ok=True)
+        _fsync_dir(path.parent)
+        return 0 if table is None else table.num_rows
+
+    def recover(self) -> tuple[int, int]:
+        """Compact every segment whose writer is gone; returns (segments, rows) recovered."""
+        segments = rows = 0
+        for path in self.segment_paths():
+            with _dead_segment(path) as dead:
+                if dead:
+                    rows += self.compact_segment(path)
+                    segments += 1
+        return segments, rows
+
+
+def _short(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    return text[0][:160] if text else type(exc).__name__
+
+
+class _dead_segment:
+    """Context manager: True when this process got the segment's lock (its writer is gone)."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.fd: int | None = None
+
+    def __enter__(self) -> bool:
+        try:
+            self.fd = os.open(self.path, os.O_RDONLY)
+            fcntl.flock(self.fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            return False
+        try:  # the same file still stands at that name (not already compacted and removed)
+            return os.stat(self.path).st_ino == os.fstat(self.fd).st_ino
+        except FileNotFoundError:
+            return False
+
+    def __exit__(self, *exc: object) -> None:
+        if self.fd is not None:
+            os.close(self.fd)
+
+
+def _iter_batches(path: Path) -> Iterator[pa.RecordBatch]:
+    with pa.OSFile(str(path)) as source:
+        reader = pa.ipc.open_stream(source)
+        while True:
+            try:
+                yield reader.read_next_batch()
+            except StopIteration:
+                return
+            except (pa.ArrowInvalid, OSError):  # a batch cut short by a crash: the tail is lost
+                return
+
+
+def read_segment(path: Path, warn: bool = False) -> pa.Table | None:
+    """Every complete record batch of a segment; None if it is not a tracekit segment."""
+    try:
+        if path.stat().st_size == 0:
+            return None
+        batches = list(_iter_batches(path))
+    except (pa.ArrowInvalid, OSError) as exc:
+        if warn:
+            skip_warning(path, f"not an Arrow stream ({_short(exc)})")
+        return None
+    if not batches:
+        return None
+    if batches[0].schema.get_field_index("run_id") < 0:
+        if warn:
+            skip_warning(path, "not a tracekit segment (no run_id column)")
+        return None
+    return pa.Table.from_batches(batches).cast(EVENT_SCHEMA)
+
+
+class SegmentWriter:
+    """Appends record batches to this writer's current segment, fsyncing each append."""
+
+    def __init__(self, store: Store, writer: str, n: int) -> None:
+        self.store = store
+        self.path = store.segment_path(writer, n)
+        self.rows = 0
+        store.ensure()
+        tmp = self.path.with_name(f".{self.path.name}.tmp")
+        self._fh = open(tmp, "xb")  # noqa: SIM115 - held open for the segment's life
+        fcntl.flock(self._fh.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+        self._ipc = pa.ipc.new_stream(self._fh, EVENT_SCHEMA)
+        self._fh.flush()
+        os.fsync(self._fh.fileno())
+        os.replace(tmp, self.path)  # readers only ever see a segment with its schema
+        _fsync_dir(self.path.parent)
+
+    def append(self, batch: pa.RecordBatch) -> None:
+        self._ipc.write_batch(batch)
+        self._fh.flush()
+        os.fsync(self._fh.fileno())
+        self.rows += batch.num_rows
+
+    def close_and_compact(self) -> None:
+        """Close the segment and compact it while still holding its lock."""
+        self._ipc.close()
+        self._fh.flush()
+        try:
+            if self.rows:
+                self.store.compact_segment(self.path)
+            else:
+                self.path.unlink(missing_ok=True)
+        finally:
+            self._fh.close()
