@@ -8,6 +8,7 @@ writes the store. Connect again to see what was written since.
 from __future__ import annotations
 
 import os
+from datetime import datetime
 from pathlib import Path
 
 import duckdb
@@ -17,7 +18,7 @@ import pyarrow.compute as pc
 from ._schema import EVENT_SCHEMA
 from ._store import Store, read_segment, resolve_root
 
-__all__ = ["VIEWS", "connect"]
+__all__ = ["VIEWS", "UnknownRun", "connect", "list_runs", "resolve_run", "run_query", "timeline"]
 
 _RUNS_SQL = """
 CREATE OR REPLACE VIEW runs AS
@@ -107,3 +108,86 @@ def _live_table(store: Store) -> pa.Table:
 
 def _sql_str(path: Path) -> str:
     return "'" + str(path).replace("'", "''") + "'"
+
+
+class UnknownRun(LookupError):
+    """No run with that id in the store; carries the closest run ids."""
+
+    def __init__(self, run_id: str, suggestions: list[str]) -> None:
+        self.run_id = run_id
+        self.suggestions = suggestions
+        hint = f"; did you mean {', '.join(suggestions)}?" if suggestions else ""
+        super().__init__(f"no run {run_id!r} in the store{hint}")
+
+
+def resolve_run(con: duckdb.DuckDBPyConnection, run_id: str) -> str:
+    """The full run id for ``run_id`` or a unique prefix of one; UnknownRun otherwise."""
+    exact = con.execute("SELECT 1 FROM runs WHERE run_id = ? LIMIT 1", [run_id]).fetchone()
+    if exact:
+        return run_id
+    prefixed = con.execute(
+        "SELECT run_id FROM runs WHERE starts_with(run_id, ?) ORDER BY run_id LIMIT 6", [run_id]
+    ).fetchall()
+    if len(prefixed) == 1:
+        return str(prefixed[0][0])
+    if prefixed:
+        raise UnknownRun(run_id, [r[0] for r in prefixed[:5]])
+    return _nearest(con, run_id)
+
+
+def _nearest(con: duckdb.DuckDBPyConnection, run_id: str) -> str:
+    close = con.execute(
+        "SELECT run_id FROM runs ORDER BY jaro_winkler_similarity(run_id, ?) DESC, run_id LIMIT 3",
+        [run_id],
+    ).fetchall()
+    raise UnknownRun(run_id, [r[0] for r in close])
+
+
+def list_runs(
+    con: duckdb.DuckDBPyConnection,
+    tenant: str | None = None,
+    since: datetime | None = None,
+    status: str | None = None,
+    limit: int = 20,
+) -> tuple[list[str], list[tuple[object, ...]]]:
+    """Newest runs first, filtered; returns (column names, rows)."""
+    where, params = ["1 = 1"], []
+    for column, value in (("tenant", tenant), ("status", status)):
+        if value is not None:
+            where.append(f"{column} = ?")
+            params.append(value)
+    if since is not None:
+        where.append("started >= ?")
+        params.append(since)
+    sql = (
+        "SELECT run_id, tenant, status, started, steps, tool_calls, round(cost_usd, 4) AS "
+        "cost_usd, release_id, parent_run_id FROM runs WHERE "
+        + " AND ".join(where) + " ORDER BY started DESC, run_id LIMIT ?"
+    )
+    return _fetch(con, sql, [*params, limit])
+
+
+Rows = tuple[list[str], list[tuple[object, ...]]]
+
+
+def timeline(con: duckdb.DuckDBPyConnection, run_id: str) -> Rows:
+    """One run's events in order; returns (column names, rows)."""
+    sql = (
+        "SELECT seq, ts, step, kind, name, status, call_id, "
+        "coalesce(error, output, args) AS detail, cost_usd "
+        "FROM events WHERE run_id = ? ORDER BY seq"
+    )
+    return _fetch(con, sql, [resolve_run(con, run_id)])
+
+
+def _fetch(
+    con: duckdb.DuckDBPyConnection, sql: str, params: list[object] | None = None
+) -> tuple[list[str], list[tuple[object, ...]]]:
+    cursor = con.execute(sql, params or [])
+    columns = [d[0] for d in cursor.description or []]
+    return columns, cursor.fetchall()
+
+
+def run_query(con: duckdb.DuckDBPyConnection, sql: str) -> Rows:
+    """Run any SQL against the views; returns (column names, rows)."""
+    return _fetch(con, sql)

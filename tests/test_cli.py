@@ -1,0 +1,167 @@
+"""The CLI as the on-call engineer runs it: real subprocesses against a real store."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tracekit.cli import cli, parse_since
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def tk(
+    *args: str, store: Path | None = None, cwd: Path | None = None
+) -> subprocess.CompletedProcess[str]:
+    cmd = [sys.executable, "-m", "tracekit", *args]
+    if store is not None:
+        cmd += ["--store", str(store)]
+    env = {k: v for k, v in os.environ.items() if k != "TRACEKIT_HOME"}
+    return subprocess.run(cmd, capture_output=True, text=True, cwd=cwd, env=env, timeout=120)
+
+
+@pytest.fixture(scope="module")
+def demo_store(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, str]:
+    store = tmp_path_factory.mktemp("cli") / "store"
+    result = tk("demo", store=store)
+    assert result.returncode == 0, result.stderr
+    match = re.search(r"The runaway: (run_\w+) issued the same refund 40 times", result.stdout)
+    assert match, result.stdout
+    return store, match.group(1)
+
+
+def test_every_command_has_help_and_is_in_the_readme() -> None:
+    readme = (ROOT / "README.md").read_text()
+    for name, command in cli.commands.items():
+        assert command.help and len(command.help.strip()) > 20, name
+        assert f"tracekit {name}" in readme, f"`tracekit {name}` is missing from README.md"
+        result = tk(name, "--help")
+        assert result.returncode == 0 and "Usage:" in result.stdout, name
+        assert "--store" in result.stdout, f"{name} has no --store option"
+
+
+def test_demo_records_healthy_runs_and_a_runaway(demo_store: tuple[Path, str]) -> None:
+    store, runaway = demo_store
+    out = tk("query", "SELECT tenant, steps, tool_calls, status FROM runs WHERE run_id = "
+             f"'{runaway}'", "--format", "json", store=store)
+    assert out.returncode == 0, out.stderr
+    [row] = json.loads(out.stdout)
+    assert row["tenant"] == "acme" and row["steps"] == 41 and row["tool_calls"] == 41
+    refunds = tk("query", "SELECT count(*) AS n, count(DISTINCT args) AS d FROM tool_calls "
+                 f"WHERE run_id = '{runaway}' AND tool = 'issue_refund'", "--format", "csv",
+                 store=store)
+    assert refunds.stdout.splitlines()[1] == "40,1"
+    healthy = tk("runs", "--status", "ok", "--format", "json", "--limit", "100", store=store)
+    runs = json.loads(healthy.stdout)
+    assert len(runs) == 9  # 4 tickets, 4 sub-agents, the runaway
+    assert sum(1 for r in runs if r["parent_run_id"]) == 4
+
+
+def test_demo_never_writes_the_payment_key(demo_store: tuple[Path, str]) -> None:
+    store, _ = demo_store
+    out = tk("query", "SELECT count(*) FROM events WHERE args LIKE '%sk-demo%' OR "
+             "output LIKE '%sk-demo%'", "--format", "csv", store=store)
+    assert out.stdout.splitlines()[1] == "0"
+    redacted = tk("query", "SELECT count(*) FROM events WHERE args LIKE '%[REDACTED]%' AND "
+                  "json_extract(attrs, '$.redacted')::INT >= 1", "--format", "csv", store=store)
+    assert int(redacted.stdout.splitlines()[1]) == 42  # every issue_refund call
+    for path in store.rglob("*"):
+        if path.is_file():
+            assert b"sk-demo" not in path.read_bytes(), path
+
+
+def test_show_prints_the_timeline_and_accepts_a_prefix(demo_store: tuple[Path, str]) -> None:
+    store, runaway = demo_store
+    out = tk("show", runaway[:-3], store=store)
+    assert out.returncode == 0, out.stderr
+    lines = out.stdout.splitlines()
+    assert lines[0].split()[:4] == ["seq", "ts", "step", "kind"]
+    assert "run_start" in lines[2] and "run_end" in lines[-1]
+    assert sum("issue_refund" in line and "tool_call" in line for line in lines) == 40
+
+
+def test_unknown_run_suggests_close_ids_in_one_line(demo_store: tuple[Path, str]) -> None:
+    store, runaway = demo_store
+    typo = runaway[:-1] + ("x" if runaway[-1] != "x" else "y")
+    out = tk("show", typo, store=store)
+    assert out.returncode == 1
+    assert out.stderr.count("\n") == 1 and "Traceback" not in out.stderr
+    assert f"no run '{typo}'" in out.stderr and runaway in out.stderr
+
+
+@pytest.mark.parametrize(
+    ("args", "expected"),
+    [
+        (("query", "SELECT * FROM nope"), "query failed: Catalog Error"),
+        (("runs", "--since", "yesterday"), "neither a duration"),
+        (("query", "SELECT 1", "--format", "xml"), "'xml' is not one of"),
+        (("runs", "--limit", "0"), "--limit"),
+    ],
+)
+def test_bad_input_is_one_line_naming_it(demo_store: tuple[Path, str], args: tuple[str, ...],
+                                        expected: str) -> None:
+    store, _ = demo_store
+    out = tk(*args, store=store)
+    assert out.returncode != 0
+    assert expected in out.stderr and "Traceback" not in out.stderr
+
+
+def test_missing_store_says_how_to_get_one(tmp_path: Path) -> None:
+    out = tk("runs", store=tmp_path / "nothing-here")
+    assert out.returncode == 1
+    assert "no tracekit store at" in out.stderr and "tracekit demo" in out.stderr
+    assert not (tmp_path / "nothing-here").exists()  # reading never creates a store
+
+
+def test_query_formats(demo_store: tuple[Path, str]) -> None:
+    store, _ = demo_store
+    sql = "SELECT kind, count(*) AS n FROM events GROUP BY kind ORDER BY kind"
+    table = tk("query", sql, store=store).stdout.splitlines()
+    as_csv = tk("query", sql, "--format", "csv", store=store).stdout.splitlines()
+    as_json = json.loads(tk("query", sql, "--format", "json", store=store).stdout)
+    assert table[0].split() == ["kind", "n"] and set(table[1]) <= {"-", " "}
+    assert as_csv[0] == "kind,n" and len(as_csv) == len(table) - 1 == len(as_json) + 1
+    assert {r["kind"] for r in as_json} >= {"run_start", "prompt", "model_output", "tool_call"}
+
+
+def test_store_from_environment(demo_store: tuple[Path, str], tmp_path: Path) -> None:
+    store, runaway = demo_store
+    env = {**os.environ, "TRACEKIT_HOME": str(store)}
+    out = subprocess.run([sys.executable, "-m", "tracekit", "runs", "--tenant", "acme"],
+                         capture_output=True, text=True, cwd=tmp_path, env=env, timeout=60)
+    assert out.returncode == 0 and runaway in out.stdout
+
+
+def test_recover_compacts_a_dead_writers_segment(tmp_path: Path) -> None:
+    store = tmp_path / "store"
+    code = (
+        "import os, tracekit\n"
+        f"tracekit.configure(store={str(store)!r})\n"
+        "with tracekit.run(tenant='acme') as r:\n"
+        "    for i in range(25): r.progress(f'p{i}')\n"
+        "assert tracekit.flush()\n"
+        "os._exit(0)  # no clean shutdown: the segment stays behind\n"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True, timeout=60)
+    assert list((store / "segments").glob("*.arrows"))
+    out = tk("recover", store=store)
+    assert out.returncode == 0 and "recovered 27 events from 1 dead writer" in out.stdout
+    assert not list((store / "segments").glob("*.arrows"))
+    count = tk("query", "SELECT count(*) FROM events", "--format", "csv", store=store)
+    assert count.stdout.splitlines()[1] == "27"
+
+
+def test_parse_since() -> None:
+    from datetime import UTC, datetime, timedelta
+
+    now = datetime(2026, 11, 30, 12, 0, tzinfo=UTC)
+    assert parse_since("90m", now) == now - timedelta(minutes=90)
+    assert parse_since("2d", now) == now - timedelta(days=2)
+    assert parse_since("2026-11-30T08:00", now) == datetime(2026, 11, 30, 8, 0, tzinfo=UTC)
+    assert parse_since(None, now) is None

@@ -1,0 +1,216 @@
+"""The ``tracekit`` command: a thin mirror of the Python API for the on-call engineer.
+
+Every command is one library call; user errors are one line (``click.ClickException``), never a
+traceback. Set TRACEKIT_DEBUG=1 to see the traceback of an unexpected error.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+import re
+import sys
+import warnings
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import click
+import duckdb
+
+from . import _query
+from ._format import FORMATS, render
+from ._store import Store, resolve_root
+from ._version import __version__
+
+__all__ = ["cli", "main"]
+
+_DURATION = re.compile(r"^(\d+)\s*(s|m|h|d|w)$")
+_UNITS = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days", "w": "weeks"}
+
+
+def store_option(fn: Callable[..., Any]) -> Callable[..., Any]:
+    """``--store PATH``: the store root (default $TRACEKIT_HOME, else ./.tracekit)."""
+    return click.option(
+        "--store", "store", type=click.Path(file_okay=False, path_type=Path), default=None,
+        help="Store root (default: $TRACEKIT_HOME, else ./.tracekit).",
+    )(fn)
+
+
+def format_option(fn: Callable[..., Any]) -> Callable[..., Any]:
+    return click.option(
+        "--format", "fmt", type=click.Choice(FORMATS), default="table", show_default=True,
+        help="Output format.",
+    )(fn)
+
+
+def _existing_store(store: Path | None) -> Path:
+    root = resolve_root(store)
+    if not Store(root).exists():
+        raise click.ClickException(
+            f"no tracekit store at {root}: record a run first (try `tracekit demo`), "
+            "or pass --store / set TRACEKIT_HOME"
+        )
+    return root
+
+
+def _connect(store: Path | None) -> duckdb.DuckDBPyConnection:
+    return _query.connect(_existing_store(store))
+
+
+def parse_since(value: str | None, now: datetime | None = None) -> datetime | None:
+    """``30m``, ``2h``, ``1d``, ``1w`` ago, or an ISO date/time (UTC unless it says otherwise)."""
+    if value is None:
+        return None
+    now = now or datetime.now(UTC)
+    match = _DURATION.match(value.strip())
+    if match:
+        return now - timedelta(**{_UNITS[match.group(2)]: int(match.group(1))})
+    try:
+        parsed = datetime.fromisoformat(value.strip())
+    except ValueError:
+        raise click.BadParameter(
+            f"{value!r} is neither a duration (30m, 2h, 1d) nor an ISO time (2026-11-30T08:00)",
+            param_hint="--since",
+        ) from None
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
+
+
+def _echo_table(
+    columns: list[str], rows: list[tuple[Any, ...]], fmt: str, width: int | None = 60
+) -> None:
+    if not rows and fmt == "table":
+        click.echo("(no rows)")
+        return
+    click.echo(render(columns, rows, fmt, width))
+
+
+def _sql_errors(fn: Callable[..., Any]) -> Callable[..., Any]:
+    """Turn DuckDB and lookup errors into one-line messages."""
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return fn(*args, **kwargs)
+        except _query.UnknownRun as exc:
+            raise click.ClickException(str(exc)) from None
+        except duckdb.Error as exc:
+            first = str(exc).strip().splitlines()[0]
+            views = ", ".join(_query.VIEWS)
+            raise click.ClickException(
+                f"query failed: {first} (views: {views}; see `tracekit query --help`)"
+            ) from None
+    return wrapper
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="tracekit")
+def cli() -> None:
+    """tracekit: the flight recorder, circuit breaker and regression net for AI agents.
+
+    Traces live in a store root: ./.tracekit by default, $TRACEKIT_HOME, or --store.
+    """
+
+
+@cli.command()
+@store_option
+@click.option("--tenant", help="Only this tenant's runs.")
+@click.option("--status", help="Only runs with this status (ok, error, halted, running).")
+@click.option("--since", help="Only runs started since: 30m, 2h, 1d, or an ISO time.")
+@click.option("--limit", type=click.IntRange(min=1), default=20, show_default=True,
+              help="At most this many runs, newest first.")
+@format_option
+@_sql_errors
+def runs(store: Path | None, tenant: str | None, status: str | None, since: str | None,
+         limit: int, fmt: str) -> None:
+    """List runs, newest first, with steps, tool calls, cost and status."""
+    with _connect(store) as con:
+        columns, rows = _query.list_runs(con, tenant, parse_since(since), status, limit)
+    _echo_table(columns, rows, fmt)
+
+
+@cli.command()
+@click.argument("run_id")
+@store_option
+@click.option("--full", is_flag=True, help="Do not clip long arguments and outputs.")
+@format_option
+@_sql_errors
+def show(run_id: str, store: Path | None, full: bool, fmt: str) -> None:
+    """Show one run's timeline: every decision in order.
+
+    RUN_ID may be a unique prefix; an unknown id suggests the closest ones.
+    """
+    with _connect(store) as con:
+        columns, rows = _query.timeline(con, run_id)
+    _echo_table(columns, rows, fmt, None if full else 70)
+
+
+@cli.command()
+@click.argument("sql")
+@store_option
+@format_option
+@_sql_errors
+def query(sql: str, store: Path | None, fmt: str) -> None:
+    """Run SQL over the views events, runs and tool_calls (DuckDB dialect).
+
+    Example: tracekit query "SELECT tenant, sum(cost_usd) FROM runs GROUP BY tenant"
+    """
+    with _connect(store) as con:
+        columns, rows = _query.run_query(con, sql)
+    _echo_table(columns, rows, fmt, None)
+
+
+@cli.command()
+@store_option
+def recover(store: Path | None) -> None:
+    """Compact segments left by writers that died (crash, SIGKILL) into Parquet.
+
+    Safe to run at any time: live writers' segments are left alone.
+    """
+    root = _existing_store(store)
+    segments, rows = Store(root).recover()
+    click.echo(f"recovered {rows} events from {segments} dead writer segment(s) in {root}")
+
+
+@cli.command()
+@store_option
+@click.option("--runaway-steps", type=click.IntRange(min=1, max=100_000), default=40,
+              show_default=True, help="How many times the runaway re-issues its refund.")
+def demo(store: Path | None, runaway_steps: int) -> None:
+    """Record a simulated support agent: healthy runs and one runaway. No network, no key."""
+    from ._demo import DEMO_RELEASE, run_demo
+    from ._templates import render_template
+
+    result = run_demo(store, runaway_steps=runaway_steps)
+    flag = f" --store {store}" if store is not None else ""
+    click.echo(render_template(
+        "demo_summary.txt.j2", store=result.store, runs=result.runs, runaway=result.runaway,
+        release=DEMO_RELEASE, store_flag=flag,
+    ), nl=False)
+
+
+def _one_line_warnings(message: Any, category: Any, filename: str, lineno: int,
+                       file: Any = None, line: Any = None) -> None:
+    click.echo(f"tracekit: warning: {message}", err=True)
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Entry point: one-line errors, never a traceback (unless TRACEKIT_DEBUG=1)."""
+    warnings.showwarning = _one_line_warnings
+    try:
+        cli.main(args=argv, prog_name="tracekit", standalone_mode=True)
+    except SystemExit:
+        raise
+    except KeyboardInterrupt:
+        click.echo("tracekit: interrupted", err=True)
+        sys.exit(130)
+    except Exception as exc:
+        if os.environ.get("TRACEKIT_DEBUG"):
+            raise
+        click.echo(f"tracekit: error: {type(exc).__name__}: {exc} "
+                   "(set TRACEKIT_DEBUG=1 for the traceback)", err=True)
+        sys.exit(1)
+
+
+if __name__ == "__main__":
+    main()
