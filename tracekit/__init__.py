@@ -14,7 +14,8 @@ Record a run::
         run.model_output(reply, usage=usage, cost_usd=0.002)
         lookup_order("A-1")
 
-Query it: ``tracekit.connect().execute("SELECT * FROM runs").fetchall()``.
+Query it: ``tracekit.connect().execute("SELECT * FROM runs").fetchall()``. Test agents with
+``tracekit.testing.recording``.
 """
 
 from ._config import Release, Settings, configure, flush, shutdown

@@ -1,0 +1,67 @@
+"""Helpers for testing agents that record with tracekit.
+
+    from tracekit.testing import recording
+
+    def test_agent_stops_refunding(tmp_path):
+        with recording(tmp_path / "store") as rec:
+            my_agent.handle(ticket)
+        assert rec.count("SELECT count(*) FROM tool_calls WHERE tool = 'issue_refund'") == 1
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+from . import _config
+from ._query import connect
+
+__all__ = ["Recording", "recording"]
+
+
+class Recording:
+    """A store the code under test recorded into; every query first flushes the recorder."""
+
+    def __init__(self, store: os.PathLike[str] | str) -> None:
+        self.store = store
+
+    def rows(self, sql: str, params: list[Any] | None = None) -> list[dict[str, Any]]:
+        """Run SQL over the views; one dict per row."""
+        _config.flush()
+        with connect(self.store) as con:
+            cursor = con.execute(sql, params or [])
+            names = [d[0] for d in cursor.description or []]
+            return [dict(zip(names, row, strict=True)) for row in cursor.fetchall()]
+
+    def count(self, sql: str, params: list[Any] | None = None) -> int:
+        """The single integer a ``SELECT count(*) ...`` returns."""
+        [row] = self.rows(sql, params)
+        [value] = row.values()
+        return int(value)
+
+    def events(self, run_id: str | None = None) -> list[dict[str, Any]]:
+        """Every event (of one run, if given), in recording order."""
+        if run_id is None:
+            return self.rows("SELECT * FROM events ORDER BY ts, run_id, seq")
+        return self.rows("SELECT * FROM events WHERE run_id = ? ORDER BY seq", [run_id])
+
+    def runs(self) -> list[dict[str, Any]]:
+        return self.rows("SELECT * FROM runs ORDER BY started, run_id")
+
+
+@contextmanager
+def recording(
+    store: os.PathLike[str] | str, release: Any = None, redact: Any = None
+) -> Iterator[Recording]:
+    """Record into ``store`` for the duration of the block, then restore the previous settings."""
+    previous = _config.settings()
+    _config.configure(store=store, release=release, redact=redact)
+    try:
+        yield Recording(store)
+    finally:
+        _config.shutdown()
+        _config.configure(
+            store=previous.store, release=previous.release, redact=previous.redactor
+        )
