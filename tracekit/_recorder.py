@@ -9,13 +9,15 @@ segments into Parquet and recovers segments left by dead writers.
 from __future__ import annotations
 
 import contextlib
+import functools
 import os
+import queue
 import secrets
 import threading
 import time
 import warnings
 from collections import deque
-from concurrent.futures import Future, ThreadPoolExecutor
+from collections.abc import Callable
 from typing import Any
 
 import pyarrow as pa
@@ -66,8 +68,12 @@ class Recorder:
         self._segment_started = 0.0
         self._event_no = 0
         self._retry: list[tuple[Any, ...]] = []
-        self._compactor = ThreadPoolExecutor(1, thread_name_prefix="tracekit-compactor")
-        self._compactions: list[Future[Any]] = [self._compactor.submit(self._recover)]
+        self._jobs: queue.SimpleQueue[Callable[[], None] | None] = queue.SimpleQueue()
+        self._jobs.put(self._recover)
+        self._compactor = threading.Thread(
+            target=self._run_jobs, name="tracekit-compactor", daemon=True
+        )
+        self._compactor.start()
         self._thread = threading.Thread(target=self._run, name="tracekit-writer", daemon=True)
         self._thread.start()
 
@@ -110,7 +116,8 @@ class Recorder:
         self._closed = True
         self._wake.set()
         self._thread.join(timeout)
-        self._compactor.shutdown(wait=True)
+        self._jobs.put(None)
+        self._compactor.join(timeout)
         return ok
 
     @property
@@ -126,7 +133,7 @@ class Recorder:
             self._drain()
             if closing and not self._queue and not self._retry:
                 break
-        self._rotate(final=True)
+        self._rotate()
 
     def _take(self) -> list[tuple[Any, ...]]:
         queue = self._queue
@@ -143,7 +150,7 @@ class Recorder:
             self._maybe_rotate()
             return
         try:
-            batch = self._to_batch(items)
+            batch = self._convert(items)
             self._append(batch)
         except BaseException as exc:  # disk full, permissions: keep the rows, retry later
             self._failed(items, exc)
@@ -185,15 +192,20 @@ class Recorder:
         if seg.rows >= self.rotate_rows or (seg.rows and age >= self.rotate_seconds):
             self._rotate()
 
-    def _rotate(self, final: bool = False) -> None:
+    def _rotate(self) -> None:
         seg, self._segment = self._segment, None
         if seg is not None:
-            self._compactions.append(self._compactor.submit(self._compact, seg))
+            self._jobs.put(functools.partial(self._compact, seg))
 
     def _abandon_segment(self) -> None:
         seg, self._segment = self._segment, None
         with contextlib.suppress(Exception):
             seg._fh.close()  # its complete batches are recovered like a dead writer's
+
+    def _run_jobs(self) -> None:
+        """The compactor thread: compactions and recovery, in order, off the writer's path."""
+        while (job := self._jobs.get()) is not None:
+            job()
 
     def _compact(self, seg: SegmentWriter) -> None:
         try:
@@ -213,6 +225,13 @@ class Recorder:
             warnings.warn(f"tracekit recovery failed: {exc}", TracekitWarning, stacklevel=1)
 
     # -- rows to Arrow --------------------------------------------------------------------
+    def _convert(self, items: list[tuple[Any, ...]]) -> pa.RecordBatch:
+        """One record batch; a row with a value of the wrong type is coerced, never lost."""
+        try:
+            return self._to_batch(items)
+        except (pa.ArrowException, TypeError, ValueError, OverflowError):
+            return self._to_batch([_coerce(row) for row in items])
+
     def _to_batch(self, items: list[tuple[Any, ...]]) -> pa.RecordBatch:
         n = len(items)
         cols = list(zip(*items, strict=True))
@@ -281,3 +300,26 @@ def _with_redaction_counts(attrs: tuple[str | None, ...], counts: dict[int, int]
         current["redacted"] = current.get("redacted", 0) + n
         out[i] = json.dumps(current, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
     return out
+
+
+_INT_FIELDS = {_ROW[n] for n in ("seq", "step", "ts", "tokens_in", "tokens_out")}
+_FLOAT_FIELDS = {_ROW[n] for n in ("cost_usd", "latency_ms")}
+
+
+def _coerce(row: tuple[Any, ...]) -> tuple[Any, ...]:
+    """A row whose every value has its column's type (a value that will not convert is None)."""
+    out = list(row)
+    for i in range(1, len(out)):
+        value = out[i]
+        if value is None:
+            continue
+        try:
+            if i in _INT_FIELDS:
+                out[i] = int(value)
+            elif i in _FLOAT_FIELDS:
+                out[i] = float(value)
+            elif not isinstance(value, str):
+                out[i] = str(value)
+        except (TypeError, ValueError, OverflowError):
+            out[i] = None
+    return tuple(out)
