@@ -67,15 +67,27 @@ def _default(obj: Any) -> Any:
     return _convert_known(obj)
 
 
-_FAST = json.JSONEncoder(
-    skipkeys=False,
-    ensure_ascii=False,
-    check_circular=True,
-    allow_nan=False,
-    sort_keys=True,
-    separators=(",", ":"),
-    default=_default,
+_SLOW = json.JSONEncoder(
+    ensure_ascii=False, allow_nan=False, sort_keys=True, separators=(",", ":"), default=_default
 )
+
+# The C encoder built once and reused: json.dumps builds one per call, which costs more than
+# encoding a small payload. With no circular check a cycle ends in RecursionError, and the slow
+# path (which detects cycles) takes over.
+_c_encoder = getattr(json.encoder, "c_make_encoder", None)
+_C_FAST = (
+    _c_encoder(None, _default, json.encoder.encode_basestring, None, ":", ",", True, False, False)
+    if _c_encoder is not None
+    else None
+)
+
+
+def _fast(obj: Any) -> str:
+    if _C_FAST is None:
+        return _SLOW.encode(obj)
+    if isinstance(obj, str):
+        return json.encoder.encode_basestring(obj)
+    return "".join(_C_FAST(obj, 0))
 
 
 def to_jsonable(obj: Any, _depth: int = 0, _seen: frozenset[int] = frozenset()) -> Any:
@@ -109,10 +121,10 @@ def _key(key: Any) -> str:
 def canonical_json(obj: Any) -> str:
     """Deterministic, compact JSON with sorted keys; never raises."""
     try:
-        return _FAST.encode(obj)
-    except Exception:
+        return _fast(obj)
+    except Exception:  # RecursionError too: a cycle, or a structure too deep to walk in C
         pass
     try:
-        return _FAST.encode(to_jsonable(obj))
+        return _SLOW.encode(to_jsonable(obj))
     except Exception:  # a pathological __eq__/__hash__ or a broken model_dump
         return json.dumps({"$object": _type_name(obj)})

@@ -47,6 +47,12 @@ DEFAULT_PATTERNS: tuple[str, ...] = (
     r"gh[pousr]_[A-Za-z0-9]{30,}",
 )
 
+# ``password=hunter2``, ``api_key: abc`` and ``?token=abc`` in free text and URLs: the key stays
+_ASSIGNMENT = (
+    r"\b(?i:api[-_]?key|apikey|password|passwd|pwd|[\w-]*secret|(?:access|refresh|auth|id)[-_]?token"
+    r"|token)\s*[=:]\s*(?P<assigned>[^\s&\"',;}\]]+)"
+)
+
 # substrings (lower-cased) that must be present for a default rule to possibly match
 _DEFAULT_HINTS: tuple[str, ...] = (
     "auth", "key", "pass", "pwd", "secret", "token", "cookie", "credential",
@@ -78,7 +84,9 @@ class Redactor:
         object.__setattr__(self, "keys", keys)
         object.__setattr__(self, "patterns", patterns)
         key_re = re.compile("|".join(f"(?:{k})" for k in DEFAULT_KEYS + keys), re.IGNORECASE)
-        value_re = re.compile("|".join(f"(?:{p})" for p in DEFAULT_PATTERNS + patterns))
+        value_re = re.compile(
+            "|".join(f"(?:{p})" for p in (_ASSIGNMENT, *DEFAULT_PATTERNS, *patterns))
+        )
         quoted = "|".join(f"(?:{k})" for k in DEFAULT_KEYS + keys)
         object.__setattr__(self, "_key_re", key_re)
         object.__setattr__(self, "_quoted_key_re", re.compile(f'"(?:{quoted})":', re.IGNORECASE))
@@ -102,14 +110,19 @@ class Redactor:
                 value, count = self._redact_value(json.loads(text))
         if count:
             text = json.dumps(value, ensure_ascii=False, sort_keys=True, separators=(",", ":"))
-        text, found = self._value_re.subn(self.marker, text)
+        text, found = self._value_re.subn(self._replace, text)
         return text, count + found
+
+    def _replace(self, match: re.Match[str]) -> str:
+        if match.group("assigned") is None:
+            return self.marker
+        return match.group(0)[: match.start("assigned") - match.start()] + self.marker
 
     def redact_text(self, text: str) -> tuple[str, int]:
         """Redact free text (an error message): value patterns only."""
         if not text or not self.might_match(text):
             return text, 0
-        return self._value_re.subn(self.marker, text)
+        return self._value_re.subn(self._replace, text)
 
     def _redact_value(self, value: Any) -> tuple[Any, int]:
         if isinstance(value, dict):
