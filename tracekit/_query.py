@@ -16,7 +16,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from ._schema import EVENT_SCHEMA
-from ._store import Store, read_segment, resolve_root
+from ._store import Store, load_segment, resolve_root
 
 __all__ = ["VIEWS", "UnknownRun", "connect", "list_runs", "resolve_run", "run_query", "timeline"]
 
@@ -73,10 +73,12 @@ def connect(
 
 
 def _create_events_view(con: duckdb.DuckDBPyConnection, store: Store) -> None:
-    live = _live_table(store)
-    con.register("_tracekit_live_events", live)
-    columns = ", ".join(f.name for f in EVENT_SCHEMA)
+    # Segments first, Parquet after: a segment compacted in between is then in the Parquet
+    # list, and its rows are dropped from the live table. No row is seen twice or missed.
+    segments = _segment_tables(store)
     parts = store.readable_parquet_paths("events")
+    con.register("_tracekit_live_events", _live_table(segments, parts))
+    columns = ", ".join(f.name for f in EVENT_SCHEMA)
     if not parts:
         con.execute(f"CREATE OR REPLACE VIEW events AS SELECT {columns} FROM _tracekit_live_events")
         return
@@ -89,20 +91,28 @@ def _create_events_view(con: duckdb.DuckDBPyConnection, store: Store) -> None:
     )
 
 
-def _live_table(store: Store) -> pa.Table:
-    """Rows of every segment not yet compacted (a live or a dead writer's); skips bad files."""
-    compacted: dict[str, set[str]] = {}  # segment stem -> dates already in Parquet
-    for part in store.parquet_paths("events"):
-        stem = part.name[len("part-"): -len(".parquet")]
-        compacted.setdefault(stem, set()).add(part.parent.name[len("date="):])
-    tables = []
+def _segment_tables(store: Store) -> dict[str, pa.Table]:
+    """Rows of every segment on disk (a live or a dead writer's), by segment stem."""
+    tables = {}
     for path in store.segment_paths():
-        table = read_segment(path, warn=True)
-        if table is not None and path.stem in compacted:  # mid-compaction: no row twice
-            days = pc.strftime(table["ts"], format="%Y-%m-%d")
-            table = table.filter(pc.invert(pc.is_in(days, pa.array(sorted(compacted[path.stem])))))
+        table = load_segment(path)
         if table is not None and table.num_rows:
-            tables.append(table)
+            tables[path.stem] = table
+    return tables
+
+
+def _live_table(segments: dict[str, pa.Table], parts: list[Path]) -> pa.Table:
+    """The segments' rows minus those whose Parquet part is already in ``parts``."""
+    compacted: dict[str, list[str]] = {}  # segment stem -> dates already in Parquet
+    for part in parts:
+        stem = part.name[len("part-"): -len(".parquet")]
+        compacted.setdefault(stem, []).append(part.parent.name[len("date="):])
+    tables = []
+    for stem, table in segments.items():
+        if stem in compacted:
+            days = pc.strftime(table["ts"], format="%Y-%m-%d")
+            table = table.filter(pc.invert(pc.is_in(days, pa.array(compacted[stem]))))
+        tables.append(table)
     return pa.concat_tables(tables) if tables else EVENT_SCHEMA.empty_table()
 
 

@@ -28,9 +28,11 @@ import pyarrow.parquet as pq
 from ._schema import EVENT_SCHEMA
 
 __all__ = [
+    "ForeignFile",
     "SegmentWriter",
     "Store",
     "TracekitWarning",
+    "load_segment",
     "read_segment",
     "resolve_root",
 ]
@@ -146,24 +148,46 @@ class Store:
         _fsync_dir(directory)
         return final
 
-    def compact_segment(self, path: Path) -> int:
-        """Compact one segment into Parquet and remove it; returns the rows kept."""
-        table = read_segment(path, warn=True)
-        if table is not None:
-            self.write_partitions(table, path.name[: -len(_SEGMENT_SUFFIX)])
+    def compact_segment(self, path: Path) -> int | None:
+        """Compact one segment into Parquet and remove it; returns the rows kept.
+
+        The caller holds the segment's lock. A foreign file is left in place (None).
+        """
+        table = load_segment(path)
+        if table is None:
+            return None
+        stem = path.name[: -len(_SEGMENT_SUFFIX)]
+        self._remove_temporaries(f".tmp-part-{stem}-*.parquet")  # a compaction that died
+        self.write_partitions(table, stem)
         path.unlink(missing_ok=True)
         _fsync_dir(path.parent)
-        return 0 if table is None else table.num_rows
+        return table.num_rows
+
+    def _remove_temporaries(self, pattern: str) -> None:
+        if self.events_dir.is_dir():
+            for tmp in self.events_dir.glob(f"date=*/{pattern}"):
+                tmp.unlink(missing_ok=True)
 
     def recover(self) -> tuple[int, int]:
         """Compact every segment whose writer is gone; returns (segments, rows) recovered."""
         segments = rows = 0
         for path in self.segment_paths():
             with _dead_segment(path) as dead:
-                if dead:
-                    rows += self.compact_segment(path)
-                    segments += 1
+                kept = self.compact_segment(path) if dead else None
+            if kept is not None:
+                rows += kept
+                segments += 1
+        self._remove_dead_segment_temporaries()
         return segments, rows
+
+    def _remove_dead_segment_temporaries(self) -> None:
+        """A writer that died while creating a segment leaves a header-only temporary file."""
+        if not self.segments_dir.is_dir():
+            return
+        for tmp in self.segments_dir.glob(f".*{_SEGMENT_SUFFIX}.tmp"):
+            with _dead_segment(tmp) as dead:
+                if dead:
+                    tmp.unlink(missing_ok=True)
 
 
 def _short(exc: BaseException) -> str:
@@ -194,9 +218,18 @@ class _dead_segment:
             os.close(self.fd)
 
 
+class ForeignFile(ValueError):
+    """A file in the store that tracekit did not write (or whose header is damaged)."""
+
+
 def _iter_batches(path: Path) -> Iterator[pa.RecordBatch]:
     with pa.OSFile(str(path)) as source:
-        reader = pa.ipc.open_stream(source)
+        try:
+            reader = pa.ipc.open_stream(source)
+        except (pa.ArrowInvalid, OSError) as exc:
+            raise ForeignFile(f"not an Arrow stream ({_short(exc)})") from None
+        if reader.schema.get_field_index("run_id") < 0:
+            raise ForeignFile("not a tracekit segment (no run_id column)")
         while True:
             try:
                 yield reader.read_next_batch()
@@ -206,23 +239,26 @@ def _iter_batches(path: Path) -> Iterator[pa.RecordBatch]:
                 return
 
 
-def read_segment(path: Path, warn: bool = False) -> pa.Table | None:
-    """Every complete record batch of a segment; None if it is not a tracekit segment."""
-    try:
-        if path.stat().st_size == 0:
-            return None
-        batches = list(_iter_batches(path))
-    except (pa.ArrowInvalid, OSError) as exc:
-        if warn:
-            skip_warning(path, f"not an Arrow stream ({_short(exc)})")
-        return None
+def read_segment(path: Path) -> pa.Table:
+    """Every complete record batch of a segment (a batch cut short by a crash is dropped).
+
+    Raises ForeignFile for a file tracekit did not write, FileNotFoundError if it is gone.
+    """
+    batches = list(_iter_batches(path))
     if not batches:
-        return None
-    if batches[0].schema.get_field_index("run_id") < 0:
-        if warn:
-            skip_warning(path, "not a tracekit segment (no run_id column)")
-        return None
+        return EVENT_SCHEMA.empty_table()
     return pa.Table.from_batches(batches).cast(EVENT_SCHEMA)
+
+
+def load_segment(path: Path) -> pa.Table | None:
+    """A segment's rows for a reader: None (with one warning) if foreign, None if just gone."""
+    try:
+        return read_segment(path)
+    except FileNotFoundError:  # compacted and removed while we looked: its Parquet has it
+        return None
+    except ForeignFile as exc:
+        skip_warning(path, str(exc))
+        return None
 
 
 class SegmentWriter:
