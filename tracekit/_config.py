@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import atexit
 import hashlib
+import json
 import os
 import threading
 from pathlib import Path
@@ -32,7 +33,7 @@ class Release(BaseModel):
     @property
     def release_id(self) -> str:
         """A short stable hash of the triple: the same versions give the same id everywhere."""
-        text = "\x1f".join((self.model, self.prompt, self.tools))
+        text = json.dumps([self.model, self.prompt, self.tools])
         return hashlib.sha256(text.encode()).hexdigest()[:12]
 
 

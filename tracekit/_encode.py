@@ -19,7 +19,7 @@ import uuid
 from collections.abc import Mapping
 from typing import Any
 
-__all__ = ["canonical_json", "to_jsonable"]
+__all__ = ["canonical_json", "dump_plain", "to_jsonable"]
 
 _MAX_DEPTH = 64
 
@@ -53,7 +53,7 @@ def _convert_known(obj: Any) -> Any:
 def _convert_protocols(obj: Any) -> Any:
     dump = getattr(obj, "model_dump", None)  # pydantic v2 models
     if callable(dump) and not isinstance(obj, type):
-        return dump(mode="json")
+        return dump()  # python mode: sets stay sets, so they are sorted here
     item = getattr(obj, "item", None)  # numpy scalars
     if callable(item) and getattr(obj, "shape", None) == ():
         return item()
@@ -67,6 +67,9 @@ def _default(obj: Any) -> Any:
     return _convert_known(obj)
 
 
+# for values to_jsonable already made plain and ordered (it sorts keys the way the C encoder does)
+_PLAIN = json.JSONEncoder(ensure_ascii=False, allow_nan=False, separators=(",", ":"))
+_PLAIN_ASCII = json.JSONEncoder(ensure_ascii=True, allow_nan=False, separators=(",", ":"))
 _SLOW = json.JSONEncoder(
     ensure_ascii=False, allow_nan=False, sort_keys=True, separators=(",", ":"), default=_default
 )
@@ -95,12 +98,12 @@ def to_jsonable(obj: Any, _depth: int = 0, _seen: frozenset[int] = frozenset()) 
     if obj is None or isinstance(obj, bool | int | str):
         return obj
     if isinstance(obj, float):
-        return obj if math.isfinite(obj) else {"$float": repr(obj)}
+        return obj if math.isfinite(obj) else {"$float": repr(float(obj))}
     if _depth >= _MAX_DEPTH or id(obj) in _seen:
         return {"$ref": _type_name(obj)}
     seen = _seen | {id(obj)}
     if isinstance(obj, Mapping):
-        return {_key(k): to_jsonable(v, _depth + 1, seen) for k, v in obj.items()}
+        return _mapping(obj, _depth, seen)
     if isinstance(obj, list | tuple):
         return [to_jsonable(v, _depth + 1, seen) for v in obj]
     try:
@@ -108,6 +111,38 @@ def to_jsonable(obj: Any, _depth: int = 0, _seen: frozenset[int] = frozenset()) 
     except Exception:
         return {"$object": _type_name(obj)}
     return to_jsonable(converted, _depth + 1, seen)
+
+
+def _mapping(obj: Mapping[Any, Any], depth: int, seen: frozenset[int]) -> dict[str, Any]:
+    """Keys ordered as the C encoder orders them; colliding keys (1 and "1") both kept."""
+    items = list(obj.items())
+    try:
+        items.sort(key=lambda kv: kv[0])
+    except TypeError:  # mixed key types: by text, then by type, whatever the insertion order
+        items.sort(key=lambda kv: (_key(kv[0]), type(kv[0]).__name__))
+    out: dict[str, Any] = {}
+    for key, value in items:
+        name = _key(key)
+        if name in out:
+            name = f"{name}|{type(key).__name__}"
+        out[name] = to_jsonable(value, depth + 1, seen)
+    return out
+
+
+def dump_plain(value: Any) -> str:
+    """Encode plain JSON values in their given key order; always valid UTF-8 text."""
+    text = _PLAIN.encode(value)
+    return text if _utf8_safe(text) else _PLAIN_ASCII.encode(value)
+
+
+def _utf8_safe(text: str) -> bool:
+    if text.isascii():
+        return True
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:  # a lone surrogate: escape it, as JSON allows
+        return False
+    return True
 
 
 def _key(key: Any) -> str:
@@ -121,10 +156,12 @@ def _key(key: Any) -> str:
 def canonical_json(obj: Any) -> str:
     """Deterministic, compact JSON with sorted keys; never raises."""
     try:
-        return _fast(obj)
+        text = _fast(obj)
+        if _utf8_safe(text):
+            return text
     except Exception:  # RecursionError too: a cycle, or a structure too deep to walk in C
         pass
     try:
-        return _SLOW.encode(to_jsonable(obj))
+        return dump_plain(to_jsonable(obj))
     except Exception:  # a pathological __eq__/__hash__ or a broken model_dump
         return json.dumps({"$object": _type_name(obj)})

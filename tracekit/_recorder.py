@@ -8,8 +8,8 @@ segments into Parquet and recovers segments left by dead writers.
 
 from __future__ import annotations
 
-import contextlib
 import functools
+import json
 import os
 import queue
 import secrets
@@ -23,6 +23,7 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from ._encode import dump_plain
 from ._redact import Redactor
 from ._schema import EVENT_SCHEMA, ROW_FIELDS, SCHEMA_VERSION, STATIC_FIELDS
 from ._store import SegmentWriter, Store, TracekitWarning
@@ -31,7 +32,7 @@ __all__ = ["Recorder"]
 
 _ROW = {name: i + 1 for i, name in enumerate(ROW_FIELDS)}  # column 0 is the run's static tuple
 _JSON_COLUMNS = (_ROW["args"], _ROW["output"], _ROW["attrs"])
-_ERROR_COLUMN = _ROW["error"]
+_TEXT_COLUMNS = (_ROW["error"], _ROW["name"])
 _ATTRS_COLUMN = _ROW["attrs"]
 _TYPES = {f.name: f.type for f in EVENT_SCHEMA}
 
@@ -199,8 +200,8 @@ class Recorder:
 
     def _abandon_segment(self) -> None:
         seg, self._segment = self._segment, None
-        with contextlib.suppress(Exception):
-            seg._fh.close()  # its complete batches are recovered like a dead writer's
+        if seg is not None:
+            seg.abandon()
 
     def _run_jobs(self) -> None:
         """The compactor thread: compactions and recovery, in order, off the writer's path."""
@@ -226,11 +227,22 @@ class Recorder:
 
     # -- rows to Arrow --------------------------------------------------------------------
     def _convert(self, items: list[tuple[Any, ...]]) -> pa.RecordBatch:
-        """One record batch; a row with a value of the wrong type is coerced, never lost."""
+        """One record batch. A row that will not convert is coerced, or at worst kept as a
+        placeholder naming the problem: one bad row never holds back the others."""
         try:
             return self._to_batch(items)
-        except (pa.ArrowException, TypeError, ValueError, OverflowError):
-            return self._to_batch([_coerce(row) for row in items])
+        except Exception:
+            return self._to_batch([self._convertible(row) for row in items])
+
+    def _convertible(self, row: tuple[Any, ...]) -> tuple[Any, ...]:
+        for candidate in (row, _coerce(row)):
+            try:
+                self._to_batch([candidate])
+            except Exception as exc:
+                problem = exc
+            else:
+                return candidate
+        return _placeholder(row, problem)
 
     def _to_batch(self, items: list[tuple[Any, ...]]) -> pa.RecordBatch:
         n = len(items)
@@ -262,14 +274,14 @@ class Recorder:
         """Redact the JSON and error columns in place; returns {row: values replaced}."""
         counts: dict[int, int] = {}
         red = self.redactor
-        for c in (*_JSON_COLUMNS, _ERROR_COLUMN):
+        for c in (*_JSON_COLUMNS, *_TEXT_COLUMNS):
             column = cols[c]
-            if not red.might_match("\x00".join(v for v in column if v)):
+            if not red.might_match("\x00".join(v for v in column if isinstance(v, str))):
                 continue
-            scrub = red.redact_text if c == _ERROR_COLUMN else red.redact_json
+            scrub = red.redact_text if c in _TEXT_COLUMNS else red.redact_json
             values = list(column)
             for i, value in enumerate(values):
-                if value:
+                if value and isinstance(value, str):
                     values[i], found = scrub(value)
                     if found:
                         counts[i] = counts.get(i, 0) + found
@@ -290,19 +302,19 @@ def _static_arrays(statics: tuple[tuple[Any, ...], ...]) -> dict[str, pa.Array]:
 
 
 def _with_redaction_counts(attrs: tuple[str | None, ...], counts: dict[int, int]) -> list[Any]:
-    import json
-
     out = list(attrs)
     for i, n in counts.items():
         current = json.loads(out[i]) if out[i] else {}
         if not isinstance(current, dict):
             current = {"value": current}
-        current["redacted"] = current.get("redacted", 0) + n
-        out[i] = json.dumps(current, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+        before = current.get("redacted")
+        current["redacted"] = (before if type(before) is int else 0) + n
+        out[i] = dump_plain(dict(sorted(current.items())))
     return out
 
 
 _INT_FIELDS = {_ROW[n] for n in ("seq", "step", "ts", "tokens_in", "tokens_out")}
+_INT64 = range(-(2**63), 2**63)
 _FLOAT_FIELDS = {_ROW[n] for n in ("cost_usd", "latency_ms")}
 
 
@@ -315,11 +327,19 @@ def _coerce(row: tuple[Any, ...]) -> tuple[Any, ...]:
             continue
         try:
             if i in _INT_FIELDS:
-                out[i] = int(value)
+                out[i] = int(value) if int(value) in _INT64 else None
             elif i in _FLOAT_FIELDS:
                 out[i] = float(value)
-            elif not isinstance(value, str):
-                out[i] = str(value)
+            else:
+                out[i] = str(value).encode("utf-8", "backslashreplace").decode("utf-8")
         except (TypeError, ValueError, OverflowError):
             out[i] = None
     return tuple(out)
+
+
+def _placeholder(row: tuple[Any, ...], problem: BaseException) -> tuple[Any, ...]:
+    """The row's identity and order kept, its payload replaced by what went wrong."""
+    static, seq, step, ts, kind = row[:5]
+    note = f"tracekit could not record this event's payload: {type(problem).__name__}"
+    return (static, seq, step, ts, kind, None, None, None, None, "error", note,
+            None, None, None, None, None)

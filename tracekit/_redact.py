@@ -15,6 +15,8 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
+from ._encode import dump_plain
+
 __all__ = ["DEFAULT_KEYS", "DEFAULT_PATTERNS", "MARKER", "Redactor"]
 
 MARKER = "[REDACTED]"
@@ -41,16 +43,17 @@ DEFAULT_KEYS: tuple[str, ...] = (
 DEFAULT_PATTERNS: tuple[str, ...] = (
     r"(?i:bearer)\s+[A-Za-z0-9._~+/=-]{8,}",
     r"(?i:basic)\s+[A-Za-z0-9+/=]{12,}",
-    r"sk-[A-Za-z0-9_-]{16,}",
+    r"(?<![A-Za-z0-9_-])sk-[A-Za-z0-9_-]{16,}",
     r"(?:AKIA|ASIA)[0-9A-Z]{16}",
     r"xox[abposr]-[A-Za-z0-9-]{10,}",
     r"gh[pousr]_[A-Za-z0-9]{30,}",
 )
 
 # ``password=hunter2``, ``api_key: abc`` and ``?token=abc`` in free text and URLs: the key stays
+# (also inside a JSON document held as a string: \"password\": \"...\")
 _ASSIGNMENT = (
     r"\b(?i:api[-_]?key|apikey|password|passwd|pwd|[\w-]*secret|(?:access|refresh|auth|id)[-_]?token"
-    r"|token)\s*[=:]\s*(?P<assigned>[^\s&\"',;}\]]+)"
+    r"|token)(?:\\\"|')?\s*[=:]\s*(?:\\?[\"'])?(?P<assigned>(?!{marker})[^\s&\"'\\,;}\]]+)"
 )
 
 # substrings (lower-cased) that must be present for a default rule to possibly match
@@ -79,13 +82,14 @@ class Redactor:
     def __post_init__(self) -> None:
         keys = tuple(self.keys)
         patterns = tuple(self.patterns)
-        for rule in keys + patterns:
-            _compile_rule(rule)
+        keys = tuple(_scoped(rule) for rule in keys)
+        patterns = tuple(_scoped(rule) for rule in patterns)
         object.__setattr__(self, "keys", keys)
         object.__setattr__(self, "patterns", patterns)
         key_re = re.compile("|".join(f"(?:{k})" for k in DEFAULT_KEYS + keys), re.IGNORECASE)
+        assignment = _ASSIGNMENT.replace("{marker}", re.escape(self.marker))
         value_re = re.compile(
-            "|".join(f"(?:{p})" for p in (_ASSIGNMENT, *DEFAULT_PATTERNS, *patterns))
+            "|".join(f"(?:{p})" for p in (assignment, *DEFAULT_PATTERNS, *patterns))
         )
         quoted = "|".join(f"(?:{k})" for k in DEFAULT_KEYS + keys)
         object.__setattr__(self, "_key_re", key_re)
@@ -109,7 +113,7 @@ class Redactor:
             with contextlib.suppress(ValueError):
                 value, count = self._redact_value(json.loads(text))
         if count:
-            text = json.dumps(value, ensure_ascii=False, sort_keys=True, separators=(",", ":"))
+            text = dump_plain(value)
         text, found = self._value_re.subn(self._replace, text)
         return text, count + found
 
@@ -149,9 +153,18 @@ class Redactor:
         return out, total
 
 
-def _compile_rule(rule: str) -> None:
+_GLOBAL_FLAGS = re.compile(r"^\(\?([imsx]+)\)")
+
+
+def _scoped(rule: str) -> str:
+    """A user's rule, checked, with leading global flags like ``(?i)`` scoped to the rule."""
     try:
         re.compile(rule)
+        match = _GLOBAL_FLAGS.match(rule)
+        if match:
+            rule = f"(?{match.group(1)}:{rule[match.end():]})"
+        re.compile(f"(?:{rule})|x")
+        return rule
     except re.error as exc:
         raise ValueError(
             f"redaction rule {rule!r} is not a valid regular expression: {exc}"

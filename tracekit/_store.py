@@ -13,9 +13,11 @@ the same segment twice (a crash between rename and unlink) rewrites the same fil
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import os
 import re
+import time
 import warnings
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -185,9 +187,19 @@ class Store:
         if not self.segments_dir.is_dir():
             return
         for tmp in self.segments_dir.glob(f".*{_SEGMENT_SUFFIX}.tmp"):
-            with _dead_segment(tmp) as dead:
-                if dead:
+            with _dead_segment(tmp) as dead:  # old, too: a new one may not be locked yet
+                if dead and _age(tmp) > _TEMP_GRACE_S:
                     tmp.unlink(missing_ok=True)
+
+
+_TEMP_GRACE_S = 60.0
+
+
+def _age(path: Path) -> float:
+    try:
+        return time.time() - path.stat().st_mtime
+    except FileNotFoundError:
+        return 0.0
 
 
 def _short(exc: BaseException) -> str:
@@ -262,36 +274,47 @@ def load_segment(path: Path) -> pa.Table | None:
 
 
 class SegmentWriter:
-    """Appends record batches to this writer's current segment, fsyncing each append."""
+    """Appends record batches to this writer's current segment, fsyncing each append.
+
+    The segment is written under a temporary name and takes its real name once its first batch
+    is durable, so a reader never finds a segment without its header (Arrow writes the schema
+    with the first batch).
+    """
 
     def __init__(self, store: Store, writer: str, n: int) -> None:
         self.store = store
         self.path = store.segment_path(writer, n)
         self.rows = 0
         store.ensure()
-        tmp = self.path.with_name(f".{self.path.name}.tmp")
-        self._fh = open(tmp, "xb")  # noqa: SIM115 - held open for the segment's life
+        self._tmp = self.path.with_name(f".{self.path.name}.tmp")
+        self._fh = open(self._tmp, "xb")  # noqa: SIM115 - held open for the segment's life
         fcntl.flock(self._fh.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
         self._ipc = pa.ipc.new_stream(self._fh, EVENT_SCHEMA)
-        self._fh.flush()
-        os.fsync(self._fh.fileno())
-        os.replace(tmp, self.path)  # readers only ever see a segment with its schema
-        _fsync_dir(self.path.parent)
+        self._published = False
 
     def append(self, batch: pa.RecordBatch) -> None:
         self._ipc.write_batch(batch)
         self._fh.flush()
         os.fsync(self._fh.fileno())
+        if not self._published:
+            os.replace(self._tmp, self.path)
+            _fsync_dir(self.path.parent)
+            self._published = True
         self.rows += batch.num_rows
+
+    def abandon(self) -> None:
+        """Stop writing (after an I/O error); what it holds is recovered like a dead writer's."""
+        with contextlib.suppress(Exception):
+            self._fh.close()
 
     def close_and_compact(self) -> None:
         """Close the segment and compact it while still holding its lock."""
         self._ipc.close()
         self._fh.flush()
         try:
-            if self.rows:
+            if self._published:
                 self.store.compact_segment(self.path)
             else:
-                self.path.unlink(missing_ok=True)
+                self._tmp.unlink(missing_ok=True)
         finally:
             self._fh.close()
