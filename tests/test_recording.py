@@ -20,14 +20,6 @@ import tracekit
 from tracekit import Release
 
 
-@pytest.fixture
-def store(tmp_path: Path) -> Any:
-    root = tmp_path / "store"
-    tracekit.configure(store=root)
-    yield root
-    tracekit.shutdown()
-
-
 def q(root: Path, sql: str, params: list[Any] | None = None) -> list[tuple[Any, ...]]:
     con = tracekit.connect(root)
     try:

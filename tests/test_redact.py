@@ -283,14 +283,6 @@ def test_json_body_returned_as_text_is_redacted() -> None:
 
 
 # -- end to end through the recorder ---------------------------------------------------------------
-@pytest.fixture
-def store(tmp_path: Path) -> Any:
-    root = tmp_path / "store"
-    tracekit.configure(store=root)
-    yield root
-    tracekit.shutdown()
-
-
 SK_PROMPT = "sk-Z9promptKEY0123456789abcdef"
 AWS_SYSTEM = "AKIAZ9SYSTEMKEY00001"
 BEARER_HDR = "Z9eyJhbGciOiJIUzI1NiJ9.header-tok_1"
