@@ -13,10 +13,9 @@ from pathlib import Path
 
 import duckdb
 import pyarrow as pa
-import pyarrow.compute as pc
 
 from ._schema import EVENT_SCHEMA
-from ._store import Store, load_segment, resolve_root
+from ._store import Store, load_segment, resolve_root, split_by_day
 
 __all__ = ["VIEWS", "UnknownRun", "connect", "list_runs", "resolve_run", "run_query", "timeline"]
 
@@ -109,10 +108,8 @@ def _live_table(segments: dict[str, pa.Table], parts: list[Path]) -> pa.Table:
         compacted.setdefault(stem, []).append(part.parent.name[len("date="):])
     tables = []
     for stem, table in segments.items():
-        if stem in compacted:
-            days = pc.strftime(table["ts"], format="%Y-%m-%d")
-            table = table.filter(pc.invert(pc.is_in(days, pa.array(compacted[stem]))))
-        tables.append(table)
+        done = set(compacted.get(stem, ()))
+        tables.extend(rows for day, rows in split_by_day(table) if day not in done)
     return pa.concat_tables(tables) if tables else EVENT_SCHEMA.empty_table()
 
 

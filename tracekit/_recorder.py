@@ -45,9 +45,9 @@ class Recorder:
         store: Store,
         redactor: Redactor,
         *,
-        rotate_rows: int = 256 * 1024,
+        rotate_rows: int = 128 * 1024,
         rotate_seconds: float = 3600.0,
-        max_queue: int = 100_000,
+        max_queue: int = 20_000,
         interval: float = 0.2,
     ) -> None:
         self.store = store
@@ -271,32 +271,39 @@ class Recorder:
         return pc.binary_join_element_wise(ts_text, self.writer_id, counter, "")
 
     def _redact(self, cols: list[tuple[Any, ...]]) -> dict[int, int]:
-        """Redact the JSON and error columns in place; returns {row: values replaced}."""
+        """Redact the JSON and text columns in place; returns {row: values replaced}.
+
+        Each distinct value is checked once (a looping agent repeats its payloads), and a
+        column whose values cannot match any rule is passed over in one scan.
+        """
         counts: dict[int, int] = {}
         red = self.redactor
         for c in (*_JSON_COLUMNS, *_TEXT_COLUMNS):
             column = cols[c]
-            if not red.might_match("\x00".join(v for v in column if isinstance(v, str))):
+            distinct = [v for v in set(column) if type(v) is str]
+            if not red.might_match("\x00".join(distinct)):
                 continue
             scrub = red.redact_text if c in _TEXT_COLUMNS else red.redact_json
+            done = {v: scrub(v) for v in distinct if red.might_match(v)}
+            if not done:
+                continue
             values = list(column)
             for i, value in enumerate(values):
-                if value and isinstance(value, str):
-                    values[i], found = scrub(value)
-                    if found:
-                        counts[i] = counts.get(i, 0) + found
+                hit = done.get(value) if type(value) is str else None
+                if hit is not None and hit[1]:
+                    values[i] = hit[0]
+                    counts[i] = counts.get(i, 0) + hit[1]
             cols[c] = tuple(values)
         return counts
 
 
 def _static_arrays(statics: tuple[tuple[Any, ...], ...]) -> dict[str, pa.Array]:
     """Expand the per-run static tuples into columns without a per-row, per-column loop."""
-    unique = {id(s): s for s in statics}
-    position = {key: i for i, key in enumerate(unique)}
-    index = pa.array([position[id(s)] for s in statics], pa.int32())
-    rows = list(unique.values())
+    encoded = pa.array(list(map(id, statics)), pa.int64()).dictionary_encode()
+    by_id = dict(zip(map(id, statics), statics, strict=True))
+    rows = [by_id[key] for key in encoded.dictionary.to_pylist()]
     return {
-        name: pa.array([r[j] for r in rows], pa.string()).take(index)
+        name: pa.array([r[j] for r in rows], pa.string()).take(encoded.indices)
         for j, name in enumerate(STATIC_FIELDS)
     }
 

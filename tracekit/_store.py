@@ -21,6 +21,7 @@ import time
 import warnings
 from collections.abc import Iterator
 from dataclasses import dataclass
+from datetime import datetime, timedelta
 from pathlib import Path
 
 import pyarrow as pa
@@ -37,9 +38,17 @@ __all__ = [
     "load_segment",
     "read_segment",
     "resolve_root",
+    "split_by_day",
 ]
 
 ROW_GROUP_SIZE = 64 * 1024
+#: low-cardinality columns worth dictionary encoding (ids, payloads and times are not)
+DICTIONARY_COLUMNS = frozenset({
+    "run_id", "parent_run_id", "root_run_id", "tenant", "kind", "name", "status",
+    "release_id", "model_version", "prompt_version", "tools_version", "args", "output", "attrs",
+    "tool", "destination", "action", "currency",
+})
+_US_PER_DAY = 86_400_000_000
 _PART_RE = re.compile(r"^part-[A-Za-z0-9_.-]+\.parquet$")
 _SEGMENT_SUFFIX = ".arrows"
 
@@ -54,6 +63,22 @@ def resolve_root(store: str | os.PathLike[str] | None = None) -> Path:
         return Path(store).expanduser()
     env = os.environ.get("TRACEKIT_HOME")
     return Path(env).expanduser() if env else Path(".tracekit")
+
+
+def day_name(day: int) -> str:
+    """``YYYY-MM-DD`` of a day number (days since 1970-01-01, UTC)."""
+    return (datetime(1970, 1, 1) + timedelta(days=day)).strftime("%Y-%m-%d")
+
+
+def split_by_day(table: pa.Table) -> list[tuple[str, pa.Table]]:
+    """The table's rows grouped by the UTC day of ``ts``: [(YYYY-MM-DD, rows)]."""
+    if table.num_rows == 0:
+        return []
+    days = pc.divide(pc.cast(table["ts"], pa.int64()), _US_PER_DAY)
+    unique = pc.unique(days).to_pylist()
+    if len(unique) == 1:  # the common case: no filtering, no copy
+        return [(day_name(unique[0]), table)]
+    return [(day_name(d), table.filter(pc.equal(days, d))) for d in sorted(unique)]
 
 
 def _fsync_dir(path: Path) -> None:
@@ -128,12 +153,10 @@ class Store:
         if table.num_rows == 0:
             return []
         table = table.sort_by([("run_id", "ascending"), ("seq", "ascending")])
-        dates = pc.strftime(table["ts"], format="%Y-%m-%d")
-        written = []
-        for day in pc.unique(dates).to_pylist():
-            part = table.filter(pc.equal(dates, day))
-            written.append(self._write_atomic(part, self.root / kind / f"date={day}", stem))
-        return written
+        return [
+            self._write_atomic(part, self.root / kind / f"date={day}", stem)
+            for day, part in split_by_day(table)
+        ]
 
     def _write_atomic(self, table: pa.Table, directory: Path, stem: str) -> Path:
         directory.mkdir(parents=True, exist_ok=True)
@@ -142,7 +165,8 @@ class Store:
         with open(tmp, "wb") as fh:
             pq.write_table(
                 table, fh, compression="zstd", row_group_size=ROW_GROUP_SIZE,
-                use_dictionary=True, write_statistics=True,
+                use_dictionary=[c for c in table.column_names if c in DICTIONARY_COLUMNS],
+                write_statistics=True,
             )
             fh.flush()
             os.fsync(fh.fileno())
@@ -235,7 +259,7 @@ class ForeignFile(ValueError):
 
 
 def _iter_batches(path: Path) -> Iterator[pa.RecordBatch]:
-    with pa.OSFile(str(path)) as source:
+    with pa.memory_map(str(path)) as source:  # append-only files: a mapping stays valid
         try:
             reader = pa.ipc.open_stream(source)
         except (pa.ArrowInvalid, OSError) as exc:
