@@ -20,6 +20,7 @@ Query it: ``tracekit.connect().execute("SELECT * FROM runs").fetchall()``. Test 
 
 from ._config import Release, Settings, configure, flush, shutdown
 from ._encode import canonical_json
+from ._guard import Guard, Halted, OutOfScope
 from ._query import connect
 from ._redact import Redactor
 from ._run import Run, current_run, run, tool
@@ -30,6 +31,9 @@ from ._version import __version__
 __all__ = [
     "EVENT_SCHEMA",
     "SCHEMA_VERSION",
+    "Guard",
+    "Halted",
+    "OutOfScope",
     "Redactor",
     "Release",
     "Run",

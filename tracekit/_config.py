@@ -7,11 +7,15 @@ import hashlib
 import json
 import os
 import threading
+import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from ._control import ControlError, open_control
+from ._guard import Guard, GuardRuntime, Halted, guard_from_mapping, load_project_settings
 from ._recorder import Recorder
 from ._redact import Redactor, make_redactor
 from ._store import Store, resolve_root
@@ -45,6 +49,9 @@ class Settings(BaseModel):
     store: Path
     release: Release = Release()
     redactor: Redactor = Redactor()
+    guard: Guard | None = None
+    control: str | None = None
+    clock: Callable[[], float] | None = None
 
     @field_validator("store")
     @classmethod
@@ -57,22 +64,34 @@ class Settings(BaseModel):
 _lock = threading.RLock()
 _settings: Settings | None = None
 _recorder: Recorder | None = None
+_runtime: GuardRuntime | None = None
 
 
 def configure(
     store: str | os.PathLike[str] | None = None,
     release: Release | dict[str, str] | None = None,
     redact: Redactor | dict[str, Any] | None = None,
+    guard: Guard | dict[str, Any] | bool | None = None,
+    control: str | None = None,
+    clock: Callable[[], float] | None = None,
 ) -> Settings:
-    """Set the store root, the release triple and extra redaction rules for this process.
+    """Set the store, the release triple, redaction rules and the guard for this process.
 
+    ``guard`` is a ``tracekit.Guard`` (or its settings as a dict); None reads
+    ``[tool.tracekit.guard]`` from the project's pyproject.toml (or a tracekit.toml) if there is
+    one, and False turns the guard off. ``control`` is ``"sqlite"`` (the default, control.db in
+    the store) or ``"redis://host:port/db"``; ``clock`` is the guard's clock (seconds).
     Events recorded before the call are flushed to the store they were recorded for.
     """
     global _settings
+    project_guard, project_control = _project_guard() if guard is None else (None, None)
     new = Settings(
         store=resolve_root(store),
         release=release if isinstance(release, Release) else Release(**(release or {})),
         redactor=make_redactor(redact),
+        guard=_guard_setting(guard) if guard is not None else project_guard,
+        control=control or project_control,
+        clock=clock,
     )
     with _lock:
         _reset_recorder()
@@ -80,12 +99,58 @@ def configure(
     return new
 
 
+def _guard_setting(guard: Guard | dict[str, Any] | bool) -> Guard | None:
+    if guard is False:
+        return None
+    if guard is True:
+        return Guard()
+    if isinstance(guard, dict):
+        return guard_from_mapping(guard, "configure(guard=...)")
+    if isinstance(guard, Guard):
+        return guard
+    raise TypeError("configure(guard=...) takes a tracekit.Guard, a dict of its settings or False")
+
+
+def _project_guard() -> tuple[Guard | None, str | None]:
+    found = load_project_settings()
+    if found is None:
+        return None, None
+    table, source = found
+    control = table.get("control")
+    guard = table.get("guard")
+    if guard is not None and not isinstance(guard, dict):
+        raise ValueError(f"{source}: 'guard' must be a table of settings")
+    return (guard_from_mapping(guard, source) if guard is not None else None,
+            str(control) if control else None)
+
+
 def settings() -> Settings:
     global _settings
     with _lock:
         if _settings is None:
-            _settings = Settings(store=resolve_root(None))
+            guard, control = _project_guard()
+            _settings = Settings(store=resolve_root(None), guard=guard, control=control)
         return _settings
+
+
+def guard_runtime() -> GuardRuntime | None:
+    """The process's guard (None when no guard is configured), started on first use."""
+    global _runtime
+    rt = _runtime
+    if rt is not None:
+        return rt
+    current = settings()
+    if current.guard is None:
+        return None
+    with _lock:
+        if _runtime is None:
+            try:
+                control = open_control(current.control, current.store, current.guard.timeout_s)
+            except ControlError as exc:  # fail closed: no control store, no guarded call
+                raise Halted("store", current.control or "sqlite", str(exc),
+                             signal="store_error") from None
+            _runtime = GuardRuntime(current.guard, control, current.clock or time.time)
+        return _runtime
 
 
 def get_recorder() -> Recorder:
@@ -124,14 +189,18 @@ def shutdown(timeout: float = 30.0) -> bool:
 
 
 def _reset_recorder(timeout: float = 30.0) -> bool:
-    global _recorder
+    global _recorder, _runtime
     rec, _recorder = _recorder, None
+    runtime, _runtime = _runtime, None
+    if runtime is not None:
+        runtime.close()
     return True if rec is None else rec.shutdown(timeout)
 
 
 def _after_fork_in_child() -> None:
-    global _recorder, _lock
+    global _recorder, _lock, _runtime
     _lock = threading.RLock()
+    _runtime = None
     _recorder = None  # the parent writes what it buffered; the child gets its own writer
 
 

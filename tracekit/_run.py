@@ -12,7 +12,9 @@ from typing import Any, TypeVar, overload
 
 from . import _config
 from ._config import Release
+from ._control import ControlError
 from ._encode import canonical_json
+from ._guard import Halted, OutOfScope, RunGuard
 from ._ids import new_id
 
 __all__ = ["Run", "current_run", "run", "tool"]
@@ -33,8 +35,8 @@ class Run:
     """One agent run: a context manager that records its decisions in order."""
 
     __slots__ = (
-        "_calls", "_seq", "_static", "_token", "attrs", "depth", "parent_run_id",
-        "release", "root_run_id", "run_id", "step", "tenant",
+        "_calls", "_guard", "_parent", "_seq", "_static", "_token", "attrs", "depth",
+        "parent_run_id", "release", "root_run_id", "run_id", "step", "tenant", "tools",
     )
 
     def __init__(
@@ -44,6 +46,7 @@ class Run:
         parent: Run | str | None = None,
         release: Release | None = None,
         attrs: dict[str, Any] | None = None,
+        tools: set[str] | None = None,
     ) -> None:
         if not isinstance(tenant, str) or not tenant:
             raise ValueError("tracekit.run(tenant=...) needs a non-empty tenant name")
@@ -52,6 +55,9 @@ class Run:
         self.parent_run_id, self.root_run_id, self.depth = _lineage(self.run_id, parent)
         self.release = release or _config.settings().release
         self.attrs = attrs or {}
+        self.tools = set(tools) if tools is not None else None
+        self._parent = parent if isinstance(parent, Run) else None
+        self._guard: RunGuard | None = None
         self.step = 0
         self._seq = itertools.count()
         self._calls = itertools.count(1)
@@ -75,10 +81,47 @@ class Run:
 
     # -- context management -----------------------------------------------------------------
     def __enter__(self) -> Run:
+        runtime = _config.guard_runtime()
+        if runtime is not None:
+            self._guard = RunGuard(runtime, self, self.tools)
+            self._resume(self._guard)
         self._token = _current.set(self)
         attrs = canonical_json(self.attrs) if self.attrs else None
         self._record("run_start", status="running", attrs=attrs)
+        if self._guard is not None:
+            try:
+                self._guard.check_start()
+                if self._parent is not None and self._parent._guard is not None:
+                    self._parent._guard.check_child()
+            except Halted as halt:
+                self._refused(halt)
+                self.__exit__(type(halt), halt, None)
+                raise
         return self
+
+    def _resume(self, guard: RunGuard) -> None:
+        """A run_id seen before continues: its steps, spend and windows do not restart."""
+        try:
+            saved = guard.resume()
+        except ControlError as exc:
+            saved = None
+            guard.rt.failure = str(exc)  # the first check refuses: fail closed
+        if saved:
+            self.step = int(saved.get("steps", 0))
+            self._seq = itertools.count(int(saved.get("seq", 0)))
+
+    def next_seq(self) -> int:
+        """The seq the next event will get (without taking it)."""
+        try:
+            return int(self._seq.__reduce__()[1][0])  # type: ignore[index]
+        except Exception:
+            return 0
+
+    def _refused(self, halt: Halted, name: str | None = None, args: str | None = None) -> None:
+        """Record the guard's refusal as a ``guard`` event."""
+        self._record("guard", name=name or halt.signal, args=args,
+                     status="refused" if isinstance(halt, OutOfScope) else "halted",
+                     error=str(halt), attrs=canonical_json(halt.as_attrs()))
 
     def __exit__(self, exc_type: Any, exc: BaseException | None, tb: Any) -> None:
         if exc is None:
@@ -115,11 +158,19 @@ class Run:
                      output=canonical_json(body), status="ok", tokens_in=tokens_in,
                      tokens_out=tokens_out, cost_usd=cost_usd, latency_ms=latency_ms,
                      attrs=canonical_json(attrs) if attrs else None)
+        if self._guard is not None:
+            try:
+                self._guard.after_model_output(_float_or_none(cost_usd))
+            except Halted as halt:
+                self._refused(halt)
+                raise
 
     def progress(self, label: str, **attrs: Any) -> None:
         """Mark a closed loop or a real change of state (the runaway detectors count these)."""
         self._record("progress", name=str(label), status="ok",
                      attrs=canonical_json(attrs) if attrs else None)
+        if self._guard is not None:
+            self._guard.after_progress()
 
     def error(self, error: BaseException | str, **attrs: Any) -> None:
         """Record an error the agent handled (an unhandled one ends the run with it)."""
@@ -136,7 +187,7 @@ class Run:
 
     def call_tool(self, name: str, fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> Any:
         """Call an undecorated ``fn`` as tool ``name``, recording the call and its result."""
-        return self._invoke(name, fn, None, args, kwargs, None)
+        return self._invoke(ToolSpec(name), fn, None, args, kwargs)
 
     def flush(self, timeout: float | None = None) -> bool:
         """Block until everything recorded so far (by any run in this process) is durable."""
@@ -144,14 +195,28 @@ class Run:
 
     # -- tools --------------------------------------------------------------------------------
     def _begin_call(
-        self, name: str, params: tuple[str, ...] | None, args: tuple[Any, ...],
-        kwargs: dict[str, Any], attrs: str | None,
+        self, spec: ToolSpec, params: tuple[str, ...] | None, args: tuple[Any, ...],
+        kwargs: dict[str, Any],
     ) -> str:
+        named = _named(params, args, kwargs)
+        encoded = canonical_json(named)
+        if self._guard is not None:
+            self._check(spec, named, encoded)
         call_id = f"call_{next(self._calls)}"
-        self._record("tool_call", name=name, call_id=call_id,
-                     args=canonical_json(_named(params, args, kwargs)), status="started",
-                     attrs=attrs)
+        self._record("tool_call", name=spec.name, call_id=call_id, args=encoded,
+                     status="started", attrs=spec.attrs)
         return call_id
+
+    def _check(self, spec: ToolSpec, named: dict[str, Any], encoded: str) -> None:
+        guard = self._guard
+        assert guard is not None
+        try:
+            guard.check_call(spec.name, encoded, spec.writes)
+            if spec.bounds:
+                guard.check_bounds(spec.name, spec.bounds, named)
+        except Halted as halt:
+            self._refused(halt, spec.name, encoded)
+            raise
 
     def _end_call(self, name: str, call_id: str, started: float, result: Any) -> None:
         self._record("tool_result", name=name, call_id=call_id, output=canonical_json(result),
@@ -162,31 +227,31 @@ class Run:
                      error=_describe(exc), latency_ms=(time.perf_counter() - started) * 1000.0)
 
     def _invoke(
-        self, name: str, fn: Callable[..., Any], params: tuple[str, ...] | None,
-        args: tuple[Any, ...], kwargs: dict[str, Any], attrs: str | None,
+        self, spec: ToolSpec, fn: Callable[..., Any], params: tuple[str, ...] | None,
+        args: tuple[Any, ...], kwargs: dict[str, Any],
     ) -> Any:
-        call_id = self._begin_call(name, params, args, kwargs, attrs)
+        call_id = self._begin_call(spec, params, args, kwargs)
         started = time.perf_counter()
         try:
             result = fn(*args, **kwargs)
         except BaseException as exc:
-            self._fail_call(name, call_id, started, exc)
+            self._fail_call(spec.name, call_id, started, exc)
             raise
-        self._end_call(name, call_id, started, result)
+        self._end_call(spec.name, call_id, started, result)
         return result
 
     async def _ainvoke(
-        self, name: str, fn: Callable[..., Any], params: tuple[str, ...] | None,
-        args: tuple[Any, ...], kwargs: dict[str, Any], attrs: str | None,
+        self, spec: ToolSpec, fn: Callable[..., Any], params: tuple[str, ...] | None,
+        args: tuple[Any, ...], kwargs: dict[str, Any],
     ) -> Any:
-        call_id = self._begin_call(name, params, args, kwargs, attrs)
+        call_id = self._begin_call(spec, params, args, kwargs)
         started = time.perf_counter()
         try:
             result = await fn(*args, **kwargs)
         except BaseException as exc:
-            self._fail_call(name, call_id, started, exc)
+            self._fail_call(spec.name, call_id, started, exc)
             raise
-        self._end_call(name, call_id, started, result)
+        self._end_call(spec.name, call_id, started, result)
         return result
 
     def __repr__(self) -> str:
@@ -199,41 +264,63 @@ def run(
     parent: Run | str | None = None,
     *,
     release: Release | None = None,
+    tools: set[str] | None = None,
     **attrs: Any,
 ) -> Run:
     """Start recording a run: ``with tracekit.run(tenant="acme") as run: ...``.
 
     ``parent`` (a Run or a run id) makes this a sub-agent run; ``release`` overrides the
-    configured release for this run (a canary); other keyword arguments are kept in ``attrs``.
+    configured release for this run (a canary); ``tools`` is the set of tools the run may use
+    (least privilege: the guard refuses any other); other keyword arguments are kept in ``attrs``.
     """
-    return Run(tenant, run_id=run_id, parent=parent, release=release, attrs=attrs)
+    return Run(tenant, run_id=run_id, parent=parent, release=release, attrs=attrs, tools=tools)
+
+
+class ToolSpec:
+    """What the decorator knows about a tool: its name, whether it writes, its argument bounds."""
+
+    __slots__ = ("attrs", "bounds", "name", "writes")
+
+    def __init__(self, name: str, writes: bool = False,
+                 bounds: dict[str, tuple[float | None, float | None]] | None = None) -> None:
+        self.name = name
+        self.writes = writes
+        self.bounds = dict(bounds or {})
+        for arg, pair in self.bounds.items():
+            if not (isinstance(pair, tuple) and len(pair) == 2):
+                raise ValueError(f"bounds for {name}({arg}=...) must be a (low, high) pair; "
+                                 "use None for an open end, e.g. {'amount': (0, 200)}")
+        self.attrs = _WRITES_ATTRS if writes else None
 
 
 @overload
 def tool(fn: F, /) -> F: ...
 @overload
-def tool(*, name: str | None = None, writes: bool = False) -> Callable[[F], F]: ...
-def tool(fn: F | None = None, /, *, name: str | None = None, writes: bool = False) -> Any:
+def tool(*, name: str | None = None, writes: bool = False,
+         bounds: dict[str, tuple[float | None, float | None]] | None = None
+         ) -> Callable[[F], F]: ...
+def tool(fn: F | None = None, /, *, name: str | None = None, writes: bool = False,
+         bounds: dict[str, tuple[float | None, float | None]] | None = None) -> Any:
     """Record every call of the decorated function made inside a run as a tool call.
 
     Outside a run the function is called as it is. ``writes=True`` marks a tool that changes the
-    world (the guard and the side-effect ledger act on it).
+    world (the guard and the side-effect ledger act on it). ``bounds`` limits numeric arguments,
+    e.g. ``{"amount": (0, 200)}``: a call outside them is refused before it runs.
     """
     def decorate(func: F) -> F:
-        return _wrap(func, name or func.__name__, writes)
+        return _wrap(func, ToolSpec(name or func.__name__, writes, bounds))
     return decorate(fn) if fn is not None else decorate
 
 
-def _wrap(func: F, name: str, writes: bool) -> F:
+def _wrap(func: F, spec: ToolSpec) -> F:
     params = _param_names(func)
-    attrs = _WRITES_ATTRS if writes else None
     if inspect.iscoroutinefunction(func):
         @functools.wraps(func)
         async def async_wrapper(*args: Any, **kwargs: Any) -> Any:
             current = _current.get()
             if current is None:
                 return await func(*args, **kwargs)
-            return await current._ainvoke(name, func, params, args, kwargs, attrs)
+            return await current._ainvoke(spec, func, params, args, kwargs)
         wrapper: Any = async_wrapper
     else:
         @functools.wraps(func)
@@ -241,8 +328,8 @@ def _wrap(func: F, name: str, writes: bool) -> F:
             current = _current.get()
             if current is None:
                 return func(*args, **kwargs)
-            return current._invoke(name, func, params, args, kwargs, attrs)
-    wrapper.__tracekit_tool__ = {"name": name, "writes": writes}
+            return current._invoke(spec, func, params, args, kwargs)
+    wrapper.__tracekit_tool__ = {"name": spec.name, "writes": spec.writes}
     return wrapper  # type: ignore[no-any-return]
 
 
@@ -294,6 +381,13 @@ def _usage(usage: Any) -> tuple[int | None, int | None]:
     if tokens_out is None:
         tokens_out = get("completion_tokens")
     return _int_or_none(tokens_in), _int_or_none(tokens_out)
+
+
+def _float_or_none(value: Any) -> float | None:
+    try:
+        return None if value is None else float(value)
+    except (TypeError, ValueError):
+        return None
 
 
 def _int_or_none(value: Any) -> int | None:

@@ -1,0 +1,273 @@
+"""The control plane: halt flags, frozen tools, shared counters and trip history.
+
+One small interface, two backends that pass the same test suite:
+
+- ``SQLiteControl`` — ``control.db`` under the store root (the embedded default; WAL mode, safe
+  across processes on one machine);
+- ``RedisControl`` — ``redis://host:port/db`` for a fleet; every flag change is published so
+  subscribers see a halt at once.
+
+Flags are keyed ``halt:global``, ``halt:tenant:<t>``, ``halt:release:<id>``, ``halt:run:<id>`` and
+``freeze:tool:<name>``; each carries who set it, when and why. Counters are summed per time bucket
+(tenant spend per window, across every process). Every operation may raise ``ControlError``: the
+guard turns that into a refusal (fail closed), never into a pass.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sqlite3
+import threading
+import time
+from collections.abc import Callable, Iterable
+from pathlib import Path
+from typing import Any, Protocol
+
+__all__ = [
+    "CONTROL_VERSION",
+    "ControlError",
+    "ControlStore",
+    "RedisControl",
+    "SQLiteControl",
+    "flag_key",
+    "open_control",
+]
+
+#: version of the control store's layout; a store of another version is refused loudly
+CONTROL_VERSION = 1
+_LEVELS = ("global", "tenant", "release", "run", "tool")
+
+
+class ControlError(RuntimeError):
+    """The control store could not answer (down, locked, timed out, wrong version)."""
+
+
+def flag_key(level: str, target: str | None = None) -> str:
+    """The flag key of a halt (or, for level ``tool``, a freeze)."""
+    if level not in _LEVELS:
+        raise ValueError(f"unknown halt level {level!r}; use one of {', '.join(_LEVELS)}")
+    if level == "global":
+        return "halt:global"
+    if not target:
+        raise ValueError(f"halting a {level} needs its name")
+    return f"freeze:tool:{target}" if level == "tool" else f"halt:{level}:{target}"
+
+
+class ControlStore(Protocol):
+    """What the guard needs from a control store."""
+
+    url: str
+
+    def set_flag(self, key: str, info: dict[str, Any]) -> None: ...
+    def clear_flag(self, key: str) -> bool: ...
+    def flags(self) -> dict[str, dict[str, Any]]: ...
+    def add(self, counter: str, bucket: int, amount: float) -> None: ...
+    def total(self, counter: str, since_bucket: int) -> float: ...
+    def put(self, key: str, value: dict[str, Any]) -> None: ...
+    def get(self, key: str) -> dict[str, Any] | None: ...
+    def log_trip(self, trip: dict[str, Any]) -> None: ...
+    def trips(self, limit: int = 20) -> list[dict[str, Any]]: ...
+    def close(self) -> None: ...
+
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS meta (name TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS flags (key TEXT PRIMARY KEY, info TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS counters (
+    name TEXT NOT NULL, bucket INTEGER NOT NULL, value REAL NOT NULL,
+    PRIMARY KEY (name, bucket)
+);
+CREATE TABLE IF NOT EXISTS docs (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS trips (id INTEGER PRIMARY KEY AUTOINCREMENT, info TEXT NOT NULL);
+"""
+
+
+class SQLiteControl:
+    """The embedded control store: one SQLite file, shared by every process on the machine."""
+
+    def __init__(self, path: str | os.PathLike[str], timeout_s: float = 0.25) -> None:
+        self.path = Path(path)
+        self.url = f"sqlite:{self.path}"
+        self.timeout_s = timeout_s
+        self._lock = threading.Lock()
+        self._con = self._run(self._open)
+
+    def _open(self) -> sqlite3.Connection:
+        if not self.path.parent.is_dir():
+            raise ControlError(f"control store folder {self.path.parent} does not exist")
+        con = sqlite3.connect(self.path, timeout=self.timeout_s, isolation_level=None,
+                              check_same_thread=False)
+        con.execute("PRAGMA journal_mode=WAL")
+        con.execute("PRAGMA synchronous=NORMAL")
+        con.executescript(_SCHEMA)
+        con.execute("INSERT OR IGNORE INTO meta VALUES ('version', ?)", (str(CONTROL_VERSION),))
+        (version,) = con.execute("SELECT value FROM meta WHERE name = 'version'").fetchone()
+        if version != str(CONTROL_VERSION):
+            raise ControlError(
+                f"{self.path} is control store version {version}; this tracekit reads version "
+                f"{CONTROL_VERSION}: upgrade tracekit"
+            )
+        return con
+
+    def _run(self, fn: Callable[..., Any], *args: Any) -> Any:
+        try:
+            with self._lock:
+                return fn(*args)
+        except ControlError:
+            raise
+        except (sqlite3.Error, OSError) as exc:
+            raise ControlError(f"control store {self.path}: {exc}") from exc
+
+    def _exec(self, sql: str, params: Iterable[Any] = ()) -> list[Any]:
+        def go() -> list[Any]:
+            if not self.path.exists():  # removed under us: never answer from a ghost file
+                raise ControlError(f"control store {self.path} is gone")
+            return self._con.execute(sql, tuple(params)).fetchall()
+        return self._run(go)  # type: ignore[no-any-return]
+
+    def set_flag(self, key: str, info: dict[str, Any]) -> None:
+        self._exec("INSERT OR REPLACE INTO flags VALUES (?, ?)", (key, json.dumps(info)))
+
+    def clear_flag(self, key: str) -> bool:
+        return bool(self._exec("DELETE FROM flags WHERE key = ? RETURNING key", (key,)))
+
+    def flags(self) -> dict[str, dict[str, Any]]:
+        return {k: json.loads(v) for k, v in self._exec("SELECT key, info FROM flags")}
+
+    def add(self, counter: str, bucket: int, amount: float) -> None:
+        self._exec(
+            "INSERT INTO counters VALUES (?, ?, ?) ON CONFLICT (name, bucket) "
+            "DO UPDATE SET value = value + excluded.value", (counter, bucket, amount),
+        )
+
+    def total(self, counter: str, since_bucket: int) -> float:
+        rows = self._exec("SELECT coalesce(sum(value), 0) FROM counters WHERE name = ? "
+                          "AND bucket >= ?", (counter, since_bucket))
+        return float(rows[0][0])
+
+    def put(self, key: str, value: dict[str, Any]) -> None:
+        self._exec("INSERT OR REPLACE INTO docs VALUES (?, ?)", (key, json.dumps(value)))
+
+    def get(self, key: str) -> dict[str, Any] | None:
+        rows = self._exec("SELECT value FROM docs WHERE key = ?", (key,))
+        return json.loads(rows[0][0]) if rows else None
+
+    def log_trip(self, trip: dict[str, Any]) -> None:
+        self._exec("INSERT INTO trips (info) VALUES (?)", (json.dumps(trip),))
+
+    def trips(self, limit: int = 20) -> list[dict[str, Any]]:
+        rows = self._exec("SELECT info FROM trips ORDER BY id DESC LIMIT ?", (limit,))
+        return [json.loads(r[0]) for r in rows]
+
+    def close(self) -> None:
+        with self._lock:
+            self._con.close()
+
+
+class RedisControl:
+    """The fleet control store on Redis; flag changes are published on ``<prefix>flags``."""
+
+    def __init__(self, url: str, timeout_s: float = 0.25, prefix: str = "tracekit:") -> None:
+        try:
+            import redis
+        except ImportError:
+            raise ControlError(
+                "control=redis://... needs the redis client: pip install 'tracekit[redis]'"
+            ) from None
+        self.url = url
+        self.prefix = prefix
+        self.channel = f"{prefix}flags"
+        self._redis_errors = (redis.RedisError, OSError)
+        self.client = redis.Redis.from_url(
+            url, socket_timeout=timeout_s, socket_connect_timeout=timeout_s,
+            decode_responses=True,
+        )
+        if not self._run(self.client.setnx, f"{prefix}version", CONTROL_VERSION):
+            version = self._run(self.client.get, f"{prefix}version")
+            self._check_version(version)
+
+    def _check_version(self, version: Any) -> None:
+        if str(version) != str(CONTROL_VERSION):
+            raise ControlError(f"{self.url} holds control store version {version}; tracekit "
+                               f"reads version {CONTROL_VERSION}: upgrade tracekit")
+
+    def _run(self, fn: Callable[..., Any], *args: Any) -> Any:
+        try:
+            return fn(*args)
+        except self._redis_errors as exc:
+            raise ControlError(f"control store {self.url}: {exc}") from exc
+
+    def set_flag(self, key: str, info: dict[str, Any]) -> None:
+        pipe = self.client.pipeline()
+        pipe.hset(f"{self.prefix}flags", key, json.dumps(info))
+        pipe.publish(self.channel, key)
+        self._run(pipe.execute)
+
+    def clear_flag(self, key: str) -> bool:
+        pipe = self.client.pipeline()
+        pipe.hdel(f"{self.prefix}flags", key)
+        pipe.publish(self.channel, key)
+        removed, _ = self._run(pipe.execute)
+        return bool(removed)
+
+    def flags(self) -> dict[str, dict[str, Any]]:
+        raw = self._run(self.client.hgetall, f"{self.prefix}flags")
+        return {k: json.loads(v) for k, v in raw.items()}
+
+    def add(self, counter: str, bucket: int, amount: float) -> None:
+        self._run(self.client.hincrbyfloat, f"{self.prefix}counter:{counter}", str(bucket), amount)
+
+    def total(self, counter: str, since_bucket: int) -> float:
+        raw = self._run(self.client.hgetall, f"{self.prefix}counter:{counter}")
+        return sum(float(v) for b, v in raw.items() if int(b) >= since_bucket)
+
+    def put(self, key: str, value: dict[str, Any]) -> None:
+        self._run(self.client.set, f"{self.prefix}doc:{key}", json.dumps(value))
+
+    def get(self, key: str) -> dict[str, Any] | None:
+        raw = self._run(self.client.get, f"{self.prefix}doc:{key}")
+        return None if raw is None else json.loads(raw)
+
+    def log_trip(self, trip: dict[str, Any]) -> None:
+        pipe = self.client.pipeline()
+        pipe.lpush(f"{self.prefix}trips", json.dumps(trip))
+        pipe.ltrim(f"{self.prefix}trips", 0, 999)
+        self._run(pipe.execute)
+
+    def trips(self, limit: int = 20) -> list[dict[str, Any]]:
+        raw = self._run(self.client.lrange, f"{self.prefix}trips", 0, limit - 1)
+        return [json.loads(r) for r in raw]
+
+    def subscribe(self, on_change: Callable[[], None], stop: threading.Event) -> None:
+        """Call ``on_change`` whenever a flag changes, until ``stop`` is set (blocks)."""
+        pubsub = self.client.pubsub(ignore_subscribe_messages=True)
+        try:
+            self._run(pubsub.subscribe, self.channel)
+            while not stop.is_set():
+                message = self._run(pubsub.get_message, True, 0.2)
+                if message is not None:
+                    on_change()
+        finally:
+            pubsub.close()
+
+    def close(self) -> None:
+        self.client.close()
+
+
+def open_control(spec: str | None, store_root: Path, timeout_s: float = 0.25) -> ControlStore:
+    """``sqlite`` (default: control.db under the store root), ``sqlite:PATH`` or ``redis://...``."""
+    if spec is None or spec == "sqlite":
+        store_root.mkdir(parents=True, exist_ok=True)
+        return SQLiteControl(store_root / "control.db", timeout_s)
+    if spec.startswith("sqlite:"):
+        return SQLiteControl(spec[len("sqlite:"):], timeout_s)
+    if spec.startswith(("redis://", "rediss://", "unix://")):
+        return RedisControl(spec, timeout_s)
+    raise ValueError(f"control={spec!r} is not a control store; use 'sqlite' or 'redis://host:port/db'")
+
+
+def now_info(reason: str, by: str | None = None, **extra: Any) -> dict[str, Any]:
+    """The record kept with a flag: when, by whom, why."""
+    who = by or os.environ.get("TRACEKIT_OPERATOR") or os.environ.get("USER") or "unknown"
+    return {"reason": reason, "by": who, "at": time.time(), **extra}

@@ -1,0 +1,462 @@
+"""The guard: a layered kill switch, pre-installed bounds and runaway detectors. It fails closed.
+
+Checked before every tool call (and when a model output is recorded), in DESIGN.md's order:
+global, tenant, release, run, frozen tool, then bounds and detectors. The per-call path reads only
+memory: flags are cached and refreshed by a background thread (and, on Redis, pushed by pub/sub).
+A cache older than ``staleness_s``, or a control store that errors, refuses every call.
+
+A detector that fires sets the matching halt flag in the control store itself (run, or tenant
+for tenant spend), so other processes and resumed runs are stopped too.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import threading
+import time
+import tomllib
+from collections import deque
+from collections.abc import Callable
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from ._control import ControlError, ControlStore, RedisControl, flag_key, now_info
+
+if TYPE_CHECKING:
+    from ._run import Run
+
+__all__ = ["Guard", "GuardRuntime", "Halted", "OutOfScope", "RunGuard"]
+
+_MINUTE = 60.0
+_monotonic = time.monotonic
+
+
+class Halted(Exception):
+    """A guarded call was refused: the run, tenant, release or fleet is halted, or a bound tripped.
+
+    ``level`` is global, tenant, release, run, tool or store (the control store could not vouch
+    for the flags: fail closed); ``signal``, ``value`` and ``threshold`` name what tripped.
+    """
+
+    tracekit_halt = True
+
+    def __init__(self, level: str, target: str | None, reason: str, signal: str | None = None,
+                 value: float | None = None, threshold: float | None = None) -> None:
+        self.level, self.target, self.reason = level, target, reason
+        self.signal, self.value, self.threshold = signal, value, threshold
+        where = level if target is None else f"{level} {target}"
+        super().__init__(f"{self.verb} ({where}): {reason}")
+
+    verb = "halted"
+
+    def as_attrs(self) -> dict[str, Any]:
+        return {"level": self.level, "target": self.target, "reason": self.reason,
+                "signal": self.signal, "value": self.value, "threshold": self.threshold}
+
+
+class OutOfScope(Halted):
+    """A call outside the run's scope (a tool it may not use, an argument out of bounds).
+
+    The call is refused; the run goes on until ``max_scope_violations`` is reached.
+    """
+
+    verb = "refused"
+
+
+class Guard(BaseModel):
+    """Bounds and detectors, each optional (None = not checked). Validated once, at configure."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    max_steps: int | None = Field(None, gt=0)
+    max_cost_usd: float | None = Field(None, gt=0)
+    max_tool_calls_per_minute: int | None = Field(None, gt=0)
+    max_repeats: int | None = Field(None, gt=0)
+    repeat_window_s: float = Field(60.0, gt=0)
+    max_steps_without_progress: int | None = Field(None, gt=0)
+    max_depth: int | None = Field(None, ge=0)
+    max_children: int | None = Field(None, ge=0)
+    tenant_spend_usd: float | None = Field(None, gt=0)
+    spend_window_s: float = Field(300.0, gt=0)
+    max_writes_per_minute: int | None = Field(None, gt=0)
+    new_destination: Literal["allow", "alert", "halt"] = "allow"
+    min_progress_per_usd: float | None = Field(None, gt=0)
+    progress_grace_usd: float = Field(0.10, ge=0)
+    max_concurrent_runs: int | None = Field(None, gt=0)
+    lease_s: float = Field(30.0, gt=0)
+    max_scope_violations: int | None = Field(None, gt=0)
+    tenant_tools: dict[str, list[str]] = Field(default_factory=dict)
+    staleness_s: float = Field(1.0, gt=0)
+    refresh_s: float = Field(0.1, gt=0)
+    timeout_s: float = Field(0.25, gt=0)
+
+
+def _spend_bucket_s(guard: Guard) -> float:
+    return max(guard.spend_window_s / 30.0, 1.0)
+
+
+class GuardRuntime:
+    """The process's guard: the config, the control store and a fresh cache of its flags."""
+
+    def __init__(self, guard: Guard, control: ControlStore,
+                 clock: Callable[[], float] = time.time) -> None:
+        self.guard = guard
+        self.control = control
+        self.clock = clock
+        self.flags: dict[str, dict[str, Any]] = {}
+        self.refreshed = -math.inf  # monotonic time of the last good read of the flags
+        self.failure: str | None = "the guard has not read its control store yet"
+        self._bucket_s = _spend_bucket_s(guard)
+        self._spend_lock = threading.Lock()
+        self._unsynced: dict[str, dict[int, float]] = {}  # tenant -> bucket -> spend not pushed
+        self._tenant_window: dict[str, float] = {}  # tenant -> window total at the last sync
+        self._dirty: dict[str, RunGuard] = {}
+        self._stop = threading.Event()
+        self.refresh()
+        self._threads = [threading.Thread(target=self._refresh_loop, daemon=True,
+                                          name="tracekit-guard")]
+        if isinstance(control, RedisControl):
+            self._threads.append(threading.Thread(target=self._listen, daemon=True,
+                                                  name="tracekit-guard-pubsub"))
+        for thread in self._threads:
+            thread.start()
+
+    # -- background: keep the cache fresh ----------------------------------------------------
+    def refresh(self) -> None:
+        """Read the flags, push local spend and run state; mark the cache fresh or failed."""
+        try:
+            flags = self.control.flags()
+            self._sync_spend()
+            self._save_dirty_runs()
+        except ControlError as exc:
+            self.failure = str(exc)
+            return
+        except Exception as exc:  # anything unexpected fails closed too
+            self.failure = f"control store error: {exc}"
+            return
+        self.flags = flags
+        self.failure = None
+        self.refreshed = time.monotonic()
+
+    def _refresh_loop(self) -> None:
+        while not self._stop.wait(self.guard.refresh_s):
+            self.refresh()
+
+    def _listen(self) -> None:
+        control = self.control
+        assert isinstance(control, RedisControl)
+        while not self._stop.is_set():
+            try:
+                control.subscribe(self.refresh, self._stop)
+            except ControlError as exc:
+                self.failure = str(exc)
+                self._stop.wait(self.guard.refresh_s)
+
+    def close(self) -> None:
+        self._stop.set()
+        for thread in self._threads:
+            thread.join(2.0)
+        with contextlib.suppress(ControlError):
+            self.refresh_runs_now()
+        with contextlib.suppress(Exception):
+            self.control.close()
+
+    # -- the per-call check of the store's health -----------------------------------------
+    def assert_fresh(self) -> None:
+        if self.failure is not None:
+            raise Halted("store", self.control.url, f"control store unavailable: {self.failure}",
+                         signal="store_error")
+        age = time.monotonic() - self.refreshed
+        if age > self.guard.staleness_s:
+            bound = self.guard.staleness_s
+            raise Halted("store", self.control.url,
+                         f"halt flags are {age:.2f}s old (staleness bound {bound}s)",
+                         signal="stale_flags", value=age, threshold=bound)
+
+    # -- tripping -------------------------------------------------------------------------
+    def trip(self, level: str, target: str, reason: str, signal: str, value: float,
+             threshold: float, run_id: str | None = None) -> Halted:
+        """Set the halt flag (the alarm is wired to the kill switch) and log the trip."""
+        info = now_info(reason, by="tracekit-guard", signal=signal, value=value,
+                        threshold=threshold, run_id=run_id)
+        key = flag_key(level, target)
+        try:
+            self.control.set_flag(key, info)
+            self.control.log_trip({"key": key, **info})
+        except ControlError:
+            pass  # still refused below; the flag could not be shared
+        self.flags = {**self.flags, key: info}
+        return Halted(level, target, reason, signal, value, threshold)
+
+    # -- tenant spend across processes -------------------------------------------------------
+    def add_spend(self, tenant: str, amount: float) -> None:
+        bucket = int(self.clock() // self._bucket_s)
+        with self._spend_lock:
+            per = self._unsynced.setdefault(tenant, {})
+            per[bucket] = per.get(bucket, 0.0) + amount
+
+    def tenant_spend(self, tenant: str) -> float:
+        """Spend in the window: every process's, as of the last sync, plus this one's since."""
+        with self._spend_lock:
+            local = sum(self._unsynced.get(tenant, {}).values())
+        return self._tenant_window.get(tenant, 0.0) + local
+
+    def _sync_spend(self) -> None:
+        with self._spend_lock:
+            pending, self._unsynced = self._unsynced, {}
+        try:
+            for tenant, buckets in pending.items():
+                for bucket, amount in buckets.items():
+                    self.control.add(f"spend:{tenant}", bucket, amount)
+        except ControlError:
+            with self._spend_lock:  # keep them for the next try
+                for tenant, buckets in pending.items():
+                    per = self._unsynced.setdefault(tenant, {})
+                    for bucket, amount in buckets.items():
+                        per[bucket] = per.get(bucket, 0.0) + amount
+            raise
+        since = int((self.clock() - self.guard.spend_window_s) // self._bucket_s) + 1
+        tenants = set(self._tenant_window) | set(pending)
+        self._tenant_window = {t: self.control.total(f"spend:{t}", since) for t in tenants}
+
+    # -- run state that survives the process ---------------------------------------------------
+    def mark_dirty(self, run_guard: RunGuard) -> None:
+        self._dirty[run_guard.run_id] = run_guard
+
+    def _save_dirty_runs(self) -> None:
+        dirty, self._dirty = self._dirty, {}
+        for run_id, run_guard in dirty.items():
+            self.control.put(f"run:{run_id}", run_guard.state())
+
+    def refresh_runs_now(self) -> None:
+        self._save_dirty_runs()
+
+
+class RunGuard:
+    """One run's bounds and detectors; everything it checks per call is in memory."""
+
+    def __init__(self, runtime: GuardRuntime, run: Run, tools: set[str] | None) -> None:
+        self.rt = runtime
+        self.g = runtime.guard
+        self.run = run
+        self.run_id = run.run_id
+        self.tenant = run.tenant
+        self.keys = (
+            ("global", None, "halt:global"),
+            ("tenant", run.tenant, f"halt:tenant:{run.tenant}"),
+            ("release", run.release.release_id, f"halt:release:{run.release.release_id}"),
+            ("run", run.run_id, f"halt:run:{run.run_id}"),
+        )
+        tenant_tools = self.g.tenant_tools.get(run.tenant)
+        self.tools = tools if tools is not None else (set(tenant_tools) if tenant_tools else None)
+        self.cost = 0.0
+        self.progress = 0
+        self.last_change_step = 0
+        self.children = 0
+        self.scope_violations = 0
+        self.signatures: set[str] = set()
+        self.calls: deque[float] = deque()
+        self.writes: deque[float] = deque()
+        self.repeats: dict[tuple[str, str], deque[float]] = {}
+
+    # -- resume -------------------------------------------------------------------------------
+    def state(self) -> dict[str, Any]:
+        return {"steps": self.run.step, "cost": self.cost, "progress": self.progress,
+                "last_change_step": self.last_change_step, "children": self.children,
+                "scope_violations": self.scope_violations, "calls": list(self.calls),
+                "writes": list(self.writes), "seq": self.run.next_seq()}
+
+    def resume(self) -> dict[str, Any] | None:
+        """Continue from the state a previous process left for this run_id (if any)."""
+        saved = self.rt.control.get(f"run:{self.run_id}")
+        if not saved:
+            return None
+        self.cost = float(saved.get("cost", 0.0))
+        self.progress = int(saved.get("progress", 0))
+        self.last_change_step = int(saved.get("last_change_step", 0))
+        self.children = int(saved.get("children", 0))
+        self.scope_violations = int(saved.get("scope_violations", 0))
+        self.calls.extend(saved.get("calls", ()))
+        self.writes.extend(saved.get("writes", ()))
+        return saved
+
+    # -- checks ---------------------------------------------------------------------------
+    def check_flags(self, tool: str | None = None) -> None:
+        """The kill switch, in order: global, tenant, release, run, frozen tool."""
+        rt = self.rt
+        if rt.failure is not None or _monotonic() - rt.refreshed > self.g.staleness_s:
+            rt.assert_fresh()
+        flags = rt.flags
+        if not flags:
+            return
+        for level, target, key in self.keys:
+            info = flags.get(key)
+            if info is not None:
+                raise Halted(level, target, info.get("reason", "halted"),
+                             signal=info.get("signal", "operator"))
+        if tool is not None:
+            info = flags.get(f"freeze:tool:{tool}")
+            if info is not None:
+                raise Halted("tool", tool, info.get("reason", "tool frozen"), signal="frozen_tool")
+
+    def check_call(self, tool: str, signature: str, writes: bool) -> None:
+        """Before a tool runs: the kill switch, the scope, then the bounds and detectors."""
+        self.check_flags(tool)
+        if self.tools is not None:
+            self._check_scope(tool)
+        g = self.g
+        now = self.rt.clock()
+        self._check_steps_and_cost()
+        if g.max_tool_calls_per_minute is not None:
+            self._check_rate(self.calls, now, g.max_tool_calls_per_minute, "tool_calls_per_minute")
+        if writes and g.max_writes_per_minute is not None:
+            self._check_rate(self.writes, now, g.max_writes_per_minute, "writes_per_minute")
+        if g.max_repeats is not None:
+            self._check_repeats((tool, signature), now, g.max_repeats)
+        if signature not in self.signatures:
+            self.signatures.add(signature)
+            self.last_change_step = self.run.step
+        self.rt._dirty[self.run_id] = self
+
+    def after_model_output(self, cost_usd: float | None) -> None:
+        """After a model output: the run thinks; steps, cost and no-progress still bound it."""
+        if cost_usd:
+            self.cost += cost_usd
+            self.rt.add_spend(self.tenant, cost_usd)
+        self.rt.mark_dirty(self)
+        self.check_flags()
+        self._check_steps_and_cost()
+        limit = self.g.max_steps_without_progress
+        if limit is not None and self.run.step - self.last_change_step > limit:
+            raise self._trip("no_progress", self.run.step - self.last_change_step, limit,
+                             f"{self.run.step - self.last_change_step} steps with no progress "
+                             "and no new tool call")
+
+    def after_progress(self) -> None:
+        self.progress += 1
+        self.last_change_step = self.run.step
+        self.rt.mark_dirty(self)
+
+    def check_child(self) -> None:
+        """A sub-agent is starting under this run: fan-out width."""
+        self.children += 1
+        self.rt.mark_dirty(self)
+        limit = self.g.max_children
+        if limit is not None and self.children > limit:
+            raise self._trip("fan_out_width", self.children, limit,
+                             f"{self.children} sub-agents (bound {limit})")
+
+    def check_start(self) -> None:
+        """At run start: halts, depth."""
+        self.check_flags()
+        limit = self.g.max_depth
+        if limit is not None and self.run.depth > limit:
+            raise self._trip("fan_out_depth", self.run.depth, limit,
+                             f"sub-agent depth {self.run.depth} (bound {limit})")
+
+    def _check_scope(self, tool: str) -> None:
+        if self.tools is not None and tool not in self.tools:
+            self._violation(tool, f"tool {tool!r} is not in this run's scope "
+                                  f"({', '.join(sorted(self.tools)) or 'no tools'})")
+
+    def check_bounds(self, tool: str, bounds: dict[str, tuple[float | None, float | None]],
+                     args: dict[str, Any]) -> None:
+        for name, (low, high) in bounds.items():
+            value = args.get(name)
+            if not isinstance(value, int | float) or isinstance(value, bool):
+                continue
+            if (low is not None and value < low) or (high is not None and value > high):
+                span = f"[{'' if low is None else low}, {'' if high is None else high}]"
+                self._violation(tool, f"{tool}({name}={value}) is outside its bounds {span}")
+
+    def _violation(self, tool: str, reason: str) -> None:
+        self.scope_violations += 1
+        self.rt.mark_dirty(self)
+        limit = self.g.max_scope_violations
+        if limit is not None and self.scope_violations >= limit:
+            raise self._trip("scope_violations", self.scope_violations, limit, reason)
+        raise OutOfScope("run", self.run_id, reason, signal="scope", value=self.scope_violations,
+                         threshold=limit)
+
+    def _check_steps_and_cost(self) -> None:
+        g = self.g
+        if g.max_steps is not None and self.run.step > g.max_steps:
+            raise self._trip("steps", self.run.step, g.max_steps,
+                             f"{self.run.step} steps (bound {g.max_steps})")
+        if g.max_cost_usd is not None and self.cost > g.max_cost_usd:
+            raise self._trip("cost", self.cost, g.max_cost_usd,
+                             f"run cost ${self.cost:.4f} (bound ${g.max_cost_usd})")
+        if g.tenant_spend_usd is not None:
+            spend = self.rt.tenant_spend(self.tenant)
+            if spend > g.tenant_spend_usd:
+                raise self._trip("tenant_spend", spend, g.tenant_spend_usd,
+                                 f"tenant {self.tenant} spent ${spend:.4f} in "
+                                 f"{g.spend_window_s:g}s (bound ${g.tenant_spend_usd})",
+                                 level="tenant", target=self.tenant)
+        if g.min_progress_per_usd is not None and self.cost >= max(g.progress_grace_usd, 1e-12):
+            rate = self.progress / self.cost
+            if rate < g.min_progress_per_usd:
+                raise self._trip("progress_per_usd", rate, g.min_progress_per_usd,
+                                 f"{self.progress} progress marks for ${self.cost:.4f}")
+
+    def _check_rate(self, window: deque[float], now: float, limit: int, signal: str) -> None:
+        window.append(now)
+        while window[0] <= now - _MINUTE:
+            window.popleft()
+        if len(window) > limit:
+            raise self._trip(signal, len(window), limit,
+                             f"{len(window)} {signal.replace('_', ' ')} (bound {limit})")
+
+    def _check_repeats(self, key: tuple[str, str], now: float, limit: int) -> None:
+        window = self.repeats.get(key)
+        if window is None:
+            window = self.repeats[key] = deque()
+        window.append(now)
+        while window[0] <= now - self.g.repeat_window_s:
+            window.popleft()
+        if len(window) > limit:
+            tool = key[0]
+            raise self._trip("repeats", len(window), limit,
+                             f"{tool} called {len(window)} times with the same arguments "
+                             f"in {self.g.repeat_window_s:g}s (bound {limit})")
+
+    def _trip(self, signal: str, value: float, threshold: float, reason: str,
+              level: str = "run", target: str | None = None) -> Halted:
+        return self.rt.trip(level, target or self.run_id, reason, signal, value, threshold,
+                            run_id=self.run_id)
+
+
+def guard_from_mapping(data: dict[str, Any], source: str) -> Guard:
+    """A Guard from settings read from a file; a bad key or value is a one-line ValueError."""
+    try:
+        return Guard(**data)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        key = ".".join(str(p) for p in first["loc"]) or "?"
+        got = first.get("input")
+        raise ValueError(f"{source}: guard setting {key!r}: {first['msg']} (got {got!r})") from None
+
+
+def load_project_settings(start: Path | None = None) -> tuple[dict[str, Any], str] | None:
+    """``[tool.tracekit]`` of the nearest pyproject.toml, or a tracekit.toml, from ``start`` up."""
+    here = (start or Path.cwd()).resolve()
+    for folder in (here, *here.parents):
+        own = folder / "tracekit.toml"
+        if own.is_file():
+            return _read_toml(own), str(own)
+        project = folder / "pyproject.toml"
+        if project.is_file():
+            table = _read_toml(project).get("tool", {}).get("tracekit")
+            return (table, f"{project} [tool.tracekit]") if table else None
+    return None
+
+
+def _read_toml(path: Path) -> dict[str, Any]:
+    try:
+        with open(path, "rb") as fh:
+            return tomllib.load(fh)
+    except (OSError, tomllib.TOMLDecodeError) as exc:
+        raise ValueError(f"{path}: not readable TOML ({exc})") from None
