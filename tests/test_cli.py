@@ -29,7 +29,7 @@ def tk(
 @pytest.fixture(scope="module")
 def demo_store(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, str]:
     store = tmp_path_factory.mktemp("cli") / "store"
-    result = tk("demo", store=store)
+    result = tk("demo", "--no-guard", store=store)
     assert result.returncode == 0, result.stderr
     match = re.search(r"The runaway: (run_\w+) issued the same refund 40 times", result.stdout)
     assert match, result.stdout
@@ -165,3 +165,60 @@ def test_parse_since() -> None:
     assert parse_since("2d", now) == now - timedelta(days=2)
     assert parse_since("2026-11-30T08:00", now) == datetime(2026, 11, 30, 8, 0, tzinfo=UTC)
     assert parse_since(None, now) is None
+
+
+def test_guarded_demo_contains_the_runaway(tmp_path: Path) -> None:
+    store = tmp_path / "store"
+    out = tk("demo", store=store)
+    assert out.returncode == 0, out.stderr
+    match = re.search(r"The runaway: (run_\w+) kept re-issuing the same refund", out.stdout)
+    assert match and "after 3 refunds" in out.stdout, out.stdout
+    runaway = match.group(1)
+    rows = json.loads(tk("query", "SELECT status FROM runs WHERE run_id = "
+                         f"'{runaway}'", "--format", "json", store=store).stdout)
+    assert rows == [{"status": "halted"}]
+    fired = tk("query", "SELECT count(*) FROM tool_calls WHERE tool = 'issue_refund' AND "
+               f"run_id = '{runaway}'", "--format", "csv", store=store)
+    assert fired.stdout.splitlines()[1] == "3"  # the 4th identical refund never ran
+    status = tk("status", store=store)
+    assert f"halt:run:{runaway}" in status.stdout and "repeats" in status.stdout
+
+
+def test_halt_unhalt_status_round_trip(tmp_path: Path) -> None:
+    store = tmp_path / "store"
+    out = tk("halt", "tenant", "acme", "--reason", "refund loop", "--by", "oncall-ana",
+             store=store)
+    assert out.returncode == 0 and "halt:tenant:acme" in out.stdout, out.stderr
+    assert tk("halt", "tool", "issue_refund", "--reason", "frozen", store=store).returncode == 0
+    report = json.loads(tk("status", "--json", store=store).stdout)
+    keys = [h["key"] for h in report["halts"]]
+    assert keys == ["halt:tenant:acme", "freeze:tool:issue_refund"]
+    first = report["halts"][0]
+    assert first["by"] == "oncall-ana" and first["reason"] == "refund loop"
+    assert tk("unhalt", "tenant", "acme", store=store).returncode == 0
+    again = tk("unhalt", "tenant", "acme", store=store)
+    assert again.returncode == 1 and "is not halted" in again.stderr
+    report = json.loads(tk("status", "--json", store=store).stdout)
+    assert [h["key"] for h in report["halts"]] == ["freeze:tool:issue_refund"]
+
+
+def test_unhalt_refuses_while_the_release_is_halted(tmp_path: Path) -> None:
+    store = tmp_path / "store"
+    assert tk("demo", store=store).returncode == 0  # records acme's release in the control store
+    from tracekit._demo import DEMO_RELEASE
+
+    release = DEMO_RELEASE.release_id
+    assert tk("halt", "release", release, "--reason", "bad prompt", store=store).returncode == 0
+    assert tk("halt", "tenant", "acme", "--reason", "loop", store=store).returncode == 0
+    refused = tk("unhalt", "tenant", "acme", store=store)
+    assert refused.returncode == 1 and "roll the release back first" in refused.stderr
+    assert "Traceback" not in refused.stderr
+    assert tk("unhalt", "release", release, store=store).returncode == 0
+    assert tk("unhalt", "tenant", "acme", store=store).returncode == 0
+
+
+def test_halt_needs_a_reason_and_a_target(tmp_path: Path) -> None:
+    no_reason = tk("halt", "tenant", "acme", "--reason", " ", store=tmp_path / "s")
+    assert no_reason.returncode == 1 and "needs a reason" in no_reason.stderr
+    no_target = tk("halt", "run", "--reason", "x", store=tmp_path / "s")
+    assert no_target.returncode == 1 and "needs its name" in no_target.stderr

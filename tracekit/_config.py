@@ -90,7 +90,7 @@ def configure(
         release=release if isinstance(release, Release) else Release(**(release or {})),
         redactor=make_redactor(redact),
         guard=_guard_setting(guard) if guard is not None else project_guard,
-        control=control or project_control,
+        control=control or os.environ.get("TRACEKIT_CONTROL") or project_control,
         clock=clock,
     )
     with _lock:

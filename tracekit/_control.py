@@ -15,6 +15,7 @@ guard turns that into a refusal (fail closed), never into a pass.
 
 from __future__ import annotations
 
+import getpass
 import json
 import os
 import sqlite3
@@ -68,6 +69,8 @@ class ControlStore(Protocol):
     def get(self, key: str) -> dict[str, Any] | None: ...
     def log_trip(self, trip: dict[str, Any]) -> None: ...
     def trips(self, limit: int = 20) -> list[dict[str, Any]]: ...
+    def acquire(self, name: str, holder: str, limit: int, expires: float, now: float) -> bool: ...
+    def release(self, name: str, holder: str) -> None: ...
     def close(self) -> None: ...
 
 
@@ -80,6 +83,10 @@ CREATE TABLE IF NOT EXISTS counters (
 );
 CREATE TABLE IF NOT EXISTS docs (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS trips (id INTEGER PRIMARY KEY AUTOINCREMENT, info TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS leases (
+    name TEXT NOT NULL, holder TEXT NOT NULL, expires REAL NOT NULL,
+    PRIMARY KEY (name, holder)
+);
 """
 
 
@@ -160,6 +167,31 @@ class SQLiteControl:
         rows = self._exec("SELECT info FROM trips ORDER BY id DESC LIMIT ?", (limit,))
         return [json.loads(r[0]) for r in rows]
 
+    def acquire(self, name: str, holder: str, limit: int, expires: float, now: float) -> bool:
+        """Take (or renew) one of ``limit`` slots of ``name`` until ``expires``; False if full."""
+        def go() -> bool:
+            con = self._con
+            con.execute("BEGIN IMMEDIATE")
+            try:
+                con.execute("DELETE FROM leases WHERE name = ? AND expires < ?", (name, now))
+                held = con.execute("SELECT 1 FROM leases WHERE name = ? AND holder = ?",
+                                   (name, holder)).fetchone()
+                (count,) = con.execute("SELECT count(*) FROM leases WHERE name = ?",
+                                       (name,)).fetchone()
+                ok = held is not None or count < limit
+                if ok:
+                    con.execute("INSERT OR REPLACE INTO leases VALUES (?, ?, ?)",
+                                (name, holder, expires))
+                con.execute("COMMIT")
+                return ok
+            except BaseException:
+                con.execute("ROLLBACK")
+                raise
+        return self._run(go)  # type: ignore[no-any-return]
+
+    def release(self, name: str, holder: str) -> None:
+        self._exec("DELETE FROM leases WHERE name = ? AND holder = ?", (name, holder))
+
     def close(self) -> None:
         with self._lock:
             self._con.close()
@@ -239,6 +271,25 @@ class RedisControl:
         raw = self._run(self.client.lrange, f"{self.prefix}trips", 0, limit - 1)
         return [json.loads(r) for r in raw]
 
+    _ACQUIRE = """
+    redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', ARGV[4])
+    if redis.call('ZSCORE', KEYS[1], ARGV[1]) or
+       redis.call('ZCARD', KEYS[1]) < tonumber(ARGV[2]) then
+        redis.call('ZADD', KEYS[1], ARGV[3], ARGV[1])
+        return 1
+    end
+    return 0
+    """
+
+    def acquire(self, name: str, holder: str, limit: int, expires: float, now: float) -> bool:
+        """Take (or renew) one of ``limit`` slots of ``name`` until ``expires``; False if full."""
+        key = f"{self.prefix}lease:{name}"
+        got = self._run(self.client.eval, self._ACQUIRE, 1, key, holder, limit, expires, now)
+        return bool(got)
+
+    def release(self, name: str, holder: str) -> None:
+        self._run(self.client.zrem, f"{self.prefix}lease:{name}", holder)
+
     def subscribe(self, on_change: Callable[[], None], stop: threading.Event) -> None:
         """Call ``on_change`` whenever a flag changes, until ``stop`` is set (blocks)."""
         pubsub = self.client.pubsub(ignore_subscribe_messages=True)
@@ -269,5 +320,12 @@ def open_control(spec: str | None, store_root: Path, timeout_s: float = 0.25) ->
 
 def now_info(reason: str, by: str | None = None, **extra: Any) -> dict[str, Any]:
     """The record kept with a flag: when, by whom, why."""
-    who = by or os.environ.get("TRACEKIT_OPERATOR") or os.environ.get("USER") or "unknown"
+    who = by or os.environ.get("TRACEKIT_OPERATOR") or _login()
     return {"reason": reason, "by": who, "at": time.time(), **extra}
+
+
+def _login() -> str:
+    try:
+        return getpass.getuser()
+    except Exception:
+        return "unknown"

@@ -14,9 +14,13 @@ from typing import Any
 
 from . import _config
 from ._config import Release
+from ._guard import Guard, Halted
 from ._run import Run, run, tool
 
-__all__ = ["DEMO_RELEASE", "DemoResult", "run_demo"]
+__all__ = ["DEMO_GUARD", "DEMO_RELEASE", "DemoResult", "run_demo"]
+
+#: the bounds the demo installs: generous for a healthy support run, fatal to a refund loop
+DEMO_GUARD = Guard(max_repeats=3, max_steps=25, max_steps_without_progress=10, max_cost_usd=0.05)
 
 DEMO_RELEASE = Release(
     model="support-model-2026-10", prompt="support-v14", tools="support-tools-v3"
@@ -115,21 +119,25 @@ def _research(parent: Run, question: str) -> None:
         _model_turn(sub, messages, None)
 
 
-def _runaway(steps: int) -> tuple[Run, int]:
+def _runaway(steps: int) -> tuple[Run, int, Halted | None]:
     tenant, ticket, text, order, amount = _RUNAWAY
     refunds = 0
-    with run(tenant=tenant, ticket=ticket) as agent:
-        messages: list[dict[str, Any]] = [
-            {"role": "system", "content": "You are a support agent."},
-            {"role": "user", "content": text},
-        ]
-        _call(agent, messages, "lookup_order", lookup_order, order_id=order)
-        for _ in range(steps):  # "pending" reads as "not done yet": the model tries again
-            _call(agent, messages, "issue_refund", issue_refund, order_id=order, amount=amount,
-                  headers={"Authorization": f"Bearer {_PAYMENTS_KEY}"})
-            refunds += 1
-        agent.error(f"demo stopped the loop after {steps} refunds (no guard installed yet)")
-    return agent, refunds
+    agent = run(tenant=tenant, ticket=ticket)
+    try:
+        with agent:
+            messages: list[dict[str, Any]] = [
+                {"role": "system", "content": "You are a support agent."},
+                {"role": "user", "content": text},
+            ]
+            _call(agent, messages, "lookup_order", lookup_order, order_id=order)
+            for _ in range(steps):  # "pending" reads as "not done yet": the model tries again
+                _call(agent, messages, "issue_refund", issue_refund, order_id=order,
+                      amount=amount, headers={"Authorization": f"Bearer {_PAYMENTS_KEY}"})
+                refunds += 1
+            agent.error(f"the demo stopped the loop itself after {steps} refunds (no guard)")
+    except Halted as halt:
+        return agent, refunds, halt
+    return agent, refunds, None
 
 
 def _summary(con: Any, run_ids: list[str]) -> dict[str, dict[str, Any]]:
@@ -142,16 +150,20 @@ def _summary(con: Any, run_ids: list[str]) -> dict[str, dict[str, Any]]:
 
 
 def run_demo(
-    store: str | os.PathLike[str] | None = None, runaway_steps: int = 40
+    store: str | os.PathLike[str] | None = None, runaway_steps: int = 40, guarded: bool = True
 ) -> DemoResult:
-    """Record the demo's runs into ``store`` (default: the configured store) and summarise them."""
+    """Record the demo's runs into ``store`` (default: the configured store) and summarise them.
+
+    With ``guarded`` (the default) every run is under DEMO_GUARD, and the runaway is contained.
+    """
     from ._query import connect
 
     if runaway_steps < 1:
         raise ValueError("runaway_steps must be at least 1")
-    settings = _config.configure(store=store, release=DEMO_RELEASE)
+    settings = _config.configure(store=store, release=DEMO_RELEASE,
+                                 guard=DEMO_GUARD if guarded else False, control="sqlite")
     healthy = [_healthy(*ticket) for ticket in _TICKETS]
-    runaway, refunds = _runaway(runaway_steps)
+    runaway, refunds, halt = _runaway(runaway_steps)
     _config.shutdown()
     ids = [r.run_id for r in healthy] + [runaway.run_id]
     with connect(settings.store) as con:
@@ -162,5 +174,6 @@ def run_demo(
         row["note"] = "runaway: same refund, again and again" if run_id == runaway.run_id else (
             "resolved (+1 sub-agent)")
         result.runs.append(row)
-    result.runaway = {**info[runaway.run_id], "refunds": refunds}
+    result.runaway = {**info[runaway.run_id], "refunds": refunds, "attempted": runaway_steps,
+                      "halt": None if halt is None else halt.as_attrs()}
     return result

@@ -114,6 +114,8 @@ class GuardRuntime:
         self._unsynced: dict[str, dict[int, float]] = {}  # tenant -> bucket -> spend not pushed
         self._tenant_window: dict[str, float] = {}  # tenant -> window total at the last sync
         self._dirty: dict[str, RunGuard] = {}
+        self._leases: dict[str, str] = {}  # run_id -> tenant, for the slots this process holds
+        self._leases_renewed = 0.0
         self._stop = threading.Event()
         self.refresh()
         self._threads = [threading.Thread(target=self._refresh_loop, daemon=True,
@@ -131,6 +133,8 @@ class GuardRuntime:
             flags = self.control.flags()
             self._sync_spend()
             self._save_dirty_runs()
+            if self._leases:
+                self._renew_leases()
         except ControlError as exc:
             self.failure = str(exc)
             return
@@ -222,6 +226,37 @@ class GuardRuntime:
         tenants = set(self._tenant_window) | set(pending)
         self._tenant_window = {t: self.control.total(f"spend:{t}", since) for t in tenants}
 
+    # -- per-tenant concurrency slots, leased so a crashed worker's slot comes back ---------------
+    def take_slot(self, tenant: str, run_id: str) -> None:
+        limit = self.guard.max_concurrent_runs
+        assert limit is not None
+        now = time.time()
+        expires = now + self.guard.lease_s
+        try:
+            ok = self.control.acquire(f"runs:{tenant}", run_id, limit, expires, now)
+        except ControlError as exc:
+            raise Halted("store", self.control.url, f"control store unavailable: {exc}",
+                         signal="store_error") from None
+        if not ok:
+            raise Halted("run", run_id, f"tenant {tenant} already has {limit} runs in flight "
+                         f"(max_concurrent_runs {limit})", signal="concurrent_runs",
+                         value=limit + 1, threshold=limit)
+        self._leases[run_id] = tenant
+
+    def give_back_slot(self, tenant: str, run_id: str) -> None:
+        if self._leases.pop(run_id, None) is not None:
+            with contextlib.suppress(ControlError):
+                self.control.release(f"runs:{tenant}", run_id)
+
+    def _renew_leases(self) -> None:
+        now = time.time()
+        if now - self._leases_renewed < self.guard.lease_s / 3:
+            return
+        limit = self.guard.max_concurrent_runs or 1
+        for run_id, tenant in list(self._leases.items()):
+            self.control.acquire(f"runs:{tenant}", run_id, limit, now + self.guard.lease_s, now)
+        self._leases_renewed = now
+
     # -- run state that survives the process ---------------------------------------------------
     def mark_dirty(self, run_guard: RunGuard) -> None:
         self._dirty[run_guard.run_id] = run_guard
@@ -229,7 +264,9 @@ class GuardRuntime:
     def _save_dirty_runs(self) -> None:
         dirty, self._dirty = self._dirty, {}
         for run_id, run_guard in dirty.items():
-            self.control.put(f"run:{run_id}", run_guard.state())
+            state = run_guard.state()
+            self.control.put(f"run:{run_id}", state)
+            self.control.put(f"tenant:{state['tenant']}", {"release_id": state["release_id"]})
 
     def refresh_runs_now(self) -> None:
         self._save_dirty_runs()
@@ -267,7 +304,8 @@ class RunGuard:
         return {"steps": self.run.step, "cost": self.cost, "progress": self.progress,
                 "last_change_step": self.last_change_step, "children": self.children,
                 "scope_violations": self.scope_violations, "calls": list(self.calls),
-                "writes": list(self.writes), "seq": self.run.next_seq()}
+                "writes": list(self.writes), "seq": self.run.next_seq(),
+                "tenant": self.tenant, "release_id": self.run.release.release_id}
 
     def resume(self) -> dict[str, Any] | None:
         """Continue from the state a previous process left for this run_id (if any)."""
@@ -350,12 +388,19 @@ class RunGuard:
                              f"{self.children} sub-agents (bound {limit})")
 
     def check_start(self) -> None:
-        """At run start: halts, depth."""
+        """At run start: halts, depth, the tenant's concurrency cap."""
         self.check_flags()
         limit = self.g.max_depth
         if limit is not None and self.run.depth > limit:
             raise self._trip("fan_out_depth", self.run.depth, limit,
                              f"sub-agent depth {self.run.depth} (bound {limit})")
+        if self.g.max_concurrent_runs is not None:
+            self.rt.take_slot(self.tenant, self.run_id)
+
+    def finish(self) -> None:
+        """At run end: give back the concurrency slot, save the state now."""
+        self.rt.mark_dirty(self)
+        self.rt.give_back_slot(self.tenant, self.run_id)
 
     def _check_scope(self, tool: str) -> None:
         if self.tools is not None and tool not in self.tools:

@@ -124,6 +124,8 @@ class Run:
                      error=str(halt), attrs=canonical_json(halt.as_attrs()))
 
     def __exit__(self, exc_type: Any, exc: BaseException | None, tb: Any) -> None:
+        if self._guard is not None:
+            self._guard.finish()
         if exc is None:
             self._record("run_end", status="ok")
         else:

@@ -7,6 +7,7 @@ traceback. Set TRACEKIT_DEBUG=1 to see the traceback of an unexpected error.
 from __future__ import annotations
 
 import functools
+import json
 import os
 import re
 import sys
@@ -19,7 +20,9 @@ from typing import Any
 import click
 import duckdb
 
+from . import _oncall as oncall
 from . import _query
+from ._control import ControlError
 from ._format import FORMATS, render
 from ._store import Store, resolve_root
 from ._version import __version__
@@ -172,20 +175,127 @@ def recover(store: Path | None) -> None:
     click.echo(f"recovered {rows} events from {segments} dead writer segment(s) in {root}")
 
 
+def control_option(fn: Callable[..., Any]) -> Callable[..., Any]:
+    """``--control``: the control store (default: the project's, else SQLite in the store)."""
+    return click.option(
+        "--control", default=None, envvar="TRACEKIT_CONTROL",
+        help="Control store: sqlite (control.db in the store) or redis://host:port/db "
+             "(default: [tool.tracekit] control, else sqlite).",
+    )(fn)
+
+
+_LEVEL = click.Choice(["global", "tenant", "release", "run", "tool"])
+
+
+def _control_errors(fn: Callable[..., Any]) -> Callable[..., Any]:
+    """Control store and argument errors as one line."""
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return fn(*args, **kwargs)
+        except (ControlError, ValueError, LookupError, RuntimeError) as exc:
+            raise click.ClickException(str(exc)) from None
+    return wrapper
+
+
+@cli.command()
+@click.argument("level", type=_LEVEL)
+@click.argument("target", required=False)
+@click.option("--reason", required=True, help="Why: the next on-call reads it in `status`.")
+@click.option("--by", help="Who halts (default: $TRACEKIT_OPERATOR, else $USER).")
+@store_option
+@control_option
+@_control_errors
+def halt(level: str, target: str | None, reason: str, by: str | None, store: Path | None,
+         control: str | None) -> None:
+    """Halt the fleet, a tenant, a release or a run, or freeze a tool.
+
+    \b
+      tracekit halt global --reason "..."
+      tracekit halt tenant acme --reason "refund loop"
+      tracekit halt release 3f9a1c2b7d4e --reason "bad prompt v14"
+      tracekit halt run run_01j... --reason "..."
+      tracekit halt tool issue_refund --reason "..."   (freezes one tool; reads still flow)
+
+    Every guarded call of a halted run is refused before it runs, in every process.
+    """
+    key = oncall.halt(level, target, reason=reason, by=by, store=store, control=control)
+    click.echo(f"halted: {key} ({reason})")
+
+
+@cli.command()
+@click.argument("level", type=_LEVEL)
+@click.argument("target", required=False)
+@store_option
+@control_option
+@_control_errors
+def unhalt(level: str, target: str | None, store: Path | None, control: str | None) -> None:
+    """Lift a halt or unfreeze a tool.
+
+    A tenant's or run's halt is not lifted while its release is halted: roll the release back
+    first, then unhalt the release.
+    """
+    key = oncall.unhalt(level, target, store=store, control=control)
+    click.echo(f"lifted: {key}")
+
+
+@cli.command()
+@store_option
+@control_option
+@click.option("--trips", type=click.IntRange(min=0), default=10, show_default=True,
+              help="How many recent detector trips to show.")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@_control_errors
+def status(store: Path | None, control: str | None, trips: int, as_json: bool) -> None:
+    """Every active halt and frozen tool (when, by whom, why) and the last detector trips."""
+    report = oncall.status(store=store, control=control, trips=trips)
+    if as_json:
+        click.echo(json.dumps(report, indent=2, default=str))
+        return
+    click.echo(f"control store: {report['control']}")
+    _echo_flags(report["halts"])
+    _echo_trips(report["trips"])
+
+
+def _when(ts: float | None) -> str:
+    return "" if ts is None else datetime.fromtimestamp(ts, UTC).strftime("%Y-%m-%d %H:%M:%S")
+
+
+def _echo_flags(flags: list[dict[str, Any]]) -> None:
+    if not flags:
+        click.echo("no active halts or frozen tools")
+        return
+    rows = [(f["key"], _when(f.get("at")), f.get("by", ""), f.get("reason", "")) for f in flags]
+    click.echo(render(["halt", "since (UTC)", "by", "reason"], rows, "table", 80))
+
+
+def _echo_trips(trips: list[dict[str, Any]]) -> None:
+    if not trips:
+        return
+    click.echo("\nrecent detector trips:")
+    rows = [(_when(t.get("at")), t.get("signal", ""), t.get("key", ""),
+             f"{t.get('value')} > {t.get('threshold')}", t.get("reason", "")) for t in trips]
+    click.echo(render(["when (UTC)", "signal", "halt", "value", "reason"], rows, "table", 70))
+
+
 @cli.command()
 @store_option
 @click.option("--runaway-steps", type=click.IntRange(min=1, max=100_000), default=40,
-              show_default=True, help="How many times the runaway re-issues its refund.")
-def demo(store: Path | None, runaway_steps: int) -> None:
-    """Record a simulated support agent: healthy runs and one runaway. No network, no key."""
-    from ._demo import DEMO_RELEASE, run_demo
+              show_default=True, help="How many times the runaway tries to re-issue its refund.")
+@click.option("--no-guard", is_flag=True, help="Run without the guard: watch the runaway run on.")
+def demo(store: Path | None, runaway_steps: int, no_guard: bool) -> None:
+    """Record a simulated support agent: healthy runs and one runaway. No network, no key.
+
+    The runaway issues the same refund again and again; the guard (on by default) halts it.
+    """
+    from ._demo import DEMO_GUARD, DEMO_RELEASE, run_demo
     from ._templates import render_template
 
-    result = run_demo(store, runaway_steps=runaway_steps)
+    result = run_demo(store, runaway_steps=runaway_steps, guarded=not no_guard)
     flag = f" --store {store}" if store is not None else ""
     click.echo(render_template(
         "demo_summary.txt.j2", store=result.store, runs=result.runs, runaway=result.runaway,
-        release=DEMO_RELEASE, store_flag=flag,
+        release=DEMO_RELEASE, store_flag=flag, guard=None if no_guard else DEMO_GUARD,
     ), nl=False)
 
 
