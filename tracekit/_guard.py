@@ -163,7 +163,8 @@ class GuardRuntime:
         self._stop.set()
         for thread in self._threads:
             thread.join(2.0)
-        with contextlib.suppress(ControlError):
+        with contextlib.suppress(ControlError):  # what this process spent and did, pushed
+            self._sync_spend()
             self.refresh_runs_now()
         with contextlib.suppress(Exception):
             self.control.close()
