@@ -28,7 +28,7 @@ from ._control import ControlError, ControlStore, RedisControl, flag_key, now_in
 if TYPE_CHECKING:
     from ._run import Run
 
-__all__ = ["Guard", "GuardRuntime", "Halted", "OutOfScope", "RunGuard"]
+__all__ = ["Alert", "Guard", "GuardRuntime", "Halted", "OutOfScope", "RunGuard"]
 
 _MINUTE = 60.0
 _monotonic = time.monotonic
@@ -51,6 +51,7 @@ class Halted(Exception):
         super().__init__(f"{self.verb} ({where}): {reason}")
 
     verb = "halted"
+    status = "halted"  # the guard event's status
 
     def as_attrs(self) -> dict[str, Any]:
         return {"level": self.level, "target": self.target, "reason": self.reason,
@@ -64,6 +65,14 @@ class OutOfScope(Halted):
     """
 
     verb = "refused"
+    status = "refused"
+
+
+class Alert(Halted):
+    """Not raised: a detector in ``alert`` mode noticed something (recorded, the call goes on)."""
+
+    verb = "alert"
+    status = "alert"
 
 
 class Guard(BaseModel):
@@ -115,6 +124,7 @@ class GuardRuntime:
         self._tenant_window: dict[str, float] = {}  # tenant -> window total at the last sync
         self._dirty: dict[str, RunGuard] = {}
         self._leases: dict[str, str] = {}  # run_id -> tenant, for the slots this process holds
+        self._destinations: set[tuple[str, str]] = set()
         self._leases_renewed = 0.0
         self._stop = threading.Event()
         self.refresh()
@@ -226,6 +236,29 @@ class GuardRuntime:
         since = int((self.clock() - self.guard.spend_window_s) // self._bucket_s) + 1
         tenants = set(self._tenant_window) | set(pending)
         self._tenant_window = {t: self.control.total(f"spend:{t}", since) for t in tenants}
+
+    # -- first-seen destinations: a local cache over the control store ---------------------
+    def is_new_destination(self, tenant: str, destination: str) -> bool:
+        """True the first time any process sees ``destination`` for ``tenant`` (one store
+        round trip per destination this process has not seen yet, none after)."""
+        key = (tenant, destination)
+        if key in self._destinations:
+            return False
+        counter = f"dest:{tenant}:{destination}"
+        try:
+            seen = self.control.total(counter, 0) > 0
+            if not seen:
+                self.control.add(counter, 0, 1.0)
+        except ControlError as exc:
+            raise Halted("store", self.control.url, f"control store unavailable: {exc}",
+                         signal="store_error") from None
+        self._destinations.add(key)
+        return not seen
+
+    def log_alert(self, alert: dict[str, Any]) -> None:
+        with contextlib.suppress(ControlError):
+            self.control.log_trip({**now_info(alert["reason"], by="tracekit-guard"),
+                                   "action": "alert", **alert})
 
     # -- per-tenant concurrency slots, leased so a crashed worker's slot comes back ---------------
     def take_slot(self, tenant: str, run_id: str) -> None:
@@ -359,6 +392,20 @@ class RunGuard:
             self.signatures.add(signature)
             self.last_change_step = self.run.step
         self.rt._dirty[self.run_id] = self
+
+    def check_destination(self, tool: str, destination: str | None) -> Alert | None:
+        """A write to a destination this tenant never wrote to before: allow, alert or halt."""
+        mode = self.g.new_destination
+        if destination is None or mode == "allow":
+            return None
+        if self.rt.is_new_destination(self.tenant, destination) is False:
+            return None
+        reason = f"{tool} writes to {destination!r}, never seen before for tenant {self.tenant}"
+        if mode == "halt":
+            raise self._trip("new_destination", 1, 0, reason)
+        self.rt.log_alert({"signal": "new_destination", "reason": reason, "run_id": self.run_id,
+                           "tenant": self.tenant, "destination": destination})
+        return Alert("run", self.run_id, reason, signal="new_destination")
 
     def after_model_output(self, cost_usd: float | None) -> None:
         """After a model output: the run thinks; steps, cost and no-progress still bound it."""

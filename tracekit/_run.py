@@ -14,7 +14,7 @@ from . import _config
 from ._config import Release
 from ._control import ControlError
 from ._encode import canonical_json
-from ._guard import Halted, OutOfScope, RunGuard
+from ._guard import Halted, RunGuard
 from ._ids import new_id
 
 __all__ = ["Run", "current_run", "run", "tool"]
@@ -120,7 +120,7 @@ class Run:
     def _refused(self, halt: Halted, name: str | None = None, args: str | None = None) -> None:
         """Record the guard's refusal as a ``guard`` event."""
         self._record("guard", name=name or halt.signal, args=args,
-                     status="refused" if isinstance(halt, OutOfScope) else "halted",
+                     status=halt.status,
                      error=str(halt), attrs=canonical_json(halt.as_attrs()))
 
     def __exit__(self, exc_type: Any, exc: BaseException | None, tb: Any) -> None:
@@ -216,6 +216,10 @@ class Run:
             guard.check_call(spec.name, encoded, spec.writes)
             if spec.bounds:
                 guard.check_bounds(spec.name, spec.bounds, named)
+            if spec.destination is not None:
+                alert = guard.check_destination(spec.name, spec.destination_of(named))
+                if alert is not None:
+                    self._refused(alert, spec.name, encoded)
         except Halted as halt:
             self._refused(halt, spec.name, encoded)
             raise
@@ -281,12 +285,14 @@ def run(
 class ToolSpec:
     """What the decorator knows about a tool: its name, whether it writes, its argument bounds."""
 
-    __slots__ = ("attrs", "bounds", "name", "writes")
+    __slots__ = ("attrs", "bounds", "destination", "name", "writes")
 
     def __init__(self, name: str, writes: bool = False,
-                 bounds: dict[str, tuple[float | None, float | None]] | None = None) -> None:
+                 bounds: dict[str, tuple[float | None, float | None]] | None = None,
+                 destination: str | Callable[..., Any] | None = None) -> None:
         self.name = name
         self.writes = writes
+        self.destination = destination
         self.bounds = dict(bounds or {})
         for arg, pair in self.bounds.items():
             if not (isinstance(pair, tuple) and len(pair) == 2):
@@ -294,23 +300,39 @@ class ToolSpec:
                                  "use None for an open end, e.g. {'amount': (0, 200)}")
         self.attrs = _WRITES_ATTRS if writes else None
 
+    def destination_of(self, named: dict[str, Any]) -> str | None:
+        """Where a write goes: the declared value, or the callable's answer for these args."""
+        dest = self.destination
+        if dest is None or not self.writes:
+            return None
+        if callable(dest):
+            try:
+                dest = dest(**named)
+            except Exception as exc:
+                return f"<destination unknown: {type(exc).__name__}>"
+        return None if dest is None else str(dest)
+
 
 @overload
 def tool(fn: F, /) -> F: ...
 @overload
 def tool(*, name: str | None = None, writes: bool = False,
-         bounds: dict[str, tuple[float | None, float | None]] | None = None
+         bounds: dict[str, tuple[float | None, float | None]] | None = None,
+         destination: str | Callable[..., Any] | None = None,
          ) -> Callable[[F], F]: ...
 def tool(fn: F | None = None, /, *, name: str | None = None, writes: bool = False,
-         bounds: dict[str, tuple[float | None, float | None]] | None = None) -> Any:
+         bounds: dict[str, tuple[float | None, float | None]] | None = None,
+         destination: str | Callable[..., Any] | None = None) -> Any:
     """Record every call of the decorated function made inside a run as a tool call.
 
     Outside a run the function is called as it is. ``writes=True`` marks a tool that changes the
     world (the guard and the side-effect ledger act on it). ``bounds`` limits numeric arguments,
     e.g. ``{"amount": (0, 200)}``: a call outside them is refused before it runs.
+    ``destination`` (a value, or a callable of the arguments) names where a write goes, for the
+    guard's first-seen-destination detector.
     """
     def decorate(func: F) -> F:
-        return _wrap(func, ToolSpec(name or func.__name__, writes, bounds))
+        return _wrap(func, ToolSpec(name or func.__name__, writes, bounds, destination))
     return decorate(fn) if fn is not None else decorate
 
 
