@@ -339,6 +339,8 @@ class RunGuard:
                 "last_change_step": self.last_change_step, "children": self.children,
                 "scope_violations": self.scope_violations, "calls": list(self.calls),
                 "writes": list(self.writes), "seq": self.run.next_seq(),
+                "repeats": [[tool, sig, list(times)] for (tool, sig), times in
+                            list(self.repeats.items()) if times],
                 "tenant": self.tenant, "release_id": self.run.release.release_id}
 
     def resume(self) -> dict[str, Any] | None:
@@ -353,6 +355,9 @@ class RunGuard:
         self.scope_violations = int(saved.get("scope_violations", 0))
         self.calls.extend(saved.get("calls", ()))
         self.writes.extend(saved.get("writes", ()))
+        for tool, sig, times in saved.get("repeats", ()):
+            self.repeats[(tool, sig)] = deque(times)
+            self.signatures.add(sig)
         return saved
 
     # -- checks ---------------------------------------------------------------------------
