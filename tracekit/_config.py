@@ -145,7 +145,8 @@ def guard_runtime() -> GuardRuntime | None:
     with _lock:
         if _runtime is None:
             try:
-                control = open_control(current.control, current.store, current.guard.timeout_s)
+                control = open_control(current.control, current.store, current.guard.timeout_s,
+                                       create=False)
             except ControlError as exc:  # fail closed: no control store, no guarded call
                 raise Halted("store", current.control or "sqlite", str(exc),
                              signal="store_error") from None

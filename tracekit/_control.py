@@ -60,6 +60,7 @@ class ControlStore(Protocol):
 
     url: str
 
+    def check_alive(self) -> None: ...
     def set_flag(self, key: str, info: dict[str, Any]) -> None: ...
     def clear_flag(self, key: str) -> bool: ...
     def flags(self) -> dict[str, dict[str, Any]]: ...
@@ -133,6 +134,10 @@ class SQLiteControl:
             return self._con.execute(sql, tuple(params)).fetchall()
         return self._run(go)  # type: ignore[no-any-return]
 
+    def check_alive(self) -> None:
+        """Raise ControlError unless the store is there and still tracekit's."""
+        self._exec("SELECT 1 FROM meta WHERE name = 'version'")
+
     def set_flag(self, key: str, info: dict[str, Any]) -> None:
         self._exec("INSERT OR REPLACE INTO flags VALUES (?, ?)", (key, json.dumps(info)))
 
@@ -200,7 +205,8 @@ class SQLiteControl:
 class RedisControl:
     """The fleet control store on Redis; flag changes are published on ``<prefix>flags``."""
 
-    def __init__(self, url: str, timeout_s: float = 0.25, prefix: str = "tracekit:") -> None:
+    def __init__(self, url: str, timeout_s: float = 0.25, prefix: str = "tracekit:",
+                 create: bool = True) -> None:
         try:
             import redis
         except ImportError:
@@ -215,9 +221,25 @@ class RedisControl:
             url, socket_timeout=timeout_s, socket_connect_timeout=timeout_s,
             decode_responses=True,
         )
-        if not self._run(self.client.setnx, f"{prefix}version", CONTROL_VERSION):
-            version = self._run(self.client.get, f"{prefix}version")
-            self._check_version(version)
+        if create and self._run(self.client.setnx, f"{prefix}version", CONTROL_VERSION):
+            return
+        self.check_alive()
+
+    def check_alive(self) -> None:
+        """Raise ControlError unless the store answers and still holds tracekit's state.
+
+        A Redis restarted without persistence comes back empty: every halt set before is
+        gone. A guard never takes an empty store for a clean one (that would fail open): it
+        refuses until an operator looks (``tracekit status --control URL`` re-initialises).
+        """
+        version = self._run(self.client.get, f"{self.prefix}version")
+        if version is None:
+            raise ControlError(
+                f"{self.url} holds no tracekit state (new, or restarted without persistence: "
+                "halts set before are gone); check and re-set halts, then initialise it with "
+                f"`tracekit status --control {self.url}`"
+            )
+        self._check_version(version)
 
     def _check_version(self, version: Any) -> None:
         if str(version) != str(CONTROL_VERSION):
@@ -306,15 +328,19 @@ class RedisControl:
         self.client.close()
 
 
-def open_control(spec: str | None, store_root: Path, timeout_s: float = 0.25) -> ControlStore:
-    """``sqlite`` (default: control.db under the store root), ``sqlite:PATH`` or ``redis://...``."""
+def open_control(spec: str | None, store_root: Path, timeout_s: float = 0.25,
+                 create: bool = True) -> ControlStore:
+    """``sqlite`` (default: control.db under the store root), ``sqlite:PATH`` or ``redis://...``.
+
+    ``create=False`` (the guard's way) refuses a Redis store that holds no tracekit state.
+    """
     if spec is None or spec == "sqlite":
         store_root.mkdir(parents=True, exist_ok=True)
         return SQLiteControl(store_root / "control.db", timeout_s)
     if spec.startswith("sqlite:"):
         return SQLiteControl(spec[len("sqlite:"):], timeout_s)
     if spec.startswith(("redis://", "rediss://", "unix://")):
-        return RedisControl(spec, timeout_s)
+        return RedisControl(spec, timeout_s, create=create)
     raise ValueError(f"control={spec!r} is not a control store; use 'sqlite' or 'redis://host:port/db'")
 
 

@@ -78,7 +78,7 @@ class Alert(Halted):
 class Guard(BaseModel):
     """Bounds and detectors, each optional (None = not checked). Validated once, at configure."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
 
     max_steps: int | None = Field(None, gt=0)
     max_cost_usd: float | None = Field(None, gt=0)
@@ -140,6 +140,7 @@ class GuardRuntime:
     def refresh(self) -> None:
         """Read the flags, push local spend and run state; mark the cache fresh or failed."""
         try:
+            self.control.check_alive()
             flags = self.control.flags()
             self._sync_spend()
             self._save_dirty_runs()
@@ -212,6 +213,17 @@ class GuardRuntime:
         with self._spend_lock:
             per = self._unsynced.setdefault(tenant, {})
             per[bucket] = per.get(bucket, 0.0) + amount
+
+    def track_tenant(self, tenant: str) -> None:
+        """Start following a tenant's shared spend window (one read, at run start)."""
+        if tenant in self._tenant_window:
+            return
+        since = int((self.clock() - self.guard.spend_window_s) // self._bucket_s) + 1
+        try:
+            self._tenant_window[tenant] = self.control.total(f"spend:{tenant}", since)
+        except ControlError as exc:
+            raise Halted("store", self.control.url, f"control store unavailable: {exc}",
+                         signal="store_error") from None
 
     def tenant_spend(self, tenant: str) -> float:
         """Spend in the window: every process's, as of the last sync, plus this one's since."""
@@ -297,10 +309,15 @@ class GuardRuntime:
 
     def _save_dirty_runs(self) -> None:
         dirty, self._dirty = self._dirty, {}
-        for run_id, run_guard in dirty.items():
-            state = run_guard.state()
-            self.control.put(f"run:{run_id}", state)
-            self.control.put(f"tenant:{state['tenant']}", {"release_id": state["release_id"]})
+        try:
+            for run_id, run_guard in list(dirty.items()):
+                state = run_guard.state()
+                self.control.put(f"run:{run_id}", state)
+                self.control.put(f"tenant:{state['tenant']}", {"release_id": state["release_id"]})
+                del dirty[run_id]
+        finally:  # what could not be saved is tried again: the store stays failed till it can
+            for run_id, run_guard in dirty.items():
+                self._dirty.setdefault(run_id, run_guard)
 
     def refresh_runs_now(self) -> None:
         self._save_dirty_runs()
@@ -326,9 +343,8 @@ class RunGuard:
         self.cost = 0.0
         self.progress = 0
         self.last_change_step = 0
-        self.children = 0
         self.scope_violations = 0
-        self.signatures: set[str] = set()
+        self.signatures: set[tuple[str, str]] = set()
         self.calls: deque[float] = deque()
         self.writes: deque[float] = deque()
         self.repeats: dict[tuple[str, str], deque[float]] = {}
@@ -336,7 +352,8 @@ class RunGuard:
     # -- resume -------------------------------------------------------------------------------
     def state(self) -> dict[str, Any]:
         return {"steps": self.run.step, "cost": self.cost, "progress": self.progress,
-                "last_change_step": self.last_change_step, "children": self.children,
+                "last_change_step": self.last_change_step, "depth": self.run.depth,
+                "root_run_id": self.run.root_run_id,
                 "scope_violations": self.scope_violations, "calls": list(self.calls),
                 "writes": list(self.writes), "seq": self.run.next_seq(),
                 "repeats": [[tool, sig, list(times)] for (tool, sig), times in
@@ -351,13 +368,12 @@ class RunGuard:
         self.cost = float(saved.get("cost", 0.0))
         self.progress = int(saved.get("progress", 0))
         self.last_change_step = int(saved.get("last_change_step", 0))
-        self.children = int(saved.get("children", 0))
         self.scope_violations = int(saved.get("scope_violations", 0))
         self.calls.extend(saved.get("calls", ()))
         self.writes.extend(saved.get("writes", ()))
         for tool, sig, times in saved.get("repeats", ()):
             self.repeats[(tool, sig)] = deque(times)
-            self.signatures.add(sig)
+            self.signatures.add((tool, sig))
         return saved
 
     # -- checks ---------------------------------------------------------------------------
@@ -393,8 +409,9 @@ class RunGuard:
             self._check_rate(self.writes, now, g.max_writes_per_minute, "writes_per_minute")
         if g.max_repeats is not None:
             self._check_repeats((tool, signature), now, g.max_repeats)
-        if signature not in self.signatures:
-            self.signatures.add(signature)
+        call = (tool, signature)
+        if call not in self.signatures:
+            self.signatures.add(call)
             self.last_change_step = self.run.step
         self.rt._dirty[self.run_id] = self
 
@@ -431,14 +448,29 @@ class RunGuard:
         self.last_change_step = self.run.step
         self.rt.mark_dirty(self)
 
-    def check_child(self) -> None:
-        """A sub-agent is starting under this run: fan-out width."""
-        self.children += 1
-        self.rt.mark_dirty(self)
-        limit = self.g.max_children
-        if limit is not None and self.children > limit:
-            raise self._trip("fan_out_width", self.children, limit,
-                             f"{self.children} sub-agents (bound {limit})")
+    def parent_lineage(self, parent_id: str) -> tuple[int, str] | None:
+        """(depth, root_run_id) of a parent known only by its id, from its saved state."""
+        try:
+            saved = self.rt.control.get(f"run:{parent_id}")
+        except ControlError as exc:
+            raise Halted("store", self.rt.control.url, f"control store unavailable: {exc}",
+                         signal="store_error") from None
+        if not saved or "depth" not in saved:
+            return None
+        return int(saved["depth"]) + 1, str(saved.get("root_run_id") or parent_id)
+
+    def _check_width(self, parent_id: str, limit: int) -> None:
+        """Fan-out width: every sub-agent of the parent, from any process, counts."""
+        try:
+            self.rt.control.add(f"children:{parent_id}", 0, 1.0)
+            count = int(self.rt.control.total(f"children:{parent_id}", 0))
+        except ControlError as exc:
+            raise Halted("store", self.rt.control.url, f"control store unavailable: {exc}",
+                         signal="store_error") from None
+        if count > limit:
+            raise self._trip("fan_out_width", count, limit,
+                             f"run {parent_id} started {count} sub-agents (bound {limit})",
+                             target=parent_id)
 
     def check_start(self) -> None:
         """At run start: halts, depth, the tenant's concurrency cap."""
@@ -447,6 +479,15 @@ class RunGuard:
         if limit is not None and self.run.depth > limit:
             raise self._trip("fan_out_depth", self.run.depth, limit,
                              f"sub-agent depth {self.run.depth} (bound {limit})")
+        if self.run.parent_run_id is not None and self.g.max_children is not None:
+            self._check_width(self.run.parent_run_id, self.g.max_children)
+        try:  # saved now, so a sub-agent in another process finds this run's lineage at once
+            self.rt.control.put(f"run:{self.run_id}", self.state())
+        except ControlError as exc:
+            raise Halted("store", self.rt.control.url, f"control store unavailable: {exc}",
+                         signal="store_error") from None
+        if self.g.tenant_spend_usd is not None:
+            self.rt.track_tenant(self.tenant)
         if self.g.max_concurrent_runs is not None:
             self.rt.take_slot(self.tenant, self.run_id)
 

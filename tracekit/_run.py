@@ -84,6 +84,8 @@ class Run:
         runtime = _config.guard_runtime()
         if runtime is not None:
             self._guard = RunGuard(runtime, self, self.tools)
+            if self._parent is None and self.parent_run_id is not None:
+                self._adopt_lineage(self._guard)
             self._resume(self._guard)
         self._token = _current.set(self)
         attrs = canonical_json(self.attrs) if self.attrs else None
@@ -91,13 +93,22 @@ class Run:
         if self._guard is not None:
             try:
                 self._guard.check_start()
-                if self._parent is not None and self._parent._guard is not None:
-                    self._parent._guard.check_child()
             except Halted as halt:
                 self._refused(halt)
                 self.__exit__(type(halt), halt, None)
                 raise
         return self
+
+    def _adopt_lineage(self, guard: RunGuard) -> None:
+        """A parent given by id (from another process): its depth and root, if it was guarded."""
+        try:
+            lineage = guard.parent_lineage(str(self.parent_run_id))
+        except Halted as exc:
+            guard.rt.failure = exc.reason
+            return
+        if lineage is not None:
+            self.depth, self.root_run_id = lineage
+            self._static = (self._static[0], self._static[1], self.root_run_id, *self._static[3:])
 
     def _resume(self, guard: RunGuard) -> None:
         """A run_id seen before continues: its steps, spend and windows do not restart."""
