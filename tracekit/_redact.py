@@ -8,10 +8,9 @@ cheap lower-cased substring test skips the regular expressions for the common, c
 
 from __future__ import annotations
 
-import contextlib
 import json
 import re
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -53,7 +52,7 @@ DEFAULT_PATTERNS: tuple[str, ...] = (
 # (also inside a JSON document held as a string: \"password\": \"...\")
 _ASSIGNMENT = (
     r"\b(?i:api[-_]?key|apikey|password|passwd|pwd|[\w-]*secret|(?:access|refresh|auth|id)[-_]?token"
-    r"|token)(?:\\\"|')?\s*[=:]\s*(?:\\?[\"'])?(?P<assigned>(?!{marker})[^\s&\"'\\,;}\]]+)"
+    r"|token)(?:\\?\"|')?\s*[=:]\s*(?:\\?[\"'])?(?P<assigned>(?!{marker})[^\s&\"'\\,;}\]]+)"
 )
 
 # substrings (lower-cased) that must be present for a default rule to possibly match
@@ -69,32 +68,35 @@ class Redactor:
 
     ``keys`` are regular expressions matched against whole key names, case-insensitively;
     ``patterns`` are regular expressions replaced wherever they occur in a value.
+
+    A JSON document is parsed and walked: a value under a sensitive key is replaced whatever it
+    is, and every string value goes through the value rules. Each default rule runs only when a
+    literal it needs is in the string, so clean text costs a few substring tests.
     """
 
     keys: tuple[str, ...] = ()
     patterns: tuple[str, ...] = ()
     marker: str = MARKER
     _key_re: re.Pattern[str] = field(init=False, repr=False, compare=False)
-    _quoted_key_re: re.Pattern[str] = field(init=False, repr=False, compare=False)
-    _value_re: re.Pattern[str] = field(init=False, repr=False, compare=False)
+    _rules: tuple[tuple[Callable[[str, str], bool], re.Pattern[str]], ...] = field(
+        init=False, repr=False, compare=False)
+    _key_cache: dict[str, bool] = field(init=False, repr=False, compare=False)
     _custom: bool = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
-        keys = tuple(self.keys)
-        patterns = tuple(self.patterns)
-        keys = tuple(_scoped(rule) for rule in keys)
-        patterns = tuple(_scoped(rule) for rule in patterns)
+        keys = tuple(_scoped(rule) for rule in self.keys)
+        patterns = tuple(_scoped(rule) for rule in self.patterns)
         object.__setattr__(self, "keys", keys)
         object.__setattr__(self, "patterns", patterns)
         key_re = re.compile("|".join(f"(?:{k})" for k in DEFAULT_KEYS + keys), re.IGNORECASE)
-        assignment = _ASSIGNMENT.replace("{marker}", re.escape(self.marker))
-        value_re = re.compile(
-            "|".join(f"(?:{p})" for p in (assignment, *DEFAULT_PATTERNS, *patterns))
-        )
-        quoted = "|".join(f"(?:{k})" for k in DEFAULT_KEYS + keys)
+        assignment = re.compile(_ASSIGNMENT.replace("{marker}", re.escape(self.marker)))
+        rules = [(_assignment_hint, assignment)]
+        rules += [(hint, re.compile(p)) for hint, p in zip(_PATTERN_HINTS, DEFAULT_PATTERNS,
+                                                            strict=True)]
+        rules += [(_always, re.compile(p)) for p in patterns]
         object.__setattr__(self, "_key_re", key_re)
-        object.__setattr__(self, "_quoted_key_re", re.compile(f'"(?:{quoted})":', re.IGNORECASE))
-        object.__setattr__(self, "_value_re", value_re)
+        object.__setattr__(self, "_rules", tuple(rules))
+        object.__setattr__(self, "_key_cache", {})
         object.__setattr__(self, "_custom", bool(keys or patterns))
 
     def might_match(self, text: str) -> bool:
@@ -108,27 +110,48 @@ class Redactor:
         """Redact one JSON document; returns the new text and how many values were replaced."""
         if not text or not self.might_match(text):
             return text, 0
-        value, count = None, 0
-        if self._quoted_key_re.search(text):
-            with contextlib.suppress(ValueError):
-                value, count = self._redact_value(json.loads(text))
-        if count:
-            text = dump_plain(value)
-        text, found = self._value_re.subn(self._replace, text)
-        return text, count + found
+        try:
+            value = json.loads(text)
+        except ValueError:  # not JSON after all: scrub it as text
+            return self.redact_text(text)
+        value, count = self._redact_value(value)
+        return (dump_plain(value), count) if count else (text, 0)
+
+    def redact_text(self, text: str) -> tuple[str, int]:
+        """Redact free text (an error message, a label): the value rules."""
+        if not text or not self.might_match(text):
+            return text, 0
+        return self._redact_string(text)
+
+    def _redact_string(self, text: str) -> tuple[str, int]:
+        lowered = text.lower()
+        total = 0
+        for hint, rule in self._rules:
+            if hint(text, lowered):
+                text, n = rule.subn(self._replace, text)
+                if n:
+                    total += n
+                    lowered = text.lower()
+        return text, total
 
     def _replace(self, match: re.Match[str]) -> str:
-        if match.group("assigned") is None:
+        assigned = match.groupdict().get("assigned")
+        if assigned is None:
             return self.marker
         return match.group(0)[: match.start("assigned") - match.start()] + self.marker
 
-    def redact_text(self, text: str) -> tuple[str, int]:
-        """Redact free text (an error message): value patterns only."""
-        if not text or not self.might_match(text):
-            return text, 0
-        return self._value_re.subn(self._replace, text)
+    def _sensitive(self, key: str) -> bool:
+        cache = self._key_cache
+        found = cache.get(key)
+        if found is None:
+            if len(cache) > 10_000:
+                cache.clear()
+            found = cache[key] = self._key_re.fullmatch(key) is not None
+        return found
 
     def _redact_value(self, value: Any) -> tuple[Any, int]:
+        if isinstance(value, str):
+            return self._redact_string(value) if self.might_match(value) else (value, 0)
         if isinstance(value, dict):
             return self._redact_dict(value)
         if isinstance(value, list):
@@ -144,13 +167,34 @@ class Redactor:
         out: dict[str, Any] = {}
         total = 0
         for key, item in value.items():
-            if item is not None and self._key_re.fullmatch(key):
+            if item is not None and self._sensitive(key):
                 out[key] = self.marker
                 total += 1
             else:
                 out[key], n = self._redact_value(item)
                 total += n
         return out, total
+
+
+def _always(text: str, lowered: str) -> bool:
+    return True
+
+
+def _assignment_hint(text: str, lowered: str) -> bool:
+    return ("=" in text or ":" in text) and any(w in lowered for w in _ASSIGNMENT_WORDS)
+
+
+_ASSIGNMENT_WORDS = ("key", "pass", "pwd", "secret", "token")
+
+#: the literal each default pattern needs, tested before the pattern runs (same order)
+_PATTERN_HINTS: tuple[Callable[[str, str], bool], ...] = (
+    lambda text, low: "bearer" in low,
+    lambda text, low: "basic" in low,
+    lambda text, low: "sk-" in text,
+    lambda text, low: "AKIA" in text or "ASIA" in text,
+    lambda text, low: "xox" in text,
+    lambda text, low: "gh" in text and "_" in text,
+)
 
 
 _GLOBAL_FLAGS = re.compile(r"^\(\?([imsx]+)\)")
