@@ -191,12 +191,19 @@ class Run:
         self._record("error", status="error", error=text,
                      attrs=canonical_json(attrs) if attrs else None)
 
-    def event(self, kind: str, name: str | None = None, **fields: Any) -> None:
-        """Record a raw event of ``kind`` (for integrations); fields are the event's columns."""
-        for key in ("args", "output", "attrs"):
-            if key in fields and not isinstance(fields[key], str | None):
-                fields[key] = canonical_json(fields[key])
-        self._record(kind, name=name, **fields)
+    def event(
+        self, kind: str, name: str | None = None, *, args: Any = None, output: Any = None,
+        attrs: Any = None, **columns: Any,
+    ) -> None:
+        """Record a raw event of ``kind`` (for integrations).
+
+        ``args``, ``output`` and ``attrs`` are encoded as JSON unless already text; other
+        keywords are the event's columns (call_id, status, error, tokens_in, cost_usd, ...).
+        """
+        self._record(
+            kind, name, args=_as_json(args), output=_as_json(output), attrs=_as_json(attrs),
+            **columns,
+        )
 
     def call_tool(self, name: str, fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> Any:
         """Call an undecorated ``fn`` as tool ``name``, recording the call and its result."""
@@ -416,6 +423,10 @@ def _usage(usage: Any) -> tuple[int | None, int | None]:
     if tokens_out is None:
         tokens_out = get("completion_tokens")
     return _int_or_none(tokens_in), _int_or_none(tokens_out)
+
+
+def _as_json(value: Any) -> str | None:
+    return value if value is None or type(value) is str else canonical_json(value)
 
 
 def _float_or_none(value: Any) -> float | None:
