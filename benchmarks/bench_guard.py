@@ -54,6 +54,9 @@ class RedisServer:
         for _ in range(200):
             try:
                 client.ping()
+                from tracekit._control import RedisControl
+
+                RedisControl(self.url).close()  # initialised, as `tracekit status --init` does
                 return
             except redis.ConnectionError:
                 time.sleep(0.02)

@@ -186,9 +186,14 @@ def test_guarded_demo_contains_the_runaway(tmp_path: Path) -> None:
 
 def test_halt_unhalt_status_round_trip(tmp_path: Path) -> None:
     store = tmp_path / "store"
+    # a halt into a store no agent reads would be a false comfort: refused without --init
+    wrong = tk("halt", "tenant", "acme", "--reason", "refund loop", store=store)
+    assert wrong.returncode == 1 and "no control store at" in wrong.stderr
+    assert "--init" in wrong.stderr and not (store / "control.db").exists()
     out = tk("halt", "tenant", "acme", "--reason", "refund loop", "--by", "oncall-ana",
-             store=store)
+             "--init", store=store)
     assert out.returncode == 0 and "halt:tenant:acme" in out.stdout, out.stderr
+    assert str(store / "control.db") in out.stdout  # says where the halt went
     assert tk("halt", "tool", "issue_refund", "--reason", "frozen", store=store).returncode == 0
     report = json.loads(tk("status", "--json", store=store).stdout)
     keys = [h["key"] for h in report["halts"]]
@@ -218,6 +223,7 @@ def test_unhalt_refuses_while_the_release_is_halted(tmp_path: Path) -> None:
 
 
 def test_halt_needs_a_reason_and_a_target(tmp_path: Path) -> None:
+    assert tk("status", "--init", store=tmp_path / "s").returncode == 0
     no_reason = tk("halt", "tenant", "acme", "--reason", " ", store=tmp_path / "s")
     assert no_reason.returncode == 1 and "needs a reason" in no_reason.stderr
     no_target = tk("halt", "run", "--reason", "x", store=tmp_path / "s")

@@ -145,12 +145,15 @@ def guard_runtime() -> GuardRuntime | None:
     with _lock:
         if _runtime is None:
             try:
-                control = open_control(current.control, current.store, current.guard.timeout_s,
-                                       create=False)
+                control = open_control(  # SQLite is made on first use; Redis never is
+                    current.control, current.store, current.guard.timeout_s,
+                    create=not _is_redis(current.control))
             except ControlError as exc:  # fail closed: no control store, no guarded call
                 raise Halted("store", current.control or "sqlite", str(exc),
                              signal="store_error") from None
-            _runtime = GuardRuntime(current.guard, control, current.clock or time.time)
+            redactor = current.redactor
+            _runtime = GuardRuntime(current.guard, control, current.clock or time.time,
+                                    scrub=lambda text: redactor.redact_text(text)[0])
         return _runtime
 
 
@@ -175,6 +178,10 @@ def _tuning() -> dict[str, Any]:
     if interval := os.environ.get("TRACEKIT_FLUSH_INTERVAL"):
         tuning["interval"] = float(interval)
     return tuning
+
+
+def _is_redis(spec: str | None) -> bool:
+    return bool(spec) and not str(spec).startswith("sqlite")
 
 
 def flush(timeout: float | None = None) -> bool:

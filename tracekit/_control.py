@@ -64,8 +64,10 @@ class ControlStore(Protocol):
     def set_flag(self, key: str, info: dict[str, Any]) -> None: ...
     def clear_flag(self, key: str) -> bool: ...
     def flags(self) -> dict[str, dict[str, Any]]: ...
-    def add(self, counter: str, bucket: int, amount: float) -> None: ...
-    def total(self, counter: str, since_bucket: int) -> float: ...
+    def add(self, counter: str, bucket: int, amount: float, ttl_s: float | None = None) -> None:
+        ...
+    def total(self, counter: str, since_bucket: int, until_bucket: int | None = None) -> float:
+        ...
     def put(self, key: str, value: dict[str, Any]) -> None: ...
     def get(self, key: str) -> dict[str, Any] | None: ...
     def log_trip(self, trip: dict[str, Any]) -> None: ...
@@ -100,6 +102,11 @@ class SQLiteControl:
         self.timeout_s = timeout_s
         self._lock = threading.Lock()
         self._con = self._run(self._open)
+        self._identity = self._run(self._file_identity)
+
+    def _file_identity(self) -> tuple[int, int]:
+        st = os.stat(self.path)
+        return st.st_dev, st.st_ino
 
     def _open(self) -> sqlite3.Connection:
         if not self.path.parent.is_dir():
@@ -129,8 +136,12 @@ class SQLiteControl:
 
     def _exec(self, sql: str, params: Iterable[Any] = ()) -> list[Any]:
         def go() -> list[Any]:
-            if not self.path.exists():  # removed under us: never answer from a ghost file
-                raise ControlError(f"control store {self.path} is gone")
+            try:  # removed or replaced under us: never answer from a ghost file
+                same = self._file_identity() == self._identity
+            except FileNotFoundError:
+                same = False
+            if not same:
+                raise ControlError(f"control store {self.path} was removed or replaced")
             return self._con.execute(sql, tuple(params)).fetchall()
         return self._run(go)  # type: ignore[no-any-return]
 
@@ -147,15 +158,16 @@ class SQLiteControl:
     def flags(self) -> dict[str, dict[str, Any]]:
         return {k: json.loads(v) for k, v in self._exec("SELECT key, info FROM flags")}
 
-    def add(self, counter: str, bucket: int, amount: float) -> None:
+    def add(self, counter: str, bucket: int, amount: float, ttl_s: float | None = None) -> None:
         self._exec(
             "INSERT INTO counters VALUES (?, ?, ?) ON CONFLICT (name, bucket) "
             "DO UPDATE SET value = value + excluded.value", (counter, bucket, amount),
         )
 
-    def total(self, counter: str, since_bucket: int) -> float:
+    def total(self, counter: str, since_bucket: int, until_bucket: int | None = None) -> float:
         rows = self._exec("SELECT coalesce(sum(value), 0) FROM counters WHERE name = ? "
-                          "AND bucket >= ?", (counter, since_bucket))
+                          "AND bucket >= ? AND bucket <= ?",
+                          (counter, since_bucket, 2**62 if until_bucket is None else until_bucket))
         return float(rows[0][0])
 
     def put(self, key: str, value: dict[str, Any]) -> None:
@@ -237,7 +249,7 @@ class RedisControl:
             raise ControlError(
                 f"{self.url} holds no tracekit state (new, or restarted without persistence: "
                 "halts set before are gone); check and re-set halts, then initialise it with "
-                f"`tracekit status --control {self.url}`"
+                f"`tracekit status --init --control {self.url}`"
             )
         self._check_version(version)
 
@@ -269,12 +281,24 @@ class RedisControl:
         raw = self._run(self.client.hgetall, f"{self.prefix}flags")
         return {k: json.loads(v) for k, v in raw.items()}
 
-    def add(self, counter: str, bucket: int, amount: float) -> None:
-        self._run(self.client.hincrbyfloat, f"{self.prefix}counter:{counter}", str(bucket), amount)
+    def add(self, counter: str, bucket: int, amount: float, ttl_s: float | None = None) -> None:
+        """One key per bucket, so a window's total reads only its own buckets; a windowed
+        counter's buckets expire (``ttl_s``) instead of piling up."""
+        key = f"{self.prefix}counter:{counter}:{bucket}"
+        pipe = self.client.pipeline()
+        pipe.incrbyfloat(key, amount)
+        if ttl_s is not None:
+            pipe.expire(key, max(1, int(ttl_s)))
+        self._run(pipe.execute)
 
-    def total(self, counter: str, since_bucket: int) -> float:
-        raw = self._run(self.client.hgetall, f"{self.prefix}counter:{counter}")
-        return sum(float(v) for b, v in raw.items() if int(b) >= since_bucket)
+    def total(self, counter: str, since_bucket: int, until_bucket: int | None = None) -> float:
+        base = f"{self.prefix}counter:{counter}:"
+        if until_bucket is not None:
+            keys = [f"{base}{b}" for b in range(since_bucket, until_bucket + 1)]
+            return sum(float(v) for v in self._run(self.client.mget, keys) if v is not None)
+        keys = [k for k in self._run(list, self.client.scan_iter(f"{base}*", count=1000))
+                if int(k[len(base):]) >= since_bucket]  # no upper bound: the slow way
+        return sum(float(v) for v in self._run(self.client.mget, keys) if v) if keys else 0.0
 
     def put(self, key: str, value: dict[str, Any]) -> None:
         self._run(self.client.set, f"{self.prefix}doc:{key}", json.dumps(value))
@@ -334,11 +358,17 @@ def open_control(spec: str | None, store_root: Path, timeout_s: float = 0.25,
 
     ``create=False`` (the guard's way) refuses a Redis store that holds no tracekit state.
     """
-    if spec is None or spec == "sqlite":
-        store_root.mkdir(parents=True, exist_ok=True)
-        return SQLiteControl(store_root / "control.db", timeout_s)
-    if spec.startswith("sqlite:"):
-        return SQLiteControl(spec[len("sqlite:"):], timeout_s)
+    if spec is None or spec == "sqlite" or spec.startswith("sqlite:"):
+        path = store_root / "control.db" if spec in (None, "sqlite") else Path(spec[7:])
+        if not create and not path.exists():
+            raise ControlError(f"no control store at {path}: check --store / TRACEKIT_HOME "
+                               "(or pass --init to create one here)")
+        if create:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            if not path.exists():  # a removed store's journal must not be replayed into a new one
+                for orphan in (Path(f"{path}-wal"), Path(f"{path}-shm")):
+                    orphan.unlink(missing_ok=True)
+        return SQLiteControl(path, timeout_s)
     if spec.startswith(("redis://", "rediss://", "unix://")):
         return RedisControl(spec, timeout_s, create=create)
     raise ValueError(f"control={spec!r} is not a control store; use 'sqlite' or 'redis://host:port/db'")

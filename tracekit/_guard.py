@@ -12,6 +12,7 @@ for tenant spend), so other processes and resumed runs are stopped too.
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import math
 import threading
 import time
@@ -111,16 +112,21 @@ class GuardRuntime:
     """The process's guard: the config, the control store and a fresh cache of its flags."""
 
     def __init__(self, guard: Guard, control: ControlStore,
-                 clock: Callable[[], float] = time.time) -> None:
+                 clock: Callable[[], float] = time.time,
+                 scrub: Callable[[str], str] = lambda text: text) -> None:
         self.guard = guard
         self.control = control
         self.clock = clock
+        self.scrub = scrub  # the configured redaction: nothing secret reaches the control store
+        self._refresh_lock = threading.Lock()  # one refresh at a time; trips wait for it
+        self._local_trips: dict[str, dict[str, Any]] = {}  # tripped while the store was down
         self.flags: dict[str, dict[str, Any]] = {}
         self.refreshed = -math.inf  # monotonic time of the last good read of the flags
         self.failure: str | None = "the guard has not read its control store yet"
         self._bucket_s = _spend_bucket_s(guard)
         self._spend_lock = threading.Lock()
         self._unsynced: dict[str, dict[int, float]] = {}  # tenant -> bucket -> spend not pushed
+        self._inflight: dict[str, float] = {}  # tenant -> spend being pushed right now
         self._tenant_window: dict[str, float] = {}  # tenant -> window total at the last sync
         self._dirty: dict[str, RunGuard] = {}
         self._leases: dict[str, str] = {}  # run_id -> tenant, for the slots this process holds
@@ -138,23 +144,30 @@ class GuardRuntime:
 
     # -- background: keep the cache fresh ----------------------------------------------------
     def refresh(self) -> None:
-        """Read the flags, push local spend and run state; mark the cache fresh or failed."""
-        try:
-            self.control.check_alive()
-            flags = self.control.flags()
-            self._sync_spend()
-            self._save_dirty_runs()
-            if self._leases:
-                self._renew_leases()
-        except ControlError as exc:
-            self.failure = str(exc)
-            return
-        except Exception as exc:  # anything unexpected fails closed too
-            self.failure = f"control store error: {exc}"
-            return
-        self.flags = flags
-        self.failure = None
-        self.refreshed = time.monotonic()
+        """Push local spend and run state, read the flags; mark the cache fresh or failed.
+
+        The freshness stamp is taken before the read, so flags are never younger than they
+        look; a trip made here since the last read is kept until a read shows it.
+        """
+        with self._refresh_lock:
+            started = time.monotonic()
+            try:
+                self._share_local_trips()
+                self._sync_spend()
+                self._save_dirty_runs()
+                if self._leases:
+                    self._renew_leases()
+                self.control.check_alive()
+                flags = self.control.flags()
+            except ControlError as exc:
+                self.failure = str(exc)
+                return
+            except Exception as exc:  # anything unexpected fails closed too
+                self.failure = f"control store error: {exc}"
+                return
+            self.flags = flags
+            self.failure = None
+            self.refreshed = started
 
     def _refresh_loop(self) -> None:
         while not self._stop.wait(self.guard.refresh_s):
@@ -196,16 +209,25 @@ class GuardRuntime:
     def trip(self, level: str, target: str, reason: str, signal: str, value: float,
              threshold: float, run_id: str | None = None) -> Halted:
         """Set the halt flag (the alarm is wired to the kill switch) and log the trip."""
+        reason = self.scrub(reason)
         info = now_info(reason, by="tracekit-guard", signal=signal, value=value,
                         threshold=threshold, run_id=run_id)
         key = flag_key(level, target)
-        try:
+        with self._refresh_lock:  # no refresh in flight can read around it
+            self.flags = {**self.flags, key: info}
+            try:
+                self.control.set_flag(key, info)
+                self.control.log_trip({"key": key, **info})
+            except ControlError:  # held here all the same; shared once the store answers
+                self._local_trips[key] = info
+        return Halted(level, target, reason, signal, value, threshold)
+
+    def _share_local_trips(self) -> None:
+        """Trips made while the store was down: set their flags now that it answers."""
+        for key, info in list(self._local_trips.items()):
             self.control.set_flag(key, info)
             self.control.log_trip({"key": key, **info})
-        except ControlError:
-            pass  # still refused below; the flag could not be shared
-        self.flags = {**self.flags, key: info}
-        return Halted(level, target, reason, signal, value, threshold)
+            del self._local_trips[key]
 
     # -- tenant spend across processes -------------------------------------------------------
     def add_spend(self, tenant: str, amount: float) -> None:
@@ -219,35 +241,45 @@ class GuardRuntime:
         if tenant in self._tenant_window:
             return
         since = int((self.clock() - self.guard.spend_window_s) // self._bucket_s) + 1
+        until = int(self.clock() // self._bucket_s) + 1
         try:
-            self._tenant_window[tenant] = self.control.total(f"spend:{tenant}", since)
+            self._tenant_window[tenant] = self.control.total(f"spend:{tenant}", since, until)
         except ControlError as exc:
             raise Halted("store", self.control.url, f"control store unavailable: {exc}",
                          signal="store_error") from None
 
     def tenant_spend(self, tenant: str) -> float:
-        """Spend in the window: every process's, as of the last sync, plus this one's since."""
+        """Spend in the window: every process's, as of the last sync, plus this one's since
+        (including what is being pushed right now: never counted zero times)."""
         with self._spend_lock:
             local = sum(self._unsynced.get(tenant, {}).values())
+            local += self._inflight.get(tenant, 0.0)
         return self._tenant_window.get(tenant, 0.0) + local
 
     def _sync_spend(self) -> None:
         with self._spend_lock:
             pending, self._unsynced = self._unsynced, {}
+            self._inflight = {t: sum(b.values()) for t, b in pending.items()}
         try:
             for tenant, buckets in pending.items():
                 for bucket, amount in buckets.items():
-                    self.control.add(f"spend:{tenant}", bucket, amount)
+                    self.control.add(f"spend:{tenant}", bucket, amount,
+                                     ttl_s=2 * self.guard.spend_window_s)
+            since = int((self.clock() - self.guard.spend_window_s) // self._bucket_s) + 1
+            until = int(self.clock() // self._bucket_s) + 1
+            tenants = set(self._tenant_window) | set(pending)
+            window = {t: self.control.total(f"spend:{t}", since, until) for t in tenants}
         except ControlError:
             with self._spend_lock:  # keep them for the next try
+                self._inflight = {}
                 for tenant, buckets in pending.items():
                     per = self._unsynced.setdefault(tenant, {})
                     for bucket, amount in buckets.items():
                         per[bucket] = per.get(bucket, 0.0) + amount
             raise
-        since = int((self.clock() - self.guard.spend_window_s) // self._bucket_s) + 1
-        tenants = set(self._tenant_window) | set(pending)
-        self._tenant_window = {t: self.control.total(f"spend:{t}", since) for t in tenants}
+        with self._spend_lock:
+            self._tenant_window = window
+            self._inflight = {}
 
     # -- first-seen destinations: a local cache over the control store ---------------------
     def is_new_destination(self, tenant: str, destination: str) -> bool:
@@ -256,9 +288,9 @@ class GuardRuntime:
         key = (tenant, destination)
         if key in self._destinations:
             return False
-        counter = f"dest:{tenant}:{destination}"
+        counter = f"dest:{tenant}:{_digest(destination)}"  # a URL may carry a secret
         try:
-            seen = self.control.total(counter, 0) > 0
+            seen = self.control.total(counter, 0, 0) > 0
             if not seen:
                 self.control.add(counter, 0, 1.0)
         except ControlError as exc:
@@ -268,6 +300,7 @@ class GuardRuntime:
         return not seen
 
     def log_alert(self, alert: dict[str, Any]) -> None:
+        alert = {k: self.scrub(v) if isinstance(v, str) else v for k, v in alert.items()}
         with contextlib.suppress(ControlError):
             self.control.log_trip({**now_info(alert["reason"], by="tracekit-guard"),
                                    "action": "alert", **alert})
@@ -345,6 +378,9 @@ class RunGuard:
         self.last_change_step = 0
         self.scope_violations = 0
         self.signatures: set[tuple[str, str]] = set()
+        # windows of a resumed run, known by digest until the same call shows up again
+        self.resumed_repeats: dict[tuple[str, str], deque[float]] = {}
+        self.resumed_signatures: set[str] = set()
         self.calls: deque[float] = deque()
         self.writes: deque[float] = deque()
         self.repeats: dict[tuple[str, str], deque[float]] = {}
@@ -356,8 +392,13 @@ class RunGuard:
                 "root_run_id": self.run.root_run_id,
                 "scope_violations": self.scope_violations, "calls": list(self.calls),
                 "writes": list(self.writes), "seq": self.run.next_seq(),
-                "repeats": [[tool, sig, list(times)] for (tool, sig), times in
-                            list(self.repeats.items()) if times],
+                # arguments may hold secrets: the control store keeps only their digests
+                "repeats": [[tool, _digest(sig), list(times)] for (tool, sig), times in
+                            list(self.repeats.items()) if times]
+                + [[tool, digest, list(times)] for (tool, digest), times in
+                   list(self.resumed_repeats.items()) if times],
+                "signatures": sorted({_digest(t + "\x00" + sig) for t, sig in
+                                      list(self.signatures)} | self.resumed_signatures),
                 "tenant": self.tenant, "release_id": self.run.release.release_id}
 
     def resume(self) -> dict[str, Any] | None:
@@ -371,10 +412,18 @@ class RunGuard:
         self.scope_violations = int(saved.get("scope_violations", 0))
         self.calls.extend(saved.get("calls", ()))
         self.writes.extend(saved.get("writes", ()))
-        for tool, sig, times in saved.get("repeats", ()):
-            self.repeats[(tool, sig)] = deque(times)
-            self.signatures.add((tool, sig))
+        for tool, digest, times in saved.get("repeats", ()):
+            self.resumed_repeats[(tool, digest)] = deque(times)
+        self.resumed_signatures.update(saved.get("signatures", ()))
         return saved
+
+    def adopt_trace(self, trace: dict[str, Any]) -> None:
+        """What the durable trace shows (it may be ahead of the last saved state)."""
+        self.cost = max(self.cost, trace["cost"])
+        self.progress = max(self.progress, trace["progress"])
+        self.last_change_step = max(self.last_change_step, trace["last_change_step"])
+        self.resumed_signatures.update(
+            _digest(f"{name}\x00{args}") for name, args in trace["calls"] if args is not None)
 
     # -- checks ---------------------------------------------------------------------------
     def check_flags(self, tool: str | None = None) -> None:
@@ -409,11 +458,18 @@ class RunGuard:
             self._check_rate(self.writes, now, g.max_writes_per_minute, "writes_per_minute")
         if g.max_repeats is not None:
             self._check_repeats((tool, signature), now, g.max_repeats)
-        call = (tool, signature)
-        if call not in self.signatures:
-            self.signatures.add(call)
-            self.last_change_step = self.run.step
         self.rt._dirty[self.run_id] = self
+
+    def passed(self, tool: str, signature: str) -> None:
+        """The call got through every check: a new signature is a change of state."""
+        call = (tool, signature)
+        if call in self.signatures:
+            return
+        self.signatures.add(call)
+        if self.resumed_signatures and _digest(tool + "\x00" + signature) in \
+                self.resumed_signatures:
+            return  # seen before the resume: not new
+        self.last_change_step = self.run.step
 
     def check_destination(self, tool: str, destination: str | None) -> Alert | None:
         """A write to a destination this tenant never wrote to before: allow, alert or halt."""
@@ -463,7 +519,7 @@ class RunGuard:
         """Fan-out width: every sub-agent of the parent, from any process, counts."""
         try:
             self.rt.control.add(f"children:{parent_id}", 0, 1.0)
-            count = int(self.rt.control.total(f"children:{parent_id}", 0))
+            count = int(self.rt.control.total(f"children:{parent_id}", 0, 0))
         except ControlError as exc:
             raise Halted("store", self.rt.control.url, f"control store unavailable: {exc}",
                          signal="store_error") from None
@@ -552,7 +608,9 @@ class RunGuard:
     def _check_repeats(self, key: tuple[str, str], now: float, limit: int) -> None:
         window = self.repeats.get(key)
         if window is None:
-            window = self.repeats[key] = deque()
+            resumed = self.resumed_repeats.pop((key[0], _digest(key[1]))) if \
+                self.resumed_repeats else None
+            window = self.repeats[key] = resumed if resumed is not None else deque()
         window.append(now)
         while window[0] <= now - self.g.repeat_window_s:
             window.popleft()
@@ -599,3 +657,8 @@ def _read_toml(path: Path) -> dict[str, Any]:
             return tomllib.load(fh)
     except (OSError, tomllib.TOMLDecodeError) as exc:
         raise ValueError(f"{path}: not readable TOML ({exc})") from None
+
+
+def _digest(text: str) -> str:
+    """A short stable hash: what the control store keeps instead of arguments or URLs."""
+    return hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()[:24]

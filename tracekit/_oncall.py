@@ -21,33 +21,41 @@ class NothingToUnhalt(LookupError):
 
 
 def open_control_for(
-    store: str | os.PathLike[str] | None = None, control: str | None = None
+    store: str | os.PathLike[str] | None = None, control: str | None = None,
+    init: bool = False,
 ) -> ControlStore:
     """The control store the project's agents use: ``control``, else the project's setting,
-    else the SQLite file in the store root."""
+    else the SQLite file in the store root. It must exist unless ``init``: a halt written
+    into a store no agent reads would be a false comfort."""
     if control is None:
         found = load_project_settings()
         control = str(found[0]["control"]) if found and found[0].get("control") else None
-    return open_control(control, resolve_root(store))
+    return open_control(control, resolve_root(store), create=init)
 
 
 def halt(level: str, target: str | None = None, reason: str = "", by: str | None = None,
-         store: str | os.PathLike[str] | None = None, control: str | None = None) -> str:
-    """Halt the fleet, a tenant, a release or a run, or freeze a tool; returns the flag key."""
+         store: str | os.PathLike[str] | None = None, control: str | None = None,
+         init: bool = False) -> tuple[str, str]:
+    """Halt the fleet, a tenant, a release or a run, or freeze a tool.
+
+    Returns the flag key and the control store's address."""
     key = flag_key(level, target)
     if not reason.strip():
         raise ValueError("a halt needs a reason (--reason \"...\"): the next on-call reads it")
-    con = open_control_for(store, control)
+    con = open_control_for(store, control, init)
     try:
         con.set_flag(key, now_info(reason, by=by, level=level, target=target))
+        return key, con.url
     finally:
         con.close()
-    return key
 
 
 def unhalt(level: str, target: str | None = None,
-           store: str | os.PathLike[str] | None = None, control: str | None = None) -> str:
-    """Lift a halt or a freeze. A tenant's or run's halt stays while its release is halted."""
+           store: str | os.PathLike[str] | None = None,
+           control: str | None = None) -> tuple[str, str]:
+    """Lift a halt or a freeze. A tenant's or run's halt stays while its release is halted.
+
+    Returns the flag key and the control store's address."""
     key = flag_key(level, target)
     con = open_control_for(store, control)
     try:
@@ -55,10 +63,10 @@ def unhalt(level: str, target: str | None = None,
             _refuse_under_halted_release(con, level, str(target))
         if not con.clear_flag(key):
             raise NothingToUnhalt(f"{level} {target or ''} is not halted".replace("  ", " ")
-                                  + " (see `tracekit status`)")
+                                  + f" in {con.url} (see `tracekit status`)")
+        return key, con.url
     finally:
         con.close()
-    return key
 
 
 def _refuse_under_halted_release(con: ControlStore, level: str, target: str) -> None:
@@ -72,9 +80,11 @@ def _refuse_under_halted_release(con: ControlStore, level: str, target: str) -> 
 
 
 def status(store: str | os.PathLike[str] | None = None, control: str | None = None,
-           trips: int = 10) -> dict[str, Any]:
-    """Every active halt and frozen tool (when, by whom, why) and the last detector trips."""
-    con = open_control_for(store, control)
+           trips: int = 10, init: bool = False) -> dict[str, Any]:
+    """Every active halt and frozen tool (when, by whom, why) and the last detector trips.
+
+    ``init`` creates (or, for a Redis that came back empty, re-initialises) the store."""
+    con = open_control_for(store, control, init)
     try:
         flags = con.flags()
         recent = con.trips(trips)

@@ -111,15 +111,25 @@ class Run:
             self._static = (self._static[0], self._static[1], self.root_run_id, *self._static[3:])
 
     def _resume(self, guard: RunGuard) -> None:
-        """A run_id seen before continues: its steps, spend and windows do not restart."""
+        """A run_id seen before continues: its steps, spend and windows do not restart.
+
+        The saved state is reconciled with the durable trace, which may be ahead of it (a
+        process killed between two saves).
+        """
         try:
             saved = guard.resume()
-        except ControlError as exc:
-            saved = None
-            guard.rt.failure = str(exc)  # the first check refuses: fail closed
-        if saved:
-            self.step = int(saved.get("steps", 0))
-            self._seq = itertools.count(int(saved.get("seq", 0)))
+        except ControlError as exc:  # fail closed: a budget never restarts from zero
+            raise Halted("store", guard.rt.control.url,
+                         f"cannot resume run {self.run_id}: {exc}", signal="store_error") from None
+        if not saved:
+            return
+        step, seq = int(saved.get("steps", 0)), int(saved.get("seq", 0))
+        trace = _trace_so_far(self.run_id)
+        if trace is not None:
+            step, seq = max(step, trace["steps"]), max(seq, trace["seq"])
+            guard.adopt_trace(trace)
+        self.step = step
+        self._seq = itertools.count(seq)
 
     def next_seq(self) -> int:
         """The seq the next event will get (without taking it)."""
@@ -238,6 +248,7 @@ class Run:
                 alert = guard.check_destination(spec.name, spec.destination_of(named))
                 if alert is not None:
                     self._refused(alert, spec.name, encoded)
+            guard.passed(spec.name, encoded)
         except Halted as halt:
             self._refused(halt, spec.name, encoded)
             raise
@@ -423,6 +434,35 @@ def _usage(usage: Any) -> tuple[int | None, int | None]:
     if tokens_out is None:
         tokens_out = get("completion_tokens")
     return _int_or_none(tokens_in), _int_or_none(tokens_out)
+
+
+_TRACE_SQL = """
+SELECT max(step), max(seq) + 1, coalesce(sum(cost_usd), 0),
+       count(*) FILTER (WHERE kind = 'progress'),
+       greatest(coalesce(max(step) FILTER (WHERE kind = 'progress'), 0),
+                coalesce((SELECT max(first) FROM (SELECT min(step) AS first FROM events
+                          WHERE run_id = $1 AND kind = 'tool_call' GROUP BY name, args)), 0))
+FROM events WHERE run_id = $1
+"""
+
+
+def _trace_so_far(run_id: str) -> dict[str, Any] | None:
+    """What the durable trace shows of a run: steps, next seq, cost, progress marks, the last
+    change of state and the tool calls made (it may be ahead of the guard's saved state)."""
+    from ._query import connect
+
+    _config.flush()
+    try:
+        with connect(_config.settings().store) as con:
+            row = con.execute(_TRACE_SQL, [run_id]).fetchone()
+            calls = con.execute("SELECT DISTINCT name, args FROM events WHERE run_id = ? AND "
+                                "kind = 'tool_call'", [run_id]).fetchall()
+    except Exception:  # the saved state alone, then
+        return None
+    if row is None or row[1] is None:
+        return None
+    return {"steps": int(row[0] or 0), "seq": int(row[1]), "cost": float(row[2]),
+            "progress": int(row[3]), "last_change_step": int(row[4] or 0), "calls": calls}
 
 
 def _as_json(value: Any) -> str | None:

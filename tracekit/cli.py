@@ -205,9 +205,11 @@ def _control_errors(fn: Callable[..., Any]) -> Callable[..., Any]:
 @click.option("--by", help="Who halts (default: $TRACEKIT_OPERATOR, else $USER).")
 @store_option
 @control_option
+@click.option("--init", is_flag=True,
+              help="Create the control store if there is none yet (otherwise refused).")
 @_control_errors
 def halt(level: str, target: str | None, reason: str, by: str | None, store: Path | None,
-         control: str | None) -> None:
+         control: str | None, init: bool) -> None:
     """Halt the fleet, a tenant, a release or a run, or freeze a tool.
 
     \b
@@ -219,8 +221,9 @@ def halt(level: str, target: str | None, reason: str, by: str | None, store: Pat
 
     Every guarded call of a halted run is refused before it runs, in every process.
     """
-    key = oncall.halt(level, target, reason=reason, by=by, store=store, control=control)
-    click.echo(f"halted: {key} ({reason})")
+    key, url = oncall.halt(level, target, reason=reason, by=by, store=store, control=control,
+                           init=init)
+    click.echo(f"halted: {key} ({reason}) in {url}")
 
 
 @cli.command()
@@ -235,8 +238,8 @@ def unhalt(level: str, target: str | None, store: Path | None, control: str | No
     A tenant's or run's halt is not lifted while its release is halted: roll the release back
     first, then unhalt the release.
     """
-    key = oncall.unhalt(level, target, store=store, control=control)
-    click.echo(f"lifted: {key}")
+    key, url = oncall.unhalt(level, target, store=store, control=control)
+    click.echo(f"lifted: {key} in {url}")
 
 
 @cli.command()
@@ -245,10 +248,13 @@ def unhalt(level: str, target: str | None, store: Path | None, control: str | No
 @click.option("--trips", type=click.IntRange(min=0), default=10, show_default=True,
               help="How many recent detector trips to show.")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@click.option("--init", is_flag=True,
+              help="Create the control store, or re-initialise a Redis that came back empty.")
 @_control_errors
-def status(store: Path | None, control: str | None, trips: int, as_json: bool) -> None:
+def status(store: Path | None, control: str | None, trips: int, as_json: bool,
+           init: bool) -> None:
     """Every active halt and frozen tool (when, by whom, why) and the last detector trips."""
-    report = oncall.status(store=store, control=control, trips=trips)
+    report = oncall.status(store=store, control=control, trips=trips, init=init)
     if as_json:
         click.echo(json.dumps(report, indent=2, default=str))
         return
