@@ -14,7 +14,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from ._control import ControlError, open_control
+from ._control import ControlError, ControlStore, open_control
 from ._guard import Guard, GuardRuntime, Halted, guard_from_mapping, load_project_settings
 from ._recorder import Recorder
 from ._redact import Redactor, make_redactor
@@ -65,6 +65,7 @@ _lock = threading.RLock()
 _settings: Settings | None = None
 _recorder: Recorder | None = None
 _runtime: GuardRuntime | None = None
+_control: ControlStore | None = None  # the ledger's, when no guard has one
 
 
 def configure(
@@ -180,6 +181,20 @@ def _tuning() -> dict[str, Any]:
     return tuning
 
 
+def control_store() -> ControlStore:
+    """The control store idempotent writes reserve in: the guard's, else one of its own."""
+    global _control
+    runtime = guard_runtime()
+    if runtime is not None:
+        return runtime.control
+    with _lock:
+        if _control is None:
+            current = settings()
+            _control = open_control(current.control, current.store,
+                                    create=not _is_redis(current.control))
+        return _control
+
+
 def _is_redis(spec: str | None) -> bool:
     return bool(spec) and not str(spec).startswith("sqlite")
 
@@ -197,18 +212,22 @@ def shutdown(timeout: float = 30.0) -> bool:
 
 
 def _reset_recorder(timeout: float = 30.0) -> bool:
-    global _recorder, _runtime
+    global _recorder, _runtime, _control
     rec, _recorder = _recorder, None
     runtime, _runtime = _runtime, None
+    control, _control = _control, None
     if runtime is not None:
         runtime.close()
+    if control is not None:
+        control.close()
     return True if rec is None else rec.shutdown(timeout)
 
 
 def _after_fork_in_child() -> None:
-    global _recorder, _lock, _runtime
+    global _recorder, _lock, _runtime, _control
     _lock = threading.RLock()
     _runtime = None
+    _control = None
     _recorder = None  # the parent writes what it buffered; the child gets its own writer
 
 

@@ -74,6 +74,9 @@ class ControlStore(Protocol):
     def trips(self, limit: int = 20) -> list[dict[str, Any]]: ...
     def acquire(self, name: str, holder: str, limit: int, expires: float, now: float) -> bool: ...
     def release(self, name: str, holder: str) -> None: ...
+    def reserve(self, key: str, doc: dict[str, Any]) -> dict[str, Any] | None: ...
+    def settle(self, key: str, doc: dict[str, Any]) -> None: ...
+    def peek(self, key: str) -> dict[str, Any] | None: ...
     def close(self) -> None: ...
 
 
@@ -86,6 +89,7 @@ CREATE TABLE IF NOT EXISTS counters (
 );
 CREATE TABLE IF NOT EXISTS docs (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS trips (id INTEGER PRIMARY KEY AUTOINCREMENT, info TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS idempotency (key TEXT PRIMARY KEY, doc TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS leases (
     name TEXT NOT NULL, holder TEXT NOT NULL, expires REAL NOT NULL,
     PRIMARY KEY (name, holder)
@@ -208,6 +212,23 @@ class SQLiteControl:
 
     def release(self, name: str, holder: str) -> None:
         self._exec("DELETE FROM leases WHERE name = ? AND holder = ?", (name, holder))
+
+    def reserve(self, key: str, doc: dict[str, Any]) -> dict[str, Any] | None:
+        """Take ``key`` atomically: None if this call took it, else the holder's document."""
+        taken = self._exec("INSERT INTO idempotency VALUES (?, ?) ON CONFLICT (key) DO NOTHING "
+                           "RETURNING key", (key, json.dumps(doc)))
+        if taken:
+            return None
+        rows = self._exec("SELECT doc FROM idempotency WHERE key = ?", (key,))
+        return json.loads(rows[0][0]) if rows else None
+
+    def settle(self, key: str, doc: dict[str, Any]) -> None:
+        """Record the outcome under ``key`` (or hand the key to a retry)."""
+        self._exec("INSERT OR REPLACE INTO idempotency VALUES (?, ?)", (key, json.dumps(doc)))
+
+    def peek(self, key: str) -> dict[str, Any] | None:
+        rows = self._exec("SELECT doc FROM idempotency WHERE key = ?", (key,))
+        return json.loads(rows[0][0]) if rows else None
 
     def close(self) -> None:
         with self._lock:
@@ -335,6 +356,21 @@ class RedisControl:
 
     def release(self, name: str, holder: str) -> None:
         self._run(self.client.zrem, f"{self.prefix}lease:{name}", holder)
+
+    def reserve(self, key: str, doc: dict[str, Any]) -> dict[str, Any] | None:
+        """Take ``key`` atomically (SET NX): None if this call took it, else the holder's doc."""
+        full = f"{self.prefix}idem:{key}"
+        if self._run(self.client.set, full, json.dumps(doc), None, None, True):
+            return None
+        raw = self._run(self.client.get, full)
+        return None if raw is None else json.loads(raw)
+
+    def settle(self, key: str, doc: dict[str, Any]) -> None:
+        self._run(self.client.set, f"{self.prefix}idem:{key}", json.dumps(doc))
+
+    def peek(self, key: str) -> dict[str, Any] | None:
+        raw = self._run(self.client.get, f"{self.prefix}idem:{key}")
+        return None if raw is None else json.loads(raw)
 
     def subscribe(self, on_change: Callable[[], None], stop: threading.Event) -> None:
         """Call ``on_change`` whenever a flag changes, until ``stop`` is set (blocks)."""

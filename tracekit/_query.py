@@ -14,7 +14,7 @@ from pathlib import Path
 import duckdb
 import pyarrow as pa
 
-from ._schema import EVENT_SCHEMA
+from ._schema import EVENT_SCHEMA, TABLES
 from ._store import Store, load_segment, resolve_root, split_by_day
 
 __all__ = ["VIEWS", "UnknownRun", "connect", "list_runs", "resolve_run", "run_query", "timeline"]
@@ -54,8 +54,17 @@ LEFT JOIN (SELECT * FROM events WHERE kind = 'tool_result') AS r
     ON r.run_id = c.run_id AND r.call_id = c.call_id
 """
 
+_LEDGER_SQL = """
+CREATE OR REPLACE VIEW ledger AS
+SELECT * FROM ledger_history
+QUALIFY row_number() OVER (
+    PARTITION BY entry_id
+    ORDER BY ts DESC, CASE status WHEN 'reserved' THEN 0 WHEN 'compensated' THEN 2 ELSE 1 END DESC
+) = 1
+"""
+
 #: the views every connection has, in creation order
-VIEWS = ("events", "runs", "tool_calls")
+VIEWS = ("events", "runs", "tool_calls", "ledger_history", "ledger")
 
 
 def connect(
@@ -65,42 +74,48 @@ def connect(
     """A DuckDB connection with the views ``events``, ``runs`` and ``tool_calls``."""
     root = Store(resolve_root(store))
     con = duckdb.connect(database)
-    _create_events_view(con, root)
+    _create_table_view(con, root, "events", "events")
     con.execute(_RUNS_SQL)
     con.execute(_TOOL_CALLS_SQL)
+    _create_table_view(con, root, "ledger", "ledger_history")
+    con.execute(_LEDGER_SQL)
     return con
 
 
-def _create_events_view(con: duckdb.DuckDBPyConnection, store: Store) -> None:
+def _create_table_view(con: duckdb.DuckDBPyConnection, store: Store, table: str,
+                       view: str) -> None:
     # Segments first, Parquet after: a segment compacted in between is then in the Parquet
     # list, and its rows are dropped from the live table. No row is seen twice or missed.
-    segments = _segment_tables(store)
-    parts = store.readable_parquet_paths("events")
-    con.register("_tracekit_live_events", _live_table(segments, parts))
-    columns = ", ".join(f.name for f in EVENT_SCHEMA)
+    schema = TABLES[table]
+    segments = _segment_tables(store, table)
+    parts = store.readable_parquet_paths(table)
+    live = f"_tracekit_live_{table}"
+    con.register(live, _live_table(segments, parts, schema))
+    columns = ", ".join(f.name for f in schema)
     if not parts:
-        con.execute(f"CREATE OR REPLACE VIEW events AS SELECT {columns} FROM _tracekit_live_events")
+        con.execute(f"CREATE OR REPLACE VIEW {view} AS SELECT {columns} FROM {live}")
         return
     files = "[" + ", ".join(_sql_str(p) for p in parts) + "]"
     con.execute(
-        f"CREATE OR REPLACE VIEW events AS "
+        f"CREATE OR REPLACE VIEW {view} AS "
         f"SELECT {columns} FROM read_parquet({files}, hive_partitioning = true, "
         f"union_by_name = true) "
-        f"UNION ALL BY NAME SELECT {columns} FROM _tracekit_live_events"
+        f"UNION ALL BY NAME SELECT {columns} FROM {live}"
     )
 
 
-def _segment_tables(store: Store) -> dict[str, pa.Table]:
-    """Rows of every segment on disk (a live or a dead writer's), by segment stem."""
+def _segment_tables(store: Store, table: str) -> dict[str, pa.Table]:
+    """Rows of every segment of ``table`` on disk (a live or a dead writer's), by stem."""
     tables = {}
-    for path in store.segment_paths():
+    for path in store.segment_paths(table):
         table = load_segment(path)
         if table is not None and table.num_rows:
             tables[path.stem] = table
     return tables
 
 
-def _live_table(segments: dict[str, pa.Table], parts: list[Path]) -> pa.Table:
+def _live_table(segments: dict[str, pa.Table], parts: list[Path],
+                schema: pa.Schema = EVENT_SCHEMA) -> pa.Table:
     """The segments' rows minus those whose Parquet part is already in ``parts``."""
     compacted: dict[str, list[str]] = {}  # segment stem -> dates already in Parquet
     for part in parts:
@@ -110,7 +125,7 @@ def _live_table(segments: dict[str, pa.Table], parts: list[Path]) -> pa.Table:
     for stem, table in segments.items():
         done = set(compacted.get(stem, ()))
         tables.extend(rows for day, rows in split_by_day(table) if day not in done)
-    return pa.concat_tables(tables) if tables else EVENT_SCHEMA.empty_table()
+    return pa.concat_tables(tables) if tables else schema.empty_table()
 
 
 def _sql_str(path: Path) -> str:

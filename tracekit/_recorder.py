@@ -24,6 +24,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from ._encode import dump_plain
+from ._ledger import LedgerWriter
 from ._redact import Redactor
 from ._schema import EVENT_SCHEMA, ROW_FIELDS, SCHEMA_VERSION, STATIC_FIELDS
 from ._store import SegmentWriter, Store, TracekitWarning
@@ -77,6 +78,14 @@ class Recorder:
         self._compactor.start()
         self._thread = threading.Thread(target=self._run, name="tracekit-writer", daemon=True)
         self._thread.start()
+        self._ledger: LedgerWriter | None = None
+
+    @property
+    def ledger(self) -> LedgerWriter:
+        """This writer's side-effect ledger (synchronous, durable appends)."""
+        if self._ledger is None:
+            self._ledger = LedgerWriter(self.store, self.writer_id, self.redactor)
+        return self._ledger
 
     # -- hot path -------------------------------------------------------------------------
     def emit(self, row: tuple[Any, ...]) -> None:
@@ -114,6 +123,12 @@ class Recorder:
         if self._closed:
             return True
         ok = self.flush(timeout)
+        if self._ledger is not None:
+            try:
+                self._ledger.close()
+            except Exception as exc:  # left as a segment: recovered later, never lost
+                warnings.warn(f"tracekit could not compact the ledger: {exc}", TracekitWarning,
+                              stacklevel=1)
         self._closed = True
         self._wake.set()
         self._thread.join(timeout)

@@ -13,6 +13,7 @@ from typing import Any, TypeVar, overload
 from . import _config
 from ._config import Release
 from ._control import ControlError
+from ._effects import Effect
 from ._encode import canonical_json
 from ._guard import Halted, RunGuard
 from ._ids import new_id
@@ -227,7 +228,7 @@ class Run:
     def _begin_call(
         self, spec: ToolSpec, params: tuple[str, ...] | None, args: tuple[Any, ...],
         kwargs: dict[str, Any],
-    ) -> str:
+    ) -> tuple[str, dict[str, Any], str]:
         named = _named(params, args, kwargs)
         encoded = canonical_json(named)
         if self._guard is not None:
@@ -235,7 +236,7 @@ class Run:
         call_id = f"call_{next(self._calls)}"
         self._record("tool_call", name=spec.name, call_id=call_id, args=encoded,
                      status="started", attrs=spec.attrs)
-        return call_id
+        return call_id, named, encoded
 
     def _check(self, spec: ToolSpec, named: dict[str, Any], encoded: str) -> None:
         guard = self._guard
@@ -265,13 +266,20 @@ class Run:
         self, spec: ToolSpec, fn: Callable[..., Any], params: tuple[str, ...] | None,
         args: tuple[Any, ...], kwargs: dict[str, Any],
     ) -> Any:
-        call_id = self._begin_call(spec, params, args, kwargs)
+        call_id, named, encoded = self._begin_call(spec, params, args, kwargs)
         started = time.perf_counter()
+        effect = self._reserve(spec, call_id, named, encoded, started) if spec.writes else None
+        if effect is not None and effect[0] is None:
+            return effect[1]  # a duplicate: the first outcome, the tool not run again
         try:
             result = fn(*args, **kwargs)
         except BaseException as exc:
+            if effect is not None:
+                effect[0].failed(exc)
             self._fail_call(spec.name, call_id, started, exc)
             raise
+        if effect is not None:
+            effect[0].fired(result)
         self._end_call(spec.name, call_id, started, result)
         return result
 
@@ -279,15 +287,38 @@ class Run:
         self, spec: ToolSpec, fn: Callable[..., Any], params: tuple[str, ...] | None,
         args: tuple[Any, ...], kwargs: dict[str, Any],
     ) -> Any:
-        call_id = self._begin_call(spec, params, args, kwargs)
+        call_id, named, encoded = self._begin_call(spec, params, args, kwargs)
         started = time.perf_counter()
+        effect = self._reserve(spec, call_id, named, encoded, started) if spec.writes else None
+        if effect is not None and effect[0] is None:
+            return effect[1]
         try:
             result = await fn(*args, **kwargs)
         except BaseException as exc:
+            if effect is not None:
+                effect[0].failed(exc)
             self._fail_call(spec.name, call_id, started, exc)
             raise
+        if effect is not None:
+            effect[0].fired(result)
         self._end_call(spec.name, call_id, started, result)
         return result
+
+    def _reserve(self, spec: ToolSpec, call_id: str, named: dict[str, Any], encoded: str,
+                 started: float) -> tuple[Effect | None, Any]:
+        """Through the ledger: (effect, None) to run it; (None, first result) for a duplicate."""
+        effect = Effect(self, spec, call_id, named, encoded)
+        try:
+            owner, result = effect.reserve()
+        except BaseException as exc:
+            self._fail_call(spec.name, call_id, started, exc)
+            raise
+        if owner:
+            return effect, None
+        self._record("tool_result", name=spec.name, call_id=call_id,
+                     output=canonical_json(result), status="duplicate",
+                     latency_ms=(time.perf_counter() - started) * 1000.0)
+        return None, result
 
     def __repr__(self) -> str:
         return f"<tracekit.Run {self.run_id} tenant={self.tenant!r} step={self.step}>"
@@ -314,14 +345,27 @@ def run(
 class ToolSpec:
     """What the decorator knows about a tool: its name, whether it writes, its argument bounds."""
 
-    __slots__ = ("attrs", "bounds", "destination", "name", "writes")
+    __slots__ = ("action", "amount", "attrs", "bounds", "compensate", "currency", "destination",
+                 "idempotency_key", "name", "retry_on", "reversible", "writes")
 
     def __init__(self, name: str, writes: bool = False,
                  bounds: dict[str, tuple[float | None, float | None]] | None = None,
-                 destination: str | Callable[..., Any] | None = None) -> None:
+                 destination: str | Callable[..., Any] | None = None,
+                 **ledger: Any) -> None:
         self.name = name
         self.writes = writes
         self.destination = destination
+        self.idempotency_key = ledger.pop("idempotency_key", None)
+        self.reversible = ledger.pop("reversible", None)
+        self.compensate = ledger.pop("compensate", None)
+        self.retry_on = tuple(ledger.pop("retry_on", ()) or ())
+        self.amount = ledger.pop("amount", None)
+        self.currency = ledger.pop("currency", None)
+        self.action = ledger.pop("action", None)
+        if ledger:
+            raise TypeError(f"@tracekit.tool got unknown options {sorted(ledger)}; known: "
+                            "idempotency_key, reversible, compensate, retry_on, amount, "
+                            "currency, action")
         self.bounds = dict(bounds or {})
         for arg, pair in self.bounds.items():
             if not (isinstance(pair, tuple) and len(pair) == 2):
@@ -351,17 +395,23 @@ def tool(*, name: str | None = None, writes: bool = False,
          ) -> Callable[[F], F]: ...
 def tool(fn: F | None = None, /, *, name: str | None = None, writes: bool = False,
          bounds: dict[str, tuple[float | None, float | None]] | None = None,
-         destination: str | Callable[..., Any] | None = None) -> Any:
+         destination: str | Callable[..., Any] | None = None, **ledger: Any) -> Any:
     """Record every call of the decorated function made inside a run as a tool call.
 
     Outside a run the function is called as it is. ``writes=True`` marks a tool that changes the
     world (the guard and the side-effect ledger act on it). ``bounds`` limits numeric arguments,
     e.g. ``{"amount": (0, 200)}``: a call outside them is refused before it runs.
     ``destination`` (a value, or a callable of the arguments) names where a write goes, for the
-    guard's first-seen-destination detector.
+    guard's first-seen-destination detector and the ledger.
+
+    A write tool goes through the side-effect ledger: ``idempotency_key`` (a value or a callable
+    of the arguments; default: the run, the tool and the canonical arguments) makes a repeated
+    call return the first outcome instead of firing again; ``retry_on`` names the exceptions a
+    retry may run again for; ``reversible``, ``compensate``, ``amount``, ``currency`` and
+    ``action`` describe the effect for ``tracekit scope`` and compensation.
     """
     def decorate(func: F) -> F:
-        return _wrap(func, ToolSpec(name or func.__name__, writes, bounds, destination))
+        return _wrap(func, ToolSpec(name or func.__name__, writes, bounds, destination, **ledger))
     return decorate(fn) if fn is not None else decorate
 
 

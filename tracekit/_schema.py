@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import pyarrow as pa
 
-__all__ = ["EVENT_KINDS", "EVENT_SCHEMA", "ROW_FIELDS", "SCHEMA_VERSION", "STATIC_FIELDS"]
+__all__ = [
+    "EVENT_KINDS", "EVENT_SCHEMA", "LEDGER_SCHEMA", "LEDGER_STATUSES", "ROW_FIELDS",
+    "SCHEMA_VERSION", "SORT_KEYS", "STATIC_FIELDS", "TABLES",
+]
 
 #: version stamped on every row; readers accept every version up to this one
 SCHEMA_VERSION = 1
@@ -58,3 +61,39 @@ ROW_FIELDS = (
     "seq", "step", "ts", "kind", "name", "call_id", "args", "output", "status", "error",
     "tokens_in", "tokens_out", "cost_usd", "latency_ms", "attrs",
 )
+
+LEDGER_STATUSES = ("reserved", "fired", "failed", "suppressed_duplicate", "compensated")
+
+#: one row per state change of a side effect; rows of one effect share its entry_id
+LEDGER_SCHEMA = pa.schema(
+    [
+        ("entry_id", pa.string()),
+        ("run_id", pa.string()),
+        ("tenant", pa.string()),
+        ("call_id", pa.string()),
+        ("ts", _TS),
+        ("tool", pa.string()),
+        ("destination", pa.string()),
+        ("action", pa.string()),
+        ("idempotency_key", pa.string()),
+        ("request_hash", pa.string()),
+        ("status", pa.string()),
+        ("amount", pa.float64()),
+        ("currency", pa.string()),
+        ("reversible", pa.bool_()),
+        ("compensates", pa.string()),
+        ("result", pa.string()),
+        ("release_id", pa.string()),
+        ("schema_version", pa.int16()),
+    ],
+    metadata={"tracekit.table": "ledger", "tracekit.schema_version": str(SCHEMA_VERSION)},
+)
+
+#: every table of the data plane, by name (the folder under the store root)
+TABLES = {"events": EVENT_SCHEMA, "ledger": LEDGER_SCHEMA}
+
+#: the order compaction writes each table in (one run's rows together, for pruning)
+SORT_KEYS = {
+    "events": [("run_id", "ascending"), ("seq", "ascending")],
+    "ledger": [("run_id", "ascending"), ("ts", "ascending"), ("entry_id", "ascending")],
+}

@@ -28,7 +28,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from ._schema import EVENT_SCHEMA
+from ._schema import SORT_KEYS, TABLES
 
 __all__ = [
     "ForeignFile",
@@ -112,17 +112,26 @@ class Store:
     def exists(self) -> bool:
         return self.events_dir.is_dir() or self.segments_dir.is_dir()
 
+    @property
+    def ledger_dir(self) -> Path:
+        return self.root / "ledger"
+
     def ensure(self) -> None:
         self.events_dir.mkdir(parents=True, exist_ok=True)
         self.segments_dir.mkdir(parents=True, exist_ok=True)
 
-    def segment_path(self, writer: str, n: int) -> Path:
-        return self.segments_dir / f"{writer}-{n:06d}{_SEGMENT_SUFFIX}"
+    def segment_path(self, writer: str, n: int, table: str = "events") -> Path:
+        prefix = "" if table == "events" else f"{table}-"
+        return self.segments_dir / f"{prefix}{writer}-{n:06d}{_SEGMENT_SUFFIX}"
 
-    def segment_paths(self) -> list[Path]:
+    def segment_paths(self, table: str | None = None) -> list[Path]:
+        """Segments on disk, of one table if named."""
         if not self.segments_dir.is_dir():
             return []
-        return sorted(p for p in self.segments_dir.iterdir() if p.suffix == _SEGMENT_SUFFIX)
+        return sorted(
+            p for p in self.segments_dir.iterdir()
+            if p.suffix == _SEGMENT_SUFFIX and (table is None or table_of(p) == table)
+        )
 
     def parquet_paths(self, table: str = "events") -> list[Path]:
         """Every finished Parquet part of ``table`` (temporary files are not listed)."""
@@ -152,7 +161,7 @@ class Store:
         """Sort ``table`` by (run_id, seq) and write one Parquet part per UTC date, atomically."""
         if table.num_rows == 0:
             return []
-        table = table.sort_by([("run_id", "ascending"), ("seq", "ascending")])
+        table = table.sort_by(SORT_KEYS[kind])
         return [
             self._write_atomic(part, self.root / kind / f"date={day}", stem)
             for day, part in split_by_day(table)
@@ -183,15 +192,16 @@ class Store:
         if table is None:
             return None
         stem = path.name[: -len(_SEGMENT_SUFFIX)]
-        self._remove_temporaries(f".tmp-part-{stem}-*.parquet")  # a compaction that died
-        self.write_partitions(table, stem)
+        kind = table_of(path)
+        self._remove_temporaries(kind, f".tmp-part-{stem}-*.parquet")  # a compaction that died
+        self.write_partitions(table, stem, kind)
         path.unlink(missing_ok=True)
         _fsync_dir(path.parent)
         return table.num_rows
 
-    def _remove_temporaries(self, pattern: str) -> None:
-        if self.events_dir.is_dir():
-            for tmp in self.events_dir.glob(f"date=*/{pattern}"):
+    def _remove_temporaries(self, kind: str, pattern: str) -> None:
+        if (self.root / kind).is_dir():
+            for tmp in (self.root / kind).glob(f"date=*/{pattern}"):
                 tmp.unlink(missing_ok=True)
 
     def recover(self) -> tuple[int, int]:
@@ -280,10 +290,17 @@ def read_segment(path: Path) -> pa.Table:
 
     Raises ForeignFile for a file tracekit did not write, FileNotFoundError if it is gone.
     """
+    schema = TABLES[table_of(path)]
     batches = list(_iter_batches(path))
     if not batches:
-        return EVENT_SCHEMA.empty_table()
-    return pa.Table.from_batches(batches).cast(EVENT_SCHEMA)
+        return schema.empty_table()
+    return pa.Table.from_batches(batches).cast(schema)
+
+
+def table_of(path: Path) -> str:
+    """The table a segment holds, from its name (``ledger-...``; events have no prefix)."""
+    head = path.name.split("-", 1)[0]
+    return head if head in TABLES and head != "events" else "events"
 
 
 def load_segment(path: Path) -> pa.Table | None:
@@ -305,15 +322,15 @@ class SegmentWriter:
     with the first batch).
     """
 
-    def __init__(self, store: Store, writer: str, n: int) -> None:
+    def __init__(self, store: Store, writer: str, n: int, table: str = "events") -> None:
         self.store = store
-        self.path = store.segment_path(writer, n)
+        self.path = store.segment_path(writer, n, table)
         self.rows = 0
         store.ensure()
         self._tmp = self.path.with_name(f".{self.path.name}.tmp")
         self._fh = open(self._tmp, "xb")  # noqa: SIM115 - held open for the segment's life
         fcntl.flock(self._fh.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
-        self._ipc = pa.ipc.new_stream(self._fh, EVENT_SCHEMA)
+        self._ipc = pa.ipc.new_stream(self._fh, TABLES[table])
         self._published = False
 
     def append(self, batch: pa.RecordBatch) -> None:

@@ -1,0 +1,68 @@
+"""The side-effect ledger: what the agent did to the world, written ahead of the effect.
+
+Every state change of a side effect is one row (``reserved``, ``fired``, ``failed``,
+``suppressed_duplicate``, ``compensated``). Unlike events, a ledger row is made durable on the
+caller's thread before the call goes on: the ``reserved`` row is on disk before the effect runs,
+so after a crash "reserved with no outcome" reads as *may have fired*, never as *did not happen*.
+Rows go to their own write-ahead segment (``segments/ledger-<writer>-<n>.arrows``) and are
+compacted into ``ledger/date=YYYY-MM-DD/`` like events.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from typing import Any
+
+import pyarrow as pa
+
+from ._redact import Redactor
+from ._schema import LEDGER_SCHEMA, SCHEMA_VERSION
+from ._store import SegmentWriter, Store
+
+__all__ = ["LedgerWriter"]
+
+_TEXT_FIELDS = ("destination", "result")
+
+
+class LedgerWriter:
+    """Appends ledger rows durably (write + fsync) before returning; thread-safe."""
+
+    def __init__(self, store: Store, writer_id: str, redactor: Redactor,
+                 rotate_rows: int = 64 * 1024) -> None:
+        self.store = store
+        self.writer_id = writer_id
+        self.redactor = redactor
+        self.rotate_rows = rotate_rows
+        self._lock = threading.Lock()
+        self._segment: SegmentWriter | None = None
+        self._n = 0
+
+    def append(self, row: dict[str, Any]) -> None:
+        """Make one ledger row durable; returns only once it is on disk."""
+        batch = pa.RecordBatch.from_pylist([self._complete(row)], schema=LEDGER_SCHEMA)
+        with self._lock:
+            if self._segment is None:
+                self._n += 1
+                self._segment = SegmentWriter(self.store, self.writer_id, self._n, "ledger")
+            self._segment.append(batch)
+            if self._segment.rows >= self.rotate_rows:
+                self._close_segment()
+
+    def _complete(self, row: dict[str, Any]) -> dict[str, Any]:
+        out = {"ts": time.time_ns() // 1000, "schema_version": SCHEMA_VERSION, **row}
+        if out.get("result") is not None:
+            out["result"] = self.redactor.redact_json(out["result"])[0]
+        if out.get("destination") is not None:
+            out["destination"] = self.redactor.redact_text(str(out["destination"]))[0]
+        return out
+
+    def close(self) -> None:
+        """Compact the open segment into Parquet."""
+        with self._lock:
+            self._close_segment()
+
+    def _close_segment(self) -> None:
+        seg, self._segment = self._segment, None
+        if seg is not None:
+            seg.close_and_compact()
