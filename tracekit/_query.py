@@ -17,7 +17,9 @@ import pyarrow as pa
 from ._schema import EVENT_SCHEMA, TABLES
 from ._store import Store, load_segment, resolve_root, split_by_day
 
-__all__ = ["VIEWS", "UnknownRun", "connect", "list_runs", "resolve_run", "run_query", "timeline"]
+__all__ = [
+    "VIEWS", "UnknownRun", "connect", "list_runs", "resolve_run", "run_query", "scope", "timeline",
+]
 
 _RUNS_SQL = """
 CREATE OR REPLACE VIEW runs AS
@@ -213,3 +215,62 @@ def _fetch(
 def run_query(con: duckdb.DuckDBPyConnection, sql: str) -> Rows:
     """Run any SQL against the views; returns (column names, rows)."""
     return _fetch(con, sql)
+
+
+_SCOPE_SQL = """
+SELECT coalesce(destination, '') AS destination, action,
+    count(*) FILTER (WHERE status = 'fired') AS fired,
+    round(coalesce(sum(amount) FILTER (WHERE status = 'fired'), 0), 2) AS amount_fired,
+    count(*) FILTER (WHERE status = 'reserved') AS may_have_fired,
+    count(*) FILTER (WHERE status = 'suppressed_duplicate') AS duplicates_suppressed,
+    count(*) FILTER (WHERE status = 'failed') AS failed,
+    count(*) FILTER (WHERE status = 'compensated') AS compensated,
+    count(*) FILTER (WHERE status IN ('fired', 'reserved') AND reversible) AS reversible,
+    count(*) FILTER (WHERE status IN ('fired', 'reserved') AND NOT coalesce(reversible, false))
+        AS irreversible,
+    coalesce(any_value(currency), '') AS currency
+FROM ledger WHERE {where}
+GROUP BY ALL ORDER BY fired DESC, destination, action
+"""
+
+_OPEN_SQL = """
+SELECT entry_id, run_id, tool, coalesce(destination, '') AS destination, status, amount,
+    coalesce(currency, '') AS currency, coalesce(reversible, false) AS reversible
+FROM ledger WHERE {where} AND status IN ('fired', 'reserved')
+ORDER BY ts
+"""
+
+
+def scope(
+    con: duckdb.DuckDBPyConnection, run: str | None = None, tenant: str | None = None,
+    release: str | None = None, since: datetime | None = None,
+) -> dict[str, object]:
+    """The side effects that landed for a run, a tenant (since a time) or a release: by
+    destination and action, and every entry that still stands (fired, or may have fired)."""
+    where, params = _scope_filter(con, run, tenant, release, since)
+    columns, rows = _fetch(con, _SCOPE_SQL.format(where=where), params)
+    open_cols, open_rows = _fetch(con, _OPEN_SQL.format(where=where), params)
+    return {
+        "filter": {"run": run, "tenant": tenant, "release": release,
+                   "since": since.isoformat() if since else None},
+        "columns": columns, "rows": rows,
+        "standing": [dict(zip(open_cols, r, strict=True)) for r in open_rows],
+    }
+
+
+def _scope_filter(con: duckdb.DuckDBPyConnection, run: str | None, tenant: str | None,
+                  release: str | None, since: datetime | None) -> tuple[str, list[object]]:
+    if (run, tenant, release) == (None, None, None):
+        raise ValueError("scope needs --run, --tenant or --release")
+    where, params = ["1 = 1"], []
+    if run is not None:
+        where.append("run_id = ?")
+        params.append(resolve_run(con, run))
+    for column, value in (("tenant", tenant), ("release_id", release)):
+        if value is not None:
+            where.append(f"{column} = ?")
+            params.append(value)
+    if since is not None:
+        where.append("ts >= ?")
+        params.append(since)
+    return " AND ".join(where), params

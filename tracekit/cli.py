@@ -95,7 +95,7 @@ def _sql_errors(fn: Callable[..., Any]) -> Callable[..., Any]:
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         try:
             return fn(*args, **kwargs)
-        except _query.UnknownRun as exc:
+        except (_query.UnknownRun, ValueError) as exc:
             raise click.ClickException(str(exc)) from None
         except duckdb.Error as exc:
             first = str(exc).strip().splitlines()[0]
@@ -161,6 +161,36 @@ def query(sql: str, store: Path | None, fmt: str) -> None:
     with _connect(store) as con:
         columns, rows = _query.run_query(con, sql)
     _echo_table(columns, rows, fmt, None)
+
+
+@cli.command()
+@click.option("--run", "run_id", help="One run (a unique prefix works).")
+@click.option("--tenant", help="One tenant's runs (with --since).")
+@click.option("--release", help="One release id.")
+@click.option("--since", help="With --tenant: since 30m, 2h, 1d, or an ISO time.")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@store_option
+@_sql_errors
+def scope(run_id: str | None, tenant: str | None, release: str | None, since: str | None,
+          as_json: bool, store: Path | None) -> None:
+    """The side effects that landed: by destination and action, with counts, amounts,
+    duplicates suppressed, may-have-fired, reversible and irreversible, and what still stands.
+    """
+    with _connect(store) as con:
+        report = _query.scope(con, run_id, tenant, release, parse_since(since))
+    if as_json:
+        rows = [dict(zip(report["columns"], r, strict=True)) for r in report["rows"]]
+        click.echo(json.dumps({**report, "rows": rows, "columns": None}, indent=2, default=str))
+        return
+    if not report["rows"]:
+        click.echo("no side effects recorded for that scope")
+        return
+    click.echo(render(report["columns"], report["rows"], "table", 40))
+    standing = report["standing"]
+    reversible = [s for s in standing if s["reversible"]]
+    maybe = sum(s["status"] == "reserved" for s in standing)
+    click.echo(f"\n{len(standing)} effects stand ({maybe} may have fired); "
+               f"{len(reversible)} reversible, {len(standing) - len(reversible)} irreversible")
 
 
 @cli.command()
