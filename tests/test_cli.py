@@ -31,7 +31,7 @@ def demo_store(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, str]:
     store = tmp_path_factory.mktemp("cli") / "store"
     result = tk("demo", "--no-guard", store=store)
     assert result.returncode == 0, result.stderr
-    match = re.search(r"The runaway: (run_\w+) issued the same refund 40 times", result.stdout)
+    match = re.search(r"The runaway: (run_\w+) tried the same refund 40 times", result.stdout)
     assert match, result.stdout
     return store, match.group(1)
 
@@ -172,7 +172,7 @@ def test_guarded_demo_contains_the_runaway(tmp_path: Path) -> None:
     out = tk("demo", store=store)
     assert out.returncode == 0, out.stderr
     match = re.search(r"The runaway: (run_\w+) kept re-issuing the same refund", out.stdout)
-    assert match and "after 3 refunds" in out.stdout, out.stdout
+    assert match and "after 3 refund attempts" in out.stdout, out.stdout
     runaway = match.group(1)
     rows = json.loads(tk("query", "SELECT status FROM runs WHERE run_id = "
                          f"'{runaway}'", "--format", "json", store=store).stdout)
@@ -228,3 +228,18 @@ def test_halt_needs_a_reason_and_a_target(tmp_path: Path) -> None:
     assert no_reason.returncode == 1 and "needs a reason" in no_reason.stderr
     no_target = tk("halt", "run", "--reason", "x", store=tmp_path / "s")
     assert no_target.returncode == 1 and "needs its name" in no_target.stderr
+
+
+def test_scope_reports_what_landed(demo_store: tuple[Path, str]) -> None:
+    store, runaway = demo_store
+    out = tk("scope", "--run", runaway, "--json", store=store)
+    assert out.returncode == 0, out.stderr
+    report = json.loads(out.stdout)
+    [refunds] = [r for r in report["rows"] if r["action"] == "issue_refund"]
+    assert refunds["fired"] == 1 and refunds["duplicates_suppressed"] == 39
+    assert refunds["amount_fired"] == 120.0 and refunds["currency"] == "USD"
+    assert refunds["reversible"] == 1 and refunds["may_have_fired"] == 0
+    table = tk("scope", "--tenant", "globex", "--since", "1d", store=store)
+    assert "customer-email" in table.stdout and "irreversible" in table.stdout
+    missing = tk("scope", store=store)
+    assert missing.returncode == 1 and "needs --run, --tenant or --release" in missing.stderr

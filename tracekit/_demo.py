@@ -56,13 +56,14 @@ def search_kb(query: str) -> list[dict[str, str]]:
     return [{"article": "KB-12", "title": f"How to handle: {query[:40]}"}]
 
 
-@tool(writes=True)
+@tool(writes=True, destination="payments-api", currency="USD", reversible=True,
+      amount=lambda order_id, amount, headers: amount)
 def issue_refund(order_id: str, amount: float, headers: dict[str, str]) -> dict[str, Any]:
     status = "pending" if order_id == _RUNAWAY[3] else "issued"  # the processor never confirms
     return {"order_id": order_id, "amount": amount, "status": status}
 
 
-@tool(writes=True)
+@tool(writes=True, destination="customer-email", reversible=False)
 def send_reply(ticket_id: str, text: str) -> dict[str, str]:
     return {"ticket_id": ticket_id, "status": "sent"}
 
@@ -174,6 +175,12 @@ def run_demo(
         row["note"] = "runaway: same refund, again and again" if run_id == runaway.run_id else (
             "resolved (+1 sub-agent)")
         result.runs.append(row)
+    with connect(settings.store) as con:
+        fired, suppressed = con.execute(
+            "SELECT count(*) FILTER (WHERE status = 'fired'), "
+            "count(*) FILTER (WHERE status = 'suppressed_duplicate') FROM ledger "
+            "WHERE run_id = ? AND tool = 'issue_refund'", [runaway.run_id]).fetchone()
     result.runaway = {**info[runaway.run_id], "refunds": refunds, "attempted": runaway_steps,
-                      "halt": None if halt is None else halt.as_attrs()}
+                      "halt": None if halt is None else halt.as_attrs(),
+                      "fired": fired, "suppressed": suppressed}
     return result
