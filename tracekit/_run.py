@@ -366,6 +366,10 @@ class ToolSpec:
             raise TypeError(f"@tracekit.tool got unknown options {sorted(ledger)}; known: "
                             "idempotency_key, reversible, compensate, retry_on, amount, "
                             "currency, action")
+        if self.compensate is not None:
+            from ._compensate import register_compensator
+
+            register_compensator(name, self.compensate)
         self.bounds = dict(bounds or {})
         for arg, pair in self.bounds.items():
             if not (isinstance(pair, tuple) and len(pair) == 2):

@@ -20,8 +20,8 @@ from typing import Any
 import click
 import duckdb
 
+from . import _config, _query
 from . import _oncall as oncall
-from . import _query
 from ._control import ControlError
 from ._format import FORMATS, render
 from ._store import Store, resolve_root
@@ -191,6 +191,36 @@ def scope(run_id: str | None, tenant: str | None, release: str | None, since: st
     maybe = sum(s["status"] == "reserved" for s in standing)
     click.echo(f"\n{len(standing)} effects stand ({maybe} may have fired); "
                f"{len(reversible)} reversible, {len(standing) - len(reversible)} irreversible")
+
+
+@cli.command()
+@click.option("--run", "run_id", required=True, help="The run whose effects to undo.")
+@click.option("--execute", is_flag=True, help="Run the compensators (default: show the plan).")
+@click.option("--import", "imports", multiple=True, metavar="MODULE",
+              help="Import the module that defines the tools (registers their compensators).")
+@store_option
+@_sql_errors
+def compensate(run_id: str, execute: bool, imports: tuple[str, ...], store: Path | None) -> None:
+    """Undo a run's side effects: the plan by default; with --execute, each registered
+    compensator runs once (idempotent: running it twice undoes nothing twice).
+    """
+    from ._compensate import compensation_plan, execute_compensation
+
+    root = _existing_store(store)
+    if execute:
+        _config.configure(store=root, guard=False)
+        plan = execute_compensation(run_id, root, imports)
+    else:
+        plan = compensation_plan(run_id, root, imports)
+    if not plan:
+        click.echo("nothing stands: no fired or may-have-fired effects for that run")
+        return
+    keys = ["entry_id", "tool", "destination", "status", "amount", "currency", "action"]
+    if execute:
+        keys.append("outcome")
+    click.echo(render(keys, [[row.get(k) for k in keys] for row in plan], "table", 60))
+    if execute:
+        _config.shutdown()
 
 
 @cli.command()
