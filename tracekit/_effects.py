@@ -100,13 +100,14 @@ class Effect:
 
     def fired(self, result: Any) -> None:
         encoded = _redactor().redact_json(canonical_json(result))[0]  # kept for duplicates
-        self._row("fired", result=encoded)
+        self._row("fired", result=encoded, durable=False)
         self._settle({"status": "fired", "result": encoded})
 
     def failed(self, exc: BaseException) -> None:
         retryable = bool(self.spec.retry_on) and isinstance(exc, self.spec.retry_on)
         error = _redactor().redact_text(f"{type(exc).__name__}: {exc}")[0]
-        self._row("failed", result=canonical_json({"error": error, "retryable": retryable}))
+        self._row("failed", result=canonical_json({"error": error, "retryable": retryable}),
+                  durable=False)
         self._settle({"status": "failed", "error": error, "retryable": retryable})
 
     # -- pieces ----------------------------------------------------------------------------
@@ -149,7 +150,7 @@ class Effect:
                "run_id": self.run.run_id, "call_id": self.call_id, "at": time.time(), **outcome}
         self._store(_control().settle, self.key, doc)
 
-    def _row(self, status: str, result: str | None = None) -> None:
+    def _row(self, status: str, result: str | None = None, durable: bool = True) -> None:
         spec, named = self.spec, self.named
         amount = _value_of(spec.amount, named)
         _config.get_recorder().ledger.append({
@@ -160,7 +161,7 @@ class Effect:
             "status": status, "amount": float(amount) if isinstance(amount, int | float) else None,
             "currency": _value_of(spec.currency, named), "reversible": spec.reversible,
             "compensates": None, "result": result, "release_id": self.run.release.release_id,
-        })
+        }, durable=durable)
 
     @staticmethod
     def _store(op: Callable[..., Any], *args: Any) -> Any:

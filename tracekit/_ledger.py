@@ -38,14 +38,16 @@ class LedgerWriter:
         self._segment: SegmentWriter | None = None
         self._n = 0
 
-    def append(self, row: dict[str, Any]) -> None:
-        """Make one ledger row durable; returns only once it is on disk."""
+    def append(self, row: dict[str, Any], durable: bool = True) -> None:
+        """Write one ledger row; with ``durable`` (a reservation) return only once it is on
+        disk. An outcome row may skip its own fsync: until the next one it reads as
+        "reserved" after a crash, which is the safe reading (may have fired)."""
         batch = pa.RecordBatch.from_pylist([self._complete(row)], schema=LEDGER_SCHEMA)
         with self._lock:
             if self._segment is None:
                 self._n += 1
                 self._segment = SegmentWriter(self.store, self.writer_id, self._n, "ledger")
-            self._segment.append(batch)
+            self._segment.append(batch, sync=durable)
             if self._segment.rows >= self.rotate_rows:
                 self._close_segment()
 

@@ -333,10 +333,11 @@ class SegmentWriter:
         self._ipc = pa.ipc.new_stream(self._fh, TABLES[table])
         self._published = False
 
-    def append(self, batch: pa.RecordBatch) -> None:
+    def append(self, batch: pa.RecordBatch, sync: bool = True) -> None:
         self._ipc.write_batch(batch)
         self._fh.flush()
-        os.fsync(self._fh.fileno())
+        if sync or not self._published:
+            os.fsync(self._fh.fileno())
         if not self._published:
             os.replace(self._tmp, self.path)
             _fsync_dir(self.path.parent)
