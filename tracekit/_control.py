@@ -77,6 +77,7 @@ class ControlStore(Protocol):
     def reserve(self, key: str, doc: dict[str, Any]) -> dict[str, Any] | None: ...
     def settle(self, key: str, doc: dict[str, Any]) -> None: ...
     def peek(self, key: str) -> dict[str, Any] | None: ...
+    def replace_failed(self, key: str, entry_id: str, doc: dict[str, Any]) -> bool: ...
     def close(self) -> None: ...
 
 
@@ -230,6 +231,14 @@ class SQLiteControl:
         rows = self._exec("SELECT doc FROM idempotency WHERE key = ?", (key,))
         return json.loads(rows[0][0]) if rows else None
 
+    def replace_failed(self, key: str, entry_id: str, doc: dict[str, Any]) -> bool:
+        """Atomically hand a key whose attempt ``entry_id`` failed to a retry; False if another
+        retry got there first."""
+        return bool(self._exec(
+            "UPDATE idempotency SET doc = ? WHERE key = ? AND "
+            "json_extract(doc, '$.entry_id') = ? AND json_extract(doc, '$.status') = 'failed' "
+            "RETURNING key", (json.dumps(doc), key, entry_id)))
+
     def close(self) -> None:
         with self._lock:
             self._con.close()
@@ -371,6 +380,24 @@ class RedisControl:
     def peek(self, key: str) -> dict[str, Any] | None:
         raw = self._run(self.client.get, f"{self.prefix}idem:{key}")
         return None if raw is None else json.loads(raw)
+
+    _REPLACE_FAILED = """
+    local raw = redis.call('GET', KEYS[1])
+    if not raw then return 0 end
+    local doc = cjson.decode(raw)
+    if doc['entry_id'] == ARGV[1] and doc['status'] == 'failed' then
+        redis.call('SET', KEYS[1], ARGV[2])
+        return 1
+    end
+    return 0
+    """
+
+    def replace_failed(self, key: str, entry_id: str, doc: dict[str, Any]) -> bool:
+        """Atomically hand a key whose attempt ``entry_id`` failed to a retry; False if another
+        retry got there first."""
+        got = self._run(self.client.eval, self._REPLACE_FAILED, 1, f"{self.prefix}idem:{key}",
+                        entry_id, json.dumps(doc))
+        return bool(got)
 
     def subscribe(self, on_change: Callable[[], None], stop: threading.Event) -> None:
         """Call ``on_change`` whenever a flag changes, until ``stop`` is set (blocks)."""

@@ -90,9 +90,9 @@ class Effect:
                 "run_id": self.run.run_id, "call_id": self.call_id, "status": "reserved",
                 "at": time.time()}
         held = self._store(control.reserve, self.key, mine)
-        if held is not None and self._retry_allowed(held):
-            self._store(control.settle, self.key, mine)
-            held = None
+        if held is not None and self._retry_allowed(held) and self._store(
+                control.replace_failed, self.key, str(held.get("entry_id")), mine):
+            held = None  # this retry took the key over, atomically: one retry fires
         if held is None:
             self._row("reserved")
             return True, None
@@ -173,7 +173,11 @@ class Effect:
 
 
 def _control() -> Any:
-    return _config.control_store()
+    try:
+        return _config.control_store()
+    except ControlError as exc:  # no reservation, no effect: fail closed
+        raise Halted("store", None, f"control store unavailable for an idempotent write: "
+                     f"{exc}", signal="store_error") from None
 
 
 def _redactor() -> Any:
