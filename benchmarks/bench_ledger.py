@@ -89,7 +89,7 @@ def main(argv: list[str] | None = None) -> int:
     print("| measure | SQLite | Redis | target |\n|---|---|---|---|")
     print(f"| read tool call (recorded, no ledger), median | {s['read_us']:.0f} µs | "
           f"{r['read_us']:.0f} µs | |")
-    print(f"| write tool call (reserve + 2 fsynced rows + settle), median (p90) | "
+    print("| write tool call (reserve, fsynced reserved row, fired row, settle), median (p90) | "
           f"{s['write_us']:.0f} µs ({s['write_p90_us']:.0f}) | "
           f"{r['write_us']:.0f} µs ({r['write_p90_us']:.0f}) | |")
     print(f"| ledger overhead per write call, median | {s['overhead_us']:.0f} µs | "
