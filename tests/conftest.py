@@ -6,6 +6,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from _redis import RedisServer
 
 import tracekit
 
@@ -17,3 +18,21 @@ def store(tmp_path: Path) -> Iterator[Path]:
     tracekit.configure(store=root)
     yield root
     tracekit.shutdown()
+
+
+@pytest.fixture
+def redis_server(tmp_path: Path) -> Iterator[RedisServer]:
+    """A redis-server of this test's own, initialised as a tracekit control store."""
+    server = RedisServer(tmp_path / "redis")
+    server.start()
+    yield server.initialise()
+    server.kill()
+
+
+@pytest.fixture
+def durable_redis(tmp_path: Path) -> Iterator[RedisServer]:
+    """The same, with persistence: its data survives a kill and restart on the same port."""
+    server = RedisServer(tmp_path / "redis-aof", persist=True)
+    server.start()
+    yield server.initialise()
+    server.kill()

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 import sqlite3
 import subprocess
 import sys
@@ -20,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from _redis import RedisServer
 from pydantic import ValidationError
 
 import tracekit
@@ -87,71 +87,6 @@ def guarded(tmp_path: Path) -> Iterator[Callable[..., Path]]:
     yield setup
     tracekit.shutdown()
     tracekit.configure(store=tmp_path / "after", guard=False)  # leave no guard behind
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-class RedisServer:
-    """A redis-server of our own; ``persist`` keeps its data across a kill and restart."""
-
-    def __init__(self, workdir: Path, persist: bool = False) -> None:
-        self.port = _free_port()
-        self.workdir = workdir
-        self.persist = persist
-        self.proc: subprocess.Popen[bytes] | None = None
-
-    @property
-    def url(self) -> str:
-        return f"redis://127.0.0.1:{self.port}/0"
-
-    def start(self) -> None:
-        self.workdir.mkdir(parents=True, exist_ok=True)
-        durability = (["--appendonly", "yes", "--appendfsync", "always"] if self.persist
-                      else ["--appendonly", "no"])
-        self.proc = subprocess.Popen(
-            ["redis-server", "--port", str(self.port), "--bind", "127.0.0.1", "--save", "",
-             "--dir", str(self.workdir), *durability],
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-        )
-        client = redis.Redis(host="127.0.0.1", port=self.port, socket_timeout=0.5)
-        deadline = time.monotonic() + 10
-        while True:
-            try:
-                if client.ping():
-                    break
-            except redis.RedisError:
-                if self.proc.poll() is not None or time.monotonic() > deadline:
-                    raise RuntimeError(f"redis-server on port {self.port} did not start") from None
-                time.sleep(0.01)
-        client.close()
-
-    def kill(self) -> None:
-        if self.proc is not None:
-            self.proc.kill()
-            self.proc.wait(10)
-            self.proc = None
-
-
-@pytest.fixture
-def redis_server(tmp_path: Path) -> Iterator[RedisServer]:
-    server = RedisServer(tmp_path / "redis")
-    server.start()
-    RedisControl(server.url).close()  # initialised, as `tracekit status --control URL` does
-    yield server
-    server.kill()
-
-
-@pytest.fixture
-def durable_redis(tmp_path: Path) -> Iterator[RedisServer]:
-    server = RedisServer(tmp_path / "redis-aof", persist=True)
-    server.start()
-    RedisControl(server.url).close()
-    yield server
-    server.kill()
 
 
 # -- helpers ---------------------------------------------------------------------------------------

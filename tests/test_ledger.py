@@ -12,7 +12,6 @@ import asyncio
 import contextlib
 import json
 import signal
-import socket
 import sqlite3
 import subprocess
 import sys
@@ -25,90 +24,15 @@ from typing import Any
 
 import pyarrow.parquet as pq
 import pytest
+from _redis import RedisServer
 
 import tracekit
 from tracekit import _config, _effects
-from tracekit._control import RedisControl
 from tracekit._effects import DuplicateInFlight, IdempotencyConflict, ReplayedFailure
 
 redis = pytest.importorskip("redis")
 
 CHILD = Path(__file__).parent / "ledger_children" / "agent.py"
-
-
-# -- a redis-server of our own -------------------------------------------------------------------
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-class RedisServer:
-    """A throwaway redis-server on a free loopback port (never the shared one on 6379)."""
-
-    def __init__(self, workdir: Path) -> None:
-        self.port = _free_port()
-        self.workdir = workdir
-        self.proc: subprocess.Popen[bytes] | None = None
-
-    @property
-    def url(self) -> str:
-        return f"redis://127.0.0.1:{self.port}/0"
-
-    def start(self) -> None:
-        self.workdir.mkdir(parents=True, exist_ok=True)
-        self.proc = subprocess.Popen(
-            ["redis-server", "--port", str(self.port), "--bind", "127.0.0.1", "--save", "",
-             "--appendonly", "no", "--dir", str(self.workdir)],
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-        )
-        client = redis.Redis(host="127.0.0.1", port=self.port, socket_timeout=0.5)
-        deadline = time.monotonic() + 10
-        while True:
-            try:
-                if client.ping():
-                    break
-            except redis.RedisError:
-                if self.proc.poll() is not None or time.monotonic() > deadline:
-                    raise RuntimeError(f"redis-server on port {self.port} did not start") from None
-                time.sleep(0.01)
-        client.close()
-        RedisControl(self.url).close()  # initialised, as `tracekit status --init` does
-
-    def dump(self) -> bytes:
-        """Every key and value it holds, as bytes (for the secret scan)."""
-        client = redis.Redis(host="127.0.0.1", port=self.port, socket_timeout=1)
-        out = []
-        for key in client.scan_iter("*"):
-            kind = client.type(key)
-            if kind == b"string":
-                value: Any = client.get(key)
-            elif kind == b"hash":
-                value = client.hgetall(key)
-            elif kind == b"list":
-                value = client.lrange(key, 0, -1)
-            elif kind == b"zset":
-                value = client.zrange(key, 0, -1, withscores=True)
-            else:
-                value = kind
-            out.append(repr((key, value)).encode())
-        client.close()
-        return b"\n".join(out)
-
-    def kill(self) -> None:
-        if self.proc is not None:
-            self.proc.kill()
-            self.proc.wait(10)
-            self.proc = None
-
-
-# -- fixtures --------------------------------------------------------------------------------------
-@pytest.fixture
-def redis_server(tmp_path: Path) -> Iterator[RedisServer]:
-    server = RedisServer(tmp_path / "redis")
-    server.start()
-    yield server
-    server.kill()
 
 
 @pytest.fixture(params=["sqlite", "redis"])
@@ -121,7 +45,7 @@ def backend(request: pytest.FixtureRequest, tmp_path: Path,
         return
     server = RedisServer(tmp_path / "redis")
     server.start()
-    yield server
+    yield server.initialise()
     server.kill()
 
 
