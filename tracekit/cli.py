@@ -24,6 +24,7 @@ from . import _config, _query
 from . import _oncall as oncall
 from ._control import ControlError
 from ._format import FORMATS, render
+from ._guard import Halted
 from ._store import Store, resolve_root
 from ._version import __version__
 
@@ -357,7 +358,14 @@ def demo(store: Path | None, runaway_steps: int, no_guard: bool) -> None:
     from ._demo import DEMO_GUARD, DEMO_RELEASE, run_demo
     from ._templates import render_template
 
-    result = run_demo(store, runaway_steps=runaway_steps, guarded=not no_guard)
+    try:
+        result = run_demo(store, runaway_steps=runaway_steps, guarded=not no_guard)
+    except Halted as halt:
+        where = f" {halt.target}" if halt.target else ""
+        raise click.ClickException(
+            f"the demo's runs are {halt}: see `tracekit status`, lift it with "
+            f"`tracekit unhalt {halt.level}{where}`"
+        ) from None
     flag = f" --store {store}" if store is not None else ""
     click.echo(render_template(
         "demo_summary.txt.j2", store=result.store, runs=result.runs, runaway=result.runaway,
