@@ -19,10 +19,13 @@ Query it: ``tracekit.connect().execute("SELECT * FROM runs").fetchall()``. Test 
 """
 
 from ._config import Release, Settings, configure, flush, shutdown
+from ._effects import DuplicateInFlight, IdempotencyConflict, ReplayedFailure
 from ._encode import canonical_json
 from ._guard import Guard, Halted, OutOfScope
+from ._incident import export_incident
 from ._query import connect
 from ._redact import Redactor
+from ._replay import Verdict, replay
 from ._run import Run, current_run, run, tool
 from ._schema import EVENT_SCHEMA, SCHEMA_VERSION
 from ._store import TracekitWarning, resolve_root
@@ -31,21 +34,27 @@ from ._version import __version__
 __all__ = [
     "EVENT_SCHEMA",
     "SCHEMA_VERSION",
+    "DuplicateInFlight",
     "Guard",
     "Halted",
+    "IdempotencyConflict",
     "OutOfScope",
     "Redactor",
     "Release",
+    "ReplayedFailure",
     "Run",
     "Settings",
     "TracekitWarning",
+    "Verdict",
     "__version__",
     "canonical_json",
     "configure",
     "connect",
     "current_run",
+    "export_incident",
     "flush",
     "recover",
+    "replay",
     "resolve_root",
     "run",
     "shutdown",

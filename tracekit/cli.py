@@ -225,6 +225,64 @@ def compensate(run_id: str, execute: bool, imports: tuple[str, ...], store: Path
 
 
 @cli.command()
+@click.option("--run", "runs", multiple=True, required=True,
+              help="A run of the incident (repeatable); its sub-agents come along.")
+@click.option("--incident", required=True, help="The bundle's name, e.g. incident-42.")
+@click.option("--out", type=click.Path(file_okay=False, path_type=Path),
+              default=Path("fixtures/incidents"), show_default=True,
+              help="Where bundles live.")
+@click.option("--force", is_flag=True, help="Replace a bundle of the same name.")
+@click.option("--format", "fmt", type=click.Choice(["parquet", "jsonl"]), default="parquet",
+              show_default=True, help="jsonl also writes a human-readable copy.")
+@store_option
+@_sql_errors
+def export(runs: tuple[str, ...], incident: str, out: Path, force: bool, fmt: str,
+           store: Path | None) -> None:
+    """Export an incident's runs as a bundle: manifest.json, events.parquet, ledger.parquet.
+
+    Secrets are scrubbed again on the way out. Commit the bundle beside the test that
+    `tracekit make-test` writes for it.
+    """
+    from ._incident import BundleExists, export_incident
+
+    root = _existing_store(store)
+    try:
+        path = export_incident(list(runs), incident, out, root, force, jsonl=fmt == "jsonl")
+    except BundleExists as exc:
+        raise click.ClickException(str(exc)) from None
+    manifest = json.loads((path / "manifest.json").read_text())
+    summary = manifest["summary"]
+    click.echo(f"wrote {path}: {len(manifest['runs'])} run(s), {summary['steps']} steps, "
+               f"{summary['effects_fired']} effect(s) fired, ${summary['cost_usd']:.4f}")
+
+
+@cli.command()
+@click.argument("incident")
+@click.option("--fixtures", type=click.Path(file_okay=False, path_type=Path),
+              default=Path("fixtures/incidents"), show_default=True,
+              help="Where bundles live.")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+def replay(incident: str, fixtures: Path, as_json: bool) -> None:
+    """Policy replay: the incident's recorded decisions through today's guard (the project's
+    [tool.tracekit.guard], else the one in force at export), on the recorded clock.
+    """
+    from dataclasses import asdict
+
+    from ._replay import replay as run_replay
+
+    try:
+        verdict = run_replay(fixtures / incident)
+    except ValueError as exc:
+        raise click.ClickException(str(exc)) from None
+    if as_json:
+        click.echo(json.dumps(asdict(verdict), indent=2, default=str))
+    else:
+        click.echo(f"{incident}: {verdict.describe()}")
+    if not verdict.contained:
+        sys.exit(1)
+
+
+@cli.command()
 @store_option
 def recover(store: Path | None) -> None:
     """Compact segments left by writers that died (crash, SIGKILL) into Parquet.

@@ -1,0 +1,169 @@
+"""Incident bundles: the frozen evidence of an incident, exported from the store.
+
+``fixtures/incidents/<name>/`` holds ``manifest.json``, ``events.parquet`` and ``ledger.parquet``
+for every run of the incident (sub-agents included), scrubbed of secrets once more. The bundle
+is written to a temporary folder and renamed into place: a reader never sees half a bundle.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from . import _config
+from ._query import connect, resolve_run
+from ._redact import Redactor
+from ._schema import SCHEMA_VERSION
+from ._version import __version__
+
+__all__ = ["BUNDLE_VERSION", "BundleExists", "export_incident", "load_bundle"]
+
+#: version of the bundle layout; a bundle of another version is refused loudly
+BUNDLE_VERSION = 1
+NAME_RE = re.compile(r"^[A-Za-z0-9._-]+$")
+_EVENT_TEXT = ("name", "error")
+_EVENT_JSON = ("args", "output", "attrs")
+
+
+class BundleExists(FileExistsError):
+    """An incident bundle of that name is already there (pass force=True / --force)."""
+
+
+def export_incident(
+    runs: list[str], incident: str, out: str | os.PathLike[str] = "fixtures/incidents",
+    store: str | os.PathLike[str] | None = None, force: bool = False, jsonl: bool = False,
+) -> Path:
+    """Write the bundle of ``runs`` (and their sub-agents) as ``out/incident``; returns it."""
+    if not NAME_RE.match(incident or ""):
+        raise ValueError(f"incident name {incident!r} must match [A-Za-z0-9._-]+ "
+                         "(e.g. incident-42)")
+    if not runs:
+        raise ValueError("export needs at least one --run")
+    target = Path(out) / incident
+    if target.exists() and not force:
+        raise BundleExists(f"{target} already exists: pass --force to replace it")
+    root = store if store is not None else _config.settings().store
+    with connect(root) as con:
+        ids = _incident_runs(con, runs)
+        events = _rows(con, "events", "ORDER BY run_id, seq", ids)
+        ledger = _rows(con, "ledger_history", "ORDER BY run_id, ts, entry_id", ids)
+        summary = _summary(con, ids)
+    redactor = _config.settings().redactor
+    events, ledger = _scrub_events(events, redactor), _scrub_ledger(ledger, redactor)
+    manifest = _manifest(incident, ids, events, summary)
+    _write_bundle(target, manifest, events, ledger, jsonl)
+    return target
+
+
+def _incident_runs(con: Any, runs: list[str]) -> list[str]:
+    """The named runs and every run under them (sub-agents, at any depth)."""
+    named = sorted({resolve_run(con, r) for r in runs})
+    rows = con.execute(
+        "SELECT DISTINCT run_id FROM runs WHERE run_id IN (SELECT unnest($1)) "
+        "OR root_run_id IN (SELECT unnest($1)) OR parent_run_id IN (SELECT unnest($1)) "
+        "ORDER BY run_id", [named]).fetchall()
+    return [r[0] for r in rows]
+
+
+def _rows(con: Any, view: str, order: str, ids: list[str]) -> pa.Table:
+    return con.sql(f"SELECT * FROM {view} WHERE run_id IN (SELECT unnest($ids)) {order}",
+                   params={"ids": ids}).to_arrow_table()
+
+
+def _summary(con: Any, ids: list[str]) -> dict[str, Any]:
+    row = con.execute(
+        "SELECT count(*), coalesce(sum(steps), 0), coalesce(sum(tool_calls), 0), "
+        "round(coalesce(sum(cost_usd), 0), 6), list(DISTINCT status ORDER BY status), "
+        "list(DISTINCT tenant ORDER BY tenant) FROM runs WHERE run_id IN (SELECT unnest(?))",
+        [ids]).fetchone()
+    effects = con.execute(
+        "SELECT count(*) FILTER (WHERE status = 'fired'), "
+        "count(*) FILTER (WHERE status = 'suppressed_duplicate'), "
+        "count(*) FILTER (WHERE status = 'reserved') FROM ledger "
+        "WHERE run_id IN (SELECT unnest(?))", [ids]).fetchone()
+    halts = con.execute(
+        "SELECT DISTINCT name FROM events WHERE kind = 'guard' AND status = 'halted' AND "
+        "run_id IN (SELECT unnest(?)) ORDER BY name", [ids]).fetchall()
+    return {"runs": row[0], "steps": int(row[1]), "tool_calls": int(row[2]),
+            "cost_usd": float(row[3]), "statuses": row[4], "tenants": row[5],
+            "effects_fired": effects[0], "duplicates_suppressed": effects[1],
+            "may_have_fired": effects[2], "guard_halts": [h[0] for h in halts]}
+
+
+def _scrub_column(table: pa.Table, name: str, scrub: Any) -> pa.Table:
+    index = table.schema.get_field_index(name)
+    if index < 0:
+        return table
+    values = [None if v is None else scrub(v)[0] for v in table[name].to_pylist()]
+    return table.set_column(index, name, pa.array(values, pa.string()))
+
+
+def _scrub_events(table: pa.Table, redactor: Redactor) -> pa.Table:
+    for name in _EVENT_JSON:
+        table = _scrub_column(table, name, redactor.redact_json)
+    for name in _EVENT_TEXT:
+        table = _scrub_column(table, name, redactor.redact_text)
+    return table
+
+
+def _scrub_ledger(table: pa.Table, redactor: Redactor) -> pa.Table:
+    table = _scrub_column(table, "result", redactor.redact_json)
+    return _scrub_column(table, "destination", redactor.redact_text)
+
+
+def _manifest(incident: str, ids: list[str], events: pa.Table,
+              summary: dict[str, Any]) -> dict[str, Any]:
+    first = events.slice(0, 1).to_pylist()[0] if events.num_rows else {}
+    ts = events["ts"].to_pylist() if events.num_rows else []
+    guard = _config.settings().guard
+    return {
+        "bundle_version": BUNDLE_VERSION, "name": incident, "runs": ids,
+        "tenants": summary["tenants"],
+        "release": {k: first.get(k) for k in ("release_id", "model_version", "prompt_version",
+                                               "tools_version")},
+        "span": {"start": min(ts).isoformat() if ts else None,
+                 "end": max(ts).isoformat() if ts else None},
+        "schema_version": SCHEMA_VERSION, "tracekit_version": __version__,
+        "guard": guard.model_dump(mode="json") if guard is not None else None,
+        "summary": summary,
+    }
+
+
+def _write_bundle(target: Path, manifest: dict[str, Any], events: pa.Table, ledger: pa.Table,
+                  jsonl: bool) -> None:
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = target.parent / f".tmp-{target.name}-{os.getpid()}"
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir()
+    pq.write_table(events, tmp / "events.parquet", compression="zstd")
+    pq.write_table(ledger, tmp / "ledger.parquet", compression="zstd")
+    (tmp / "manifest.json").write_text(json.dumps(manifest, indent=2, sort_keys=True) + "\n")
+    if jsonl:
+        for name, table in (("events", events), ("ledger", ledger)):
+            lines = [json.dumps(r, sort_keys=True, default=str) for r in table.to_pylist()]
+            (tmp / f"{name}.jsonl").write_text("\n".join(lines) + ("\n" if lines else ""))
+    if target.exists():
+        shutil.rmtree(target)
+    os.replace(tmp, target)
+
+
+def load_bundle(path: str | os.PathLike[str]) -> tuple[dict[str, Any], pa.Table, pa.Table]:
+    """(manifest, events, ledger) of a bundle; a missing or unknown bundle is a ValueError."""
+    folder = Path(path)
+    try:
+        manifest = json.loads((folder / "manifest.json").read_text())
+    except (OSError, ValueError) as exc:
+        raise ValueError(f"{folder} is not an incident bundle ({exc}); create one with "
+                         "`tracekit export --run RUN --incident NAME`") from None
+    if manifest.get("bundle_version") != BUNDLE_VERSION:
+        raise ValueError(f"{folder} is bundle version {manifest.get('bundle_version')}; this "
+                         f"tracekit reads version {BUNDLE_VERSION}: upgrade tracekit")
+    return manifest, pq.read_table(folder / "events.parquet"), pq.read_table(
+        folder / "ledger.parquet")

@@ -1,0 +1,212 @@
+"""Policy replay: an incident's recorded decisions through today's guard, on the recorded clock.
+
+No agent code runs and nothing leaves the process: the guard works against an in-memory control
+store, and its clock is each event's recorded timestamp. The verdict says where the guard would
+have halted, by which signal, which effects would have fired before the halt, and the spend by
+then — or that today's guard would not contain the incident.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from ._config import Release
+from ._guard import Guard, GuardRuntime, Halted, RunGuard, guard_from_mapping, load_project_settings
+from ._incident import load_bundle
+
+__all__ = ["MemoryControl", "Verdict", "project_guard", "replay"]
+
+
+class MemoryControl:
+    """A control store in a dict: for replays and tests (one process, nothing shared)."""
+
+    url = "memory:"
+
+    def __init__(self) -> None:
+        self._flags: dict[str, dict[str, Any]] = {}
+        self._counters: dict[tuple[str, int], float] = {}
+        self._docs: dict[str, dict[str, Any]] = {}
+        self._trips: list[dict[str, Any]] = []
+        self._idem: dict[str, dict[str, Any]] = {}
+
+    def check_alive(self) -> None:
+        return None
+
+    def set_flag(self, key: str, info: dict[str, Any]) -> None:
+        self._flags[key] = info
+
+    def clear_flag(self, key: str) -> bool:
+        return self._flags.pop(key, None) is not None
+
+    def flags(self) -> dict[str, dict[str, Any]]:
+        return dict(self._flags)
+
+    def add(self, counter: str, bucket: int, amount: float, ttl_s: float | None = None) -> None:
+        self._counters[(counter, bucket)] = self._counters.get((counter, bucket), 0.0) + amount
+
+    def total(self, counter: str, since_bucket: int, until_bucket: int | None = None) -> float:
+        top = until_bucket if until_bucket is not None else 2**62
+        return sum(v for (c, b), v in self._counters.items()
+                   if c == counter and since_bucket <= b <= top)
+
+    def put(self, key: str, value: dict[str, Any]) -> None:
+        self._docs[key] = value
+
+    def get(self, key: str) -> dict[str, Any] | None:
+        return self._docs.get(key)
+
+    def log_trip(self, trip: dict[str, Any]) -> None:
+        self._trips.insert(0, trip)
+
+    def trips(self, limit: int = 20) -> list[dict[str, Any]]:
+        return self._trips[:limit]
+
+    def acquire(self, name: str, holder: str, limit: int, expires: float, now: float) -> bool:
+        return True
+
+    def release(self, name: str, holder: str) -> None:
+        return None
+
+    def reserve(self, key: str, doc: dict[str, Any]) -> dict[str, Any] | None:
+        if key in self._idem:
+            return self._idem[key]
+        self._idem[key] = doc
+        return None
+
+    def settle(self, key: str, doc: dict[str, Any]) -> None:
+        self._idem[key] = doc
+
+    def peek(self, key: str) -> dict[str, Any] | None:
+        return self._idem.get(key)
+
+    def replace_failed(self, key: str, entry_id: str, doc: dict[str, Any]) -> bool:
+        held = self._idem.get(key)
+        if held and held.get("entry_id") == entry_id and held.get("status") == "failed":
+            self._idem[key] = doc
+            return True
+        return False
+
+    def close(self) -> None:
+        return None
+
+
+@dataclass
+class Verdict:
+    """What today's guard does with the incident."""
+
+    contained: bool
+    runs: int
+    events: int
+    run_id: str | None = None
+    step: int | None = None
+    level: str | None = None
+    signal: str | None = None
+    reason: str | None = None
+    value: float | None = None
+    threshold: float | None = None
+    spend_usd: float = 0.0
+    effects: list[dict[str, Any]] = field(default_factory=list)
+
+    def describe(self) -> str:
+        fired = len(self.effects)
+        if self.contained:
+            return (f"contained: halted at step {self.step} of run {self.run_id} by {self.signal} "
+                    f"({self.reason}); {fired} effect(s) fired before, ${self.spend_usd:.4f} spent")
+        return (f"NOT contained by today's guard: all {self.events} decisions pass; {fired} "
+                f"effect(s) fire, ${self.spend_usd:.4f} spent. Add a bound that would stop it.")
+
+
+class _ReplayRun:
+    """What RunGuard reads of a run, rebuilt from its recorded events."""
+
+    def __init__(self, first: dict[str, Any]) -> None:
+        self.run_id = first["run_id"]
+        self.tenant = first["tenant"] or "unknown"
+        self.parent_run_id = first["parent_run_id"]
+        self.root_run_id = first["root_run_id"] or self.run_id
+        self.release = Release(model=first["model_version"] or "unknown",
+                               prompt=first["prompt_version"] or "unknown",
+                               tools=first["tools_version"] or "unknown")
+        self.depth = 0
+        self.step = 0
+
+    def next_seq(self) -> int:
+        return 0
+
+
+def project_guard(start: str | os.PathLike[str] | None = None) -> Guard | None:
+    """The guard in the project's pyproject.toml / tracekit.toml, if any."""
+    found = load_project_settings(None if start is None else Path(start))
+    if not found or not found[0].get("guard"):
+        return None
+    return guard_from_mapping(found[0]["guard"], found[1])
+
+
+def replay(bundle: str | os.PathLike[str], guard: Guard | None = None) -> Verdict:
+    """Feed the bundle's recorded decisions through ``guard`` (default: the project's guard,
+    else the one in force when the incident was exported) on the recorded clock."""
+    manifest, events, ledger = load_bundle(bundle)
+    if guard is None:
+        guard = project_guard() or (guard_from_mapping(manifest["guard"], "the bundle")
+                                    if manifest.get("guard") else Guard())
+    rows = sorted(events.to_pylist(), key=lambda r: (r["ts"], r["run_id"], r["seq"]))
+    writes = [r for r in ledger.to_pylist() if r["status"] == "fired"]
+    clock = [0.0]
+    runtime = GuardRuntime(guard.model_copy(update={"staleness_s": 1e9}), MemoryControl(),
+                           clock=lambda: clock[0])
+    try:
+        return _run_through(rows, writes, runtime, clock, len(set(manifest["runs"])))
+    finally:
+        runtime.close()
+
+
+def _run_through(rows: list[dict[str, Any]], writes: list[dict[str, Any]],
+                 runtime: GuardRuntime, clock: list[float], runs: int) -> Verdict:
+    guards: dict[str, RunGuard] = {}
+    spend = 0.0
+    for row in rows:
+        clock[0] = row["ts"].timestamp()
+        try:
+            _decide(row, guards, runtime)
+        except Halted as halt:
+            return _halted(halt, row, writes, spend, runs, len(rows))
+        spend += row["cost_usd"] or 0.0
+    return Verdict(False, runs, len(rows), spend_usd=round(spend, 6),
+                   effects=[_effect(w) for w in writes])
+
+
+def _decide(row: dict[str, Any], guards: dict[str, RunGuard], runtime: GuardRuntime) -> None:
+    kind, run_id = row["kind"], row["run_id"]
+    if kind == "run_start" or run_id not in guards:
+        run = _ReplayRun(row)
+        parent = guards.get(run.parent_run_id or "")
+        run.depth = parent.run.depth + 1 if parent is not None else 0
+        guards[run_id] = RunGuard(runtime, run, None)  # type: ignore[arg-type]
+        guards[run_id].check_start()
+    guard = guards[run_id]
+    guard.run.step = row["step"] or 0
+    if kind == "model_output":
+        guard.after_model_output(row["cost_usd"])
+    elif kind == "progress":
+        guard.after_progress()
+    elif kind == "tool_call":
+        writes = '"writes":true' in (row["attrs"] or "")
+        guard.check_call(row["name"], row["args"] or "", writes)
+        guard.passed(row["name"], row["args"] or "")
+
+
+def _halted(halt: Halted, row: dict[str, Any], writes: list[dict[str, Any]], spend: float,
+            runs: int, events: int) -> Verdict:
+    before = [w for w in writes if w["ts"] < row["ts"]]
+    return Verdict(True, runs, events, run_id=row["run_id"], step=row["step"], level=halt.level,
+                   signal=halt.signal, reason=halt.reason, value=halt.value,
+                   threshold=halt.threshold, spend_usd=round(spend, 6),
+                   effects=[_effect(w) for w in before])
+
+
+def _effect(row: dict[str, Any]) -> dict[str, Any]:
+    return {"tool": row["tool"], "destination": row["destination"], "amount": row["amount"],
+            "currency": row["currency"], "run_id": row["run_id"], "call_id": row["call_id"]}
