@@ -14,7 +14,7 @@ import pytest
 from tracekit.cli import cli, parse_since
 
 ROOT = Path(__file__).resolve().parent.parent
-BUNDLE_COMMANDS = {"replay"}
+BUNDLE_COMMANDS = {"replay", "make-test"}
 
 
 def tk(

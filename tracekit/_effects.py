@@ -90,9 +90,11 @@ class Effect:
                 "run_id": self.run.run_id, "call_id": self.call_id, "status": "reserved",
                 "at": time.time()}
         held = self._store(control.reserve, self.key, mine)
-        if held is not None and self._retry_allowed(held) and self._store(
-                control.replace_failed, self.key, str(held.get("entry_id")), mine):
-            held = None  # this retry took the key over, atomically: one retry fires
+        if held is not None and self._retry_allowed(held):
+            if self._store(control.replace_failed, self.key, str(held.get("entry_id")), mine):
+                held = None  # this retry took the key over, atomically: one retry fires
+            else:  # another retry did: wait for its outcome like any duplicate
+                held = self._store(control.peek, self.key) or held
         if held is None:
             self._row("reserved")
             return True, None

@@ -21,13 +21,21 @@ def templates_dir() -> Path:
 
 @cache
 def _environment() -> jinja2.Environment:
-    return jinja2.Environment(
+    env = jinja2.Environment(
         loader=jinja2.FileSystemLoader(str(templates_dir())),
         undefined=jinja2.StrictUndefined,
         keep_trailing_newline=True,
         autoescape=False,
     )
+    env.filters["pyrepr"] = _pyrepr  # a value from a trace enters Python source only as a literal
+    return env
 
 
-def render_template(name: str, **context: object) -> str:
-    return _environment().get_template(name).render(**context)
+def _pyrepr(value: object) -> str:
+    if isinstance(value, bool) or value is None or isinstance(value, int | float | str):
+        return repr(value)
+    raise TypeError(f"pyrepr takes str, int, float, bool or None, not {type(value).__name__}")
+
+
+def render_template(template: str, /, **context: object) -> str:
+    return _environment().get_template(template).render(**context)

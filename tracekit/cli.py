@@ -282,6 +282,41 @@ def replay(incident: str, fixtures: Path, as_json: bool) -> None:
         sys.exit(1)
 
 
+@cli.command("make-test")
+@click.argument("incident")
+@click.option("--fixtures", type=click.Path(file_okay=False, path_type=Path),
+              default=Path("fixtures/incidents"), show_default=True, help="Where bundles live.")
+@click.option("--tests", "tests_dir", type=click.Path(file_okay=False, path_type=Path),
+              default=Path("tests/incidents"), show_default=True,
+              help="Where the generated test goes.")
+@click.option("--halt-by", type=click.IntRange(min=0), help="Halt by this step (default: where "
+              "today's guard halts the incident).")
+@click.option("--max-effects", type=click.IntRange(min=0), help="At most this many effects fire.")
+@click.option("--max-cost", type=click.FloatRange(min=0), help="At most this much is spent (USD).")
+@click.option("--force", is_flag=True, help="Overwrite a test that was edited by hand.")
+def make_test(incident: str, fixtures: Path, tests_dir: Path, halt_by: int | None,
+              max_effects: int | None, max_cost: float | None, force: bool) -> None:
+    """Turn an incident bundle into a pytest regression test (tests/incidents/test_NAME.py).
+
+    The expectations are plain constants at the top of the file. Same bundle, same options:
+    the same bytes. `pytest -m incident` is the eval gate.
+    """
+    from ._maketest import HandEdited
+    from ._maketest import make_test as write_test
+
+    try:
+        made = write_test(incident, fixtures, tests_dir, halt_by, max_effects, max_cost, force)
+    except (HandEdited, ValueError) as exc:
+        raise click.ClickException(str(exc)) from None
+    click.echo(f"{'wrote' if made.changed else 'unchanged:'} {made.path} "
+               f"(halt by step {made.expectations['halt_by']}, at most "
+               f"{made.expectations['max_effects']} effect(s), at most "
+               f"${made.expectations['max_cost']})")
+    if not made.verdict.contained:
+        click.echo("today's guard would NOT contain this incident: the test fails until a bound "
+                   "that stops it is configured ([tool.tracekit.guard] or tracekit.toml)")
+
+
 @cli.command()
 @store_option
 def recover(store: Path | None) -> None:

@@ -13,12 +13,13 @@ from __future__ import annotations
 import os
 from collections.abc import Iterator
 from contextlib import contextmanager
+from pathlib import Path
 from typing import Any
 
 from . import _config
 from ._query import connect
 
-__all__ = ["Recording", "recording"]
+__all__ = ["Recording", "incident_bundle", "recording"]
 
 
 class Recording:
@@ -65,3 +66,12 @@ def recording(
         _config.configure(
             store=previous.store, release=previous.release, redact=previous.redactor
         )
+
+
+def incident_bundle(test_file: str | os.PathLike[str], relative: str) -> Path:
+    """The bundle a generated incident test replays, found relative to the test file."""
+    path = (Path(test_file).resolve().parent / relative).resolve()
+    if not (path / "manifest.json").is_file():
+        raise FileNotFoundError(f"incident bundle {path} is missing: restore it from version "
+                                "control or re-export it with `tracekit export`")
+    return path

@@ -1,0 +1,108 @@
+"""make-test: an incident becomes a deterministic pytest file in the eval gate."""
+
+from __future__ import annotations
+
+import ast
+import os
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tracekit._maketest import HandEdited, make_test
+
+ROOT = Path(__file__).resolve().parent.parent
+GUARD_TOML = "[guard]\nmax_repeats = 3\nmax_steps = 25\n"
+
+
+def tk(cwd: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    env = {k: v for k, v in os.environ.items() if k not in ("TRACEKIT_HOME", "TRACEKIT_CONTROL")}
+    return subprocess.run([sys.executable, "-m", "tracekit", *args], capture_output=True,
+                          text=True, cwd=cwd, env=env, timeout=120)
+
+
+def pytest_in(cwd: Path, *args: str, seed: str = "0") -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "PYTHONHASHSEED": seed}
+    return subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider",
+                           "-m", "incident", *args], capture_output=True, text=True, cwd=cwd,
+                          env=env, timeout=300)
+
+
+def test_the_committed_incident_regenerates_to_the_same_bytes(tmp_path: Path) -> None:
+    committed = (ROOT / "tests/incidents/test_incident_42.py").read_bytes()
+    shutil.copy(ROOT / "tests/incidents/tracekit.toml", tmp_path / "tracekit.toml")
+    made = make_test("incident-42", ROOT / "fixtures/incidents", tmp_path)
+    assert made.verdict.contained and made.verdict.signal == "repeats"
+    generated = made.path.read_text()
+    # the bundle path is relative to the test: compare everything else byte for byte
+    expected = committed.decode().replace("'../../fixtures/incidents/incident-42'",
+                                          repr(os.path.relpath(ROOT / "fixtures/incidents/"
+                                                               "incident-42", tmp_path)))
+    body = lambda text: text.split("\n", 1)[1]  # noqa: E731 - the digest line covers the path
+    assert body(generated) == body(expected)
+    again = make_test("incident-42", ROOT / "fixtures/incidents", tmp_path)
+    assert not again.changed and again.path.read_text() == generated
+
+
+def test_demo_runaway_to_eval_gate_end_to_end(tmp_path: Path) -> None:
+    out = tk(tmp_path, "demo", "--no-guard")
+    runaway = re.search(r"The runaway: (run_\w+)", out.stdout)
+    assert runaway, out.stdout + out.stderr
+    assert tk(tmp_path, "export", "--run", runaway.group(1), "--incident", "inc-1").returncode == 0
+    (tmp_path / "tests/incidents").mkdir(parents=True)
+    (tmp_path / "tests/incidents/tracekit.toml").write_text(GUARD_TOML)
+    made = tk(tmp_path, "make-test", "inc-1")
+    assert made.returncode == 0 and "halt by step 5" in made.stdout, made.stdout + made.stderr
+    for seed in ("0", "1", "123"):  # the same verdict whatever the hash seed
+        run = pytest_in(tmp_path, "tests/incidents", seed=seed)
+        assert run.returncode == 0, run.stdout
+        assert "incidents: 1 contained, 0 not contained" in run.stdout
+    # remove the bound that contains it: the gate fails
+    (tmp_path / "tests/incidents/tracekit.toml").write_text("[guard]\nmax_steps = 25\n")
+    run = pytest_in(tmp_path, "tests/incidents")
+    assert run.returncode == 1 and "incidents: 0 contained, 1 not contained" in run.stdout
+
+
+def test_an_uncontained_incident_is_said_plainly_and_still_written(tmp_path: Path) -> None:
+    shutil.copytree(ROOT / "fixtures/incidents/incident-42", tmp_path / "fx/incident-42")
+    out = tk(tmp_path, "make-test", "incident-42", "--fixtures", "fx", "--tests", "t")
+    assert out.returncode == 0 and "would NOT contain" in out.stdout
+    assert (tmp_path / "t/test_incident_42.py").exists()
+    run = pytest_in(tmp_path, "t")
+    assert run.returncode == 1 and "not contained" in run.stdout
+
+
+def test_a_hand_edited_test_is_not_overwritten_without_force(tmp_path: Path) -> None:
+    shutil.copy(ROOT / "tests/incidents/tracekit.toml", tmp_path / "tracekit.toml")
+    made = make_test("incident-42", ROOT / "fixtures/incidents", tmp_path)
+    edited = made.path.read_text().replace("MAX_EFFECTS = 1", "MAX_EFFECTS = 0")
+    made.path.write_text(edited)
+    with pytest.raises(HandEdited):
+        make_test("incident-42", ROOT / "fixtures/incidents", tmp_path, halt_by=7)
+    assert made.path.read_text() == edited
+    forced = make_test("incident-42", ROOT / "fixtures/incidents", tmp_path, halt_by=7,
+                       force=True)
+    assert "HALT_BY_STEP = 7" in forced.path.read_text()
+
+
+def test_options_set_the_constants_and_the_structure_is_the_templates(tmp_path: Path) -> None:
+    made = make_test("incident-42", ROOT / "fixtures/incidents", tmp_path, halt_by=3,
+                     max_effects=0, max_cost=0.01)
+    tree = ast.parse(made.path.read_text())
+    constants = {n.targets[0].id: ast.literal_eval(n.value) for n in tree.body
+                 if isinstance(n, ast.Assign) and isinstance(n.value, ast.Constant)}
+    assert constants == {"INCIDENT": "incident-42", "HALT_BY_STEP": 3, "MAX_EFFECTS": 0,
+                         "MAX_COST_USD": 0.01}
+    kinds = [type(n).__name__ for n in tree.body]
+    assert kinds == ["Expr", "Import", "Import", "ImportFrom", "Assign", "Assign", "Assign",
+                     "Assign", "Assign", "FunctionDef"]
+
+
+@pytest.mark.parametrize("name", ["x'; import os; '", 'a"""b', "{{ 1 }}", "a\nb", "../up", ""])
+def test_hostile_incident_names_are_refused(tmp_path: Path, name: str) -> None:
+    with pytest.raises(ValueError, match="must match"):
+        make_test(name, ROOT / "fixtures/incidents", tmp_path)
+    assert not list(tmp_path.iterdir())
