@@ -56,7 +56,8 @@ def export_incident(
         ledger = _rows(con, "ledger_history", "ORDER BY run_id, ts, entry_id", ids)
         summary = _summary(con, ids)
     redactor = _config.settings().redactor
-    events, ledger = _scrub_events(events, redactor), _scrub_ledger(ledger, redactor)
+    if redactor.keys or redactor.patterns:  # the defaults already ran when it was recorded
+        events, ledger = _scrub_events(events, redactor), _scrub_ledger(ledger, redactor)
     manifest = _manifest(incident, ids, events, summary)
     _write_bundle(target, manifest, events, ledger, jsonl)
     return target
@@ -101,7 +102,9 @@ def _scrub_column(table: pa.Table, name: str, scrub: Any) -> pa.Table:
     index = table.schema.get_field_index(name)
     if index < 0:
         return table
-    values = [None if v is None else scrub(v)[0] for v in table[name].to_pylist()]
+    column = table[name].to_pylist()
+    done = {v: scrub(v)[0] for v in set(column) if v is not None}  # each distinct value once
+    values = [None if v is None else done[v] for v in column]
     return table.set_column(index, name, pa.array(values, pa.string()))
 
 

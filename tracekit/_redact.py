@@ -151,7 +151,7 @@ class Redactor:
 
     def _redact_value(self, value: Any) -> tuple[Any, int]:
         if isinstance(value, str):
-            return self._redact_string(value) if self.might_match(value) else (value, 0)
+            return self._redact_string(value)
         if isinstance(value, dict):
             return self._redact_dict(value)
         if isinstance(value, list):

@@ -1,0 +1,72 @@
+"""Incident to test, timed: export, make-test and the generated test, for a 10k-event incident.
+
+    python benchmarks/bench_incident.py [--steps 2500] [--out benchmarks/out/incident.json]
+
+The demo's runaway, unguarded, with ``--steps`` refunds (four events a step: about 10k events),
+is exported, turned into a test under the demo's bounds, and the test is run by pytest in a fresh
+process. Each is timed end to end as a user runs it (the CLI in a new process), median of 3.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+TARGETS_S = {"export": 1.0, "make-test": 1.0, "generated test": 2.0}
+
+
+def _timed(cmd: list[str], cwd: Path) -> float:
+    env = {k: v for k, v in os.environ.items() if k not in ("TRACEKIT_HOME", "TRACEKIT_CONTROL")}
+    t0 = time.perf_counter()
+    subprocess.run(cmd, cwd=cwd, env=env, check=True, capture_output=True, timeout=600)
+    return time.perf_counter() - t0
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--steps", type=int, default=2500)
+    ap.add_argument("--out", type=Path, default=HERE / "out" / "incident.json")
+    args = ap.parse_args(argv)
+    work = Path(tempfile.mkdtemp(prefix="tracekit-bench-incident-"))
+    tk = [sys.executable, "-m", "tracekit"]
+    out = subprocess.run([*tk, "demo", "--no-guard", "--runaway-steps", str(args.steps)],
+                         cwd=work, capture_output=True, text=True, check=True)
+    runaway = re.search(r"The runaway: (run_\w+)", out.stdout)
+    assert runaway is not None
+    (work / "tests/incidents").mkdir(parents=True)
+    (work / "tests/incidents/tracekit.toml").write_text(
+        "[guard]\nmax_repeats = 3\nmax_steps = 25\n")
+    import pyarrow.parquet as pq
+
+    times: dict[str, list[float]] = {name: [] for name in TARGETS_S}
+    for _ in range(3):
+        times["export"].append(_timed([*tk, "export", "--run", runaway.group(1), "--incident",
+                                       "big", "--force"], work))
+        times["make-test"].append(_timed([*tk, "make-test", "big", "--force"], work))
+        times["generated test"].append(_timed(
+            [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "tests/incidents"],
+            work))
+    events = pq.read_metadata(work / "fixtures/incidents/big/events.parquet").num_rows
+    result = {"events": events, "date": time.strftime("%Y-%m-%d"),
+              **{k: statistics.median(v) for k, v in times.items()}}
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(result, indent=1))
+    print(f"| step ({events:,}-event incident, CLI in a new process) | median of 3 | target |")
+    print("|---|---|---|")
+    for name, target in TARGETS_S.items():
+        verdict = "met" if result[name] < target else "MISSED"
+        print(f"| {name} | {result[name]:.2f} s | < {target:g} s: {verdict} |")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
