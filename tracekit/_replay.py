@@ -13,6 +13,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import pyarrow as pa
+import pyarrow.compute as pc
+
 from ._config import Release
 from ._guard import Guard, GuardRuntime, Halted, RunGuard, guard_from_mapping, load_project_settings
 from ._incident import load_bundle
@@ -152,7 +155,7 @@ def replay(bundle: str | os.PathLike[str], guard: Guard | None = None) -> Verdic
     if guard is None:
         guard = project_guard() or (guard_from_mapping(manifest["guard"], "the bundle")
                                     if manifest.get("guard") else Guard())
-    rows = sorted(events.to_pylist(), key=lambda r: (r["ts"], r["run_id"], r["seq"]))
+    rows = sorted(_decisions(events), key=lambda r: (r["ts"], r["run_id"], r["seq"]))
     writes = [r for r in ledger.to_pylist() if r["status"] == "fired"]
     clock = [0.0]
     runtime = GuardRuntime(guard.model_copy(update={"staleness_s": 1e9}), MemoryControl(),
@@ -161,6 +164,21 @@ def replay(bundle: str | os.PathLike[str], guard: Guard | None = None) -> Verdic
         return _run_through(rows, writes, runtime, clock, len(set(manifest["runs"])))
     finally:
         runtime.close()
+
+
+_COLUMNS = ("run_id", "parent_run_id", "root_run_id", "tenant", "seq", "step", "ts", "kind",
+            "name", "args", "cost_usd", "attrs", "model_version", "prompt_version",
+            "tools_version")
+
+
+def _decisions(events: pa.Table) -> list[dict[str, Any]]:
+    """The rows the guard sees, as Python values; only tool calls keep their arguments (a
+    prompt can be the whole conversation: never converted)."""
+    table = events.select([c for c in _COLUMNS if c in events.column_names])
+    calls = pc.equal(table["kind"], "tool_call")
+    args = pc.if_else(calls, table["args"], pa.scalar(None, pa.string()))
+    table = table.set_column(table.column_names.index("args"), "args", args)
+    return table.to_pylist()
 
 
 def _run_through(rows: list[dict[str, Any]], writes: list[dict[str, Any]],
