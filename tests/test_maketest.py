@@ -11,6 +11,8 @@ import sys
 from pathlib import Path
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from tracekit._maketest import HandEdited, make_test
 
@@ -106,3 +108,36 @@ def test_hostile_incident_names_are_refused(tmp_path: Path, name: str) -> None:
     with pytest.raises(ValueError, match="must match"):
         make_test(name, ROOT / "fixtures/incidents", tmp_path)
     assert not list(tmp_path.iterdir())
+
+
+_PIECES = (*"'\"\\\n\r\t\x00{}%#$ aé😀", "'''", '"""', "{{", "}}", "{%", "%}", "\\x00")
+HOSTILE = st.lists(st.sampled_from(_PIECES), min_size=1, max_size=20).map("".join)
+
+
+@settings(max_examples=12, deadline=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(tool=HOSTILE, tenant=HOSTILE, arg=HOSTILE, label=HOSTILE)
+def test_hostile_trace_content_never_reaches_the_generated_source(
+        tmp_path: Path, tool: str, tenant: str, arg: str, label: str) -> None:
+    import tracekit
+
+    case = tmp_path / f"case-{abs(hash((tool, tenant, arg, label)))}"
+    tracekit.configure(store=case / "store")
+    try:
+        with tracekit.run(tenant=tenant) as run:
+            run.model_output(label * 50, cost_usd=0.01)
+            run.call_tool(tool, lambda **kw: kw, payload=arg * 100)
+            run.progress(label)
+        tracekit.flush()
+        tracekit.export_incident([run.run_id], "hostile", case / "fx", case / "store")
+    finally:
+        tracekit.shutdown()
+    made = make_test("hostile", case / "fx", case / "tests", max_effects=0)
+    source = made.path.read_text()
+    tree = ast.parse(source)  # valid Python whatever the trace held
+    kinds = [type(n).__name__ for n in tree.body]
+    assert kinds == ["Expr", "Import", "Import", "ImportFrom", "Assign", "Assign", "Assign",
+                     "Assign", "Assign", "FunctionDef"]
+    for piece in (tool, tenant, arg, label):
+        if len(piece.strip()) > 3 and piece.strip("a ") != "":  # distinctive enough to look for
+            assert piece not in source
