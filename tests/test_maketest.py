@@ -141,3 +141,25 @@ def test_hostile_trace_content_never_reaches_the_generated_source(
     for piece in (tool, tenant, arg, label):
         if len(piece.strip()) > 3 and piece.strip("a ") != "":  # distinctive enough to look for
             assert piece not in source
+
+
+def test_generated_tests_give_the_same_verdicts_in_any_order_and_hash_seed(tmp_path: Path) -> None:
+    shutil.copytree(ROOT / "fixtures/incidents/incident-42", tmp_path / "fx/incident-42")
+    shutil.copytree(ROOT / "fixtures/incidents/incident-42", tmp_path / "fx/incident-43")
+    (tmp_path / "t").mkdir()
+    (tmp_path / "t/tracekit.toml").write_text(GUARD_TOML)
+    make_test("incident-42", tmp_path / "fx", tmp_path / "t")
+    make_test("incident-43", tmp_path / "fx", tmp_path / "t", max_effects=0)  # fails: 1 > 0
+    files = ["t/test_incident_42.py", "t/test_incident_43.py"]
+    outcomes = set()
+    for seed, order in [("0", files), ("1", files[::-1]), ("7", files), ("99", files[::-1]),
+                        ("12345", files), ("4242", files[::-1])]:
+        run = pytest_in(tmp_path, "-rA", *order, seed=seed)
+        lines = sorted(line for line in run.stdout.splitlines()
+                       if line.startswith(("PASSED", "FAILED")))
+        outcomes.add((run.returncode, tuple(lines)))
+    assert len(outcomes) == 1, outcomes
+    [(code, lines)] = outcomes
+    assert code == 1 and len(lines) == 2
+    assert lines[0].startswith("FAILED t/test_incident_43.py")
+    assert lines[1].startswith("PASSED t/test_incident_42.py")
