@@ -329,7 +329,9 @@ class SegmentWriter:
         store.ensure()
         self._tmp = self.path.with_name(f".{self.path.name}.tmp")
         self._fh = open(self._tmp, "xb")  # noqa: SIM115 - held open for the segment's life
-        fcntl.flock(self._fh.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+        # blocking: the only other holder can be a recoverer checking, for a moment, whether
+        # the writer of this temporary file is alive
+        fcntl.flock(self._fh.fileno(), fcntl.LOCK_EX)
         self._ipc = pa.ipc.new_stream(self._fh, TABLES[table])
         self._published = False
 
