@@ -189,7 +189,7 @@ class GuardRuntime:
             thread.join(2.0)
         with contextlib.suppress(ControlError):  # what this process spent and did, pushed
             self._sync_spend()
-            self.refresh_runs_now()
+            self._save_dirty_runs()
         with contextlib.suppress(Exception):
             self.control.close()
 
@@ -351,9 +351,6 @@ class GuardRuntime:
         finally:  # what could not be saved is tried again: the store stays failed till it can
             for run_id, run_guard in dirty.items():
                 self._dirty.setdefault(run_id, run_guard)
-
-    def refresh_runs_now(self) -> None:
-        self._save_dirty_runs()
 
 
 class RunGuard:

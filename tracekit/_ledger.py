@@ -22,8 +22,6 @@ from ._store import SegmentWriter, Store
 
 __all__ = ["LedgerWriter"]
 
-_TEXT_FIELDS = ("destination", "result")
-
 
 class LedgerWriter:
     """Appends ledger rows durably (write + fsync) before returning; thread-safe."""

@@ -175,18 +175,11 @@ def list_runs(
     limit: int = 20,
 ) -> tuple[list[str], list[tuple[object, ...]]]:
     """Newest runs first, filtered; returns (column names, rows)."""
-    where, params = ["1 = 1"], []
-    for column, value in (("tenant", tenant), ("status", status)):
-        if value is not None:
-            where.append(f"{column} = ?")
-            params.append(value)
-    if since is not None:
-        where.append("started >= ?")
-        params.append(since)
+    where, params = _filters({"tenant": tenant, "status": status}, ("started", since))
     sql = (
         "SELECT run_id, tenant, status, started, steps, tool_calls, round(cost_usd, 4) AS "
-        "cost_usd, release_id, parent_run_id FROM runs WHERE "
-        + " AND ".join(where) + " ORDER BY started DESC, run_id LIMIT ?"
+        f"cost_usd, release_id, parent_run_id FROM runs WHERE {where} "
+        "ORDER BY started DESC, run_id LIMIT ?"
     )
     return _fetch(con, sql, [*params, limit])
 
@@ -262,15 +255,20 @@ def _scope_filter(con: duckdb.DuckDBPyConnection, run: str | None, tenant: str |
                   release: str | None, since: datetime | None) -> tuple[str, list[object]]:
     if (run, tenant, release) == (None, None, None):
         raise ValueError("scope needs --run, --tenant or --release")
+    run_id = None if run is None else resolve_run(con, run)
+    return _filters({"run_id": run_id, "tenant": tenant, "release_id": release}, ("ts", since))
+
+
+def _filters(equal: dict[str, object], since: tuple[str, datetime | None]
+             ) -> tuple[str, list[object]]:
+    """A WHERE clause (and its parameters) from column = value pairs and a since-time column;
+    None values are left out."""
     where, params = ["1 = 1"], []
-    if run is not None:
-        where.append("run_id = ?")
-        params.append(resolve_run(con, run))
-    for column, value in (("tenant", tenant), ("release_id", release)):
+    for column, value in equal.items():
         if value is not None:
             where.append(f"{column} = ?")
             params.append(value)
-    if since is not None:
-        where.append("ts >= ?")
-        params.append(since)
+    if since[1] is not None:
+        where.append(f"{since[0]} >= ?")
+        params.append(since[1])
     return " AND ".join(where), params

@@ -136,10 +136,6 @@ class Recorder:
         self._compactor.join(timeout)
         return ok
 
-    @property
-    def pending(self) -> int:
-        return len(self._queue) + len(self._retry)
-
     # -- writer thread --------------------------------------------------------------------
     def _run(self) -> None:
         while True:

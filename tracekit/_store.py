@@ -112,9 +112,6 @@ class Store:
     def exists(self) -> bool:
         return self.events_dir.is_dir() or self.segments_dir.is_dir()
 
-    @property
-    def ledger_dir(self) -> Path:
-        return self.root / "ledger"
 
     def ensure(self) -> None:
         self.events_dir.mkdir(parents=True, exist_ok=True)
