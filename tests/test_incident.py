@@ -57,7 +57,14 @@ def test_export_writes_a_complete_bundle(bundle: Path, demo: tuple[Path, str]) -
     assert summary["effects_fired"] == 1 and summary["duplicates_suppressed"] == 39
     events = pq.read_table(bundle / "events.parquet")
     assert set(events["run_id"].to_pylist()) == {runaway}
-    assert events["seq"].to_pylist() == list(range(events.num_rows))
+    assert sorted(events["seq"].to_pylist()) == list(range(events.num_rows))
+    # prompts come last, in row groups of their own: policy replay skips them unread
+    kinds = events["kind"].to_pylist()
+    assert kinds.index("prompt") == len(kinds) - kinds.count("prompt")
+    meta = pq.read_metadata(bundle / "events.parquet")
+    kind_column = events.schema.get_field_index("kind")
+    stats = [meta.row_group(i).column(kind_column).statistics for i in range(meta.num_row_groups)]
+    assert (stats[-1].min, stats[-1].max) == ("prompt", "prompt")
     ledger = pq.read_table(bundle / "ledger.parquet")
     assert ledger["status"].to_pylist().count("fired") == 1
     for path in bundle.iterdir():

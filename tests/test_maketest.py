@@ -18,6 +18,9 @@ from tracekit._maketest import HandEdited, make_test
 
 ROOT = Path(__file__).resolve().parent.parent
 GUARD_TOML = "[guard]\nmax_repeats = 3\nmax_steps = 25\n"
+DEMO_AGENT = "tracekit._demo:handle_ticket"
+STATEMENTS = ["Expr", "Import", "Import", "ImportFrom", "Assign", "Assign", "Assign", "Assign",
+              "Assign", "Assign", "FunctionDef"]
 
 
 def tk(cwd: Path, *args: str) -> subprocess.CompletedProcess[str]:
@@ -36,8 +39,9 @@ def pytest_in(cwd: Path, *args: str, seed: str = "0") -> subprocess.CompletedPro
 def test_the_committed_incident_regenerates_to_the_same_bytes(tmp_path: Path) -> None:
     committed = (ROOT / "tests/incidents/test_incident_42.py").read_bytes()
     shutil.copy(ROOT / "tests/incidents/tracekit.toml", tmp_path / "tracekit.toml")
-    made = make_test("incident-42", ROOT / "fixtures/incidents", tmp_path)
+    made = make_test("incident-42", ROOT / "fixtures/incidents", tmp_path, entrypoint=DEMO_AGENT)
     assert made.verdict.contained and made.verdict.signal == "repeats"
+    assert made.verdict.mode == "agent"
     generated = made.path.read_text()
     # the bundle path is relative to the test: compare everything else byte for byte
     expected = committed.decode().replace("'../../fixtures/incidents/incident-42'",
@@ -45,7 +49,7 @@ def test_the_committed_incident_regenerates_to_the_same_bytes(tmp_path: Path) ->
                                                                "incident-42", tmp_path)))
     body = lambda text: text.split("\n", 1)[1]  # noqa: E731 - the digest line covers the path
     assert body(generated) == body(expected)
-    again = make_test("incident-42", ROOT / "fixtures/incidents", tmp_path)
+    again = make_test("incident-42", ROOT / "fixtures/incidents", tmp_path, entrypoint=DEMO_AGENT)
     assert not again.changed and again.path.read_text() == generated
 
 
@@ -66,6 +70,45 @@ def test_demo_runaway_to_eval_gate_end_to_end(tmp_path: Path) -> None:
     (tmp_path / "tests/incidents/tracekit.toml").write_text("[guard]\nmax_steps = 25\n")
     run = pytest_in(tmp_path, "tests/incidents")
     assert run.returncode == 1 and "incidents: 0 contained, 1 not contained" in run.stdout
+
+
+def test_demo_runaway_agent_replay_end_to_end(tmp_path: Path) -> None:
+    """The demo's own agent code replayed: contained under the bound, not without it."""
+    out = tk(tmp_path, "demo", "--no-guard")
+    runaway = re.search(r"The runaway: (run_\w+)", out.stdout)
+    assert runaway, out.stdout + out.stderr
+    assert tk(tmp_path, "export", "--run", runaway.group(1), "--incident", "inc-2").returncode == 0
+    (tmp_path / "tests/incidents").mkdir(parents=True)
+    (tmp_path / "tests/incidents/tracekit.toml").write_text(GUARD_TOML)
+    hint = tk(tmp_path, "make-test", "inc-2", "--tests", "elsewhere")
+    assert f"--entrypoint {DEMO_AGENT}" in hint.stdout  # the recorded entry point is offered
+    made = tk(tmp_path, "make-test", "inc-2", "--entrypoint", DEMO_AGENT)
+    assert made.returncode == 0 and "halt by step 5" in made.stdout, made.stdout + made.stderr
+    generated = (tmp_path / "tests/incidents/test_inc_2.py").read_text()
+    assert f"ENTRYPOINT = {DEMO_AGENT!r}" in generated
+    run = pytest_in(tmp_path, "tests/incidents")
+    assert run.returncode == 0, run.stdout
+    assert "incidents: 1 contained, 0 not contained" in run.stdout
+    (tmp_path / "tests/incidents/tracekit.toml").write_text("[guard]\nmax_steps = 25\n")
+    run = pytest_in(tmp_path, "tests/incidents")
+    assert run.returncode == 1 and "incidents: 0 contained, 1 not contained" in run.stdout
+    assert "halted at step 26" in run.stdout  # max_steps stops it, 21 steps too late
+
+
+@pytest.mark.parametrize("bad", ["no_colon", "a:b; import os", "../x:y", ":f", "m:"])
+def test_a_malformed_entrypoint_is_a_one_line_error(tmp_path: Path, bad: str) -> None:
+    shutil.copytree(ROOT / "fixtures/incidents/incident-42", tmp_path / "fx/incident-42")
+    out = tk(tmp_path, "make-test", "incident-42", "--fixtures", "fx", "--entrypoint", bad)
+    assert out.returncode == 1 and "Traceback" not in out.stderr
+    assert "module:function" in out.stderr and len(out.stderr.strip().splitlines()) == 1
+
+
+def test_an_entrypoint_that_cannot_be_imported_is_a_one_line_error(tmp_path: Path) -> None:
+    shutil.copytree(ROOT / "fixtures/incidents/incident-42", tmp_path / "fx/incident-42")
+    out = tk(tmp_path, "replay", "incident-42", "--fixtures", "fx", "--entrypoint",
+             "no_such_module:agent")
+    assert out.returncode == 1 and "Traceback" not in out.stderr
+    assert "cannot be loaded" in out.stderr and len(out.stderr.strip().splitlines()) == 1
 
 
 def test_an_uncontained_incident_is_said_plainly_and_still_written(tmp_path: Path) -> None:
@@ -97,10 +140,8 @@ def test_options_set_the_constants_and_the_structure_is_the_templates(tmp_path: 
     constants = {n.targets[0].id: ast.literal_eval(n.value) for n in tree.body
                  if isinstance(n, ast.Assign) and isinstance(n.value, ast.Constant)}
     assert constants == {"INCIDENT": "incident-42", "HALT_BY_STEP": 3, "MAX_EFFECTS": 0,
-                         "MAX_COST_USD": 0.01}
-    kinds = [type(n).__name__ for n in tree.body]
-    assert kinds == ["Expr", "Import", "Import", "ImportFrom", "Assign", "Assign", "Assign",
-                     "Assign", "Assign", "FunctionDef"]
+                         "MAX_COST_USD": 0.01, "ENTRYPOINT": None}
+    assert [type(n).__name__ for n in tree.body] == STATEMENTS
 
 
 @pytest.mark.parametrize("name", ["x'; import os; '", 'a"""b', "{{ 1 }}", "a\nb", "../up", ""])
@@ -135,9 +176,7 @@ def test_hostile_trace_content_never_reaches_the_generated_source(
     made = make_test("hostile", case / "fx", case / "tests", max_effects=0)
     source = made.path.read_text()
     tree = ast.parse(source)  # valid Python whatever the trace held
-    kinds = [type(n).__name__ for n in tree.body]
-    assert kinds == ["Expr", "Import", "Import", "ImportFrom", "Assign", "Assign", "Assign",
-                     "Assign", "Assign", "FunctionDef"]
+    assert [type(n).__name__ for n in tree.body] == STATEMENTS
     for piece in (tool, tenant, arg, label):
         if len(piece.strip()) > 3 and piece.strip("a ") != "":  # distinctive enough to look for
             assert piece not in source

@@ -18,6 +18,8 @@ Query it: ``tracekit.connect().execute("SELECT * FROM runs").fetchall()``. Test 
 ``tracekit.testing.recording``.
 """
 
+from ._agent import entrypoint, model, now, random
+from ._agentreplay import RecordingEnds, ReplayDivergence, ReplayedToolError
 from ._config import Release, Settings, configure, flush, shutdown
 from ._effects import DuplicateInFlight, IdempotencyConflict, ReplayedFailure
 from ._encode import canonical_json
@@ -39,9 +41,12 @@ __all__ = [
     "Halted",
     "IdempotencyConflict",
     "OutOfScope",
+    "RecordingEnds",
     "Redactor",
     "Release",
+    "ReplayDivergence",
     "ReplayedFailure",
+    "ReplayedToolError",
     "Run",
     "Settings",
     "TracekitWarning",
@@ -51,8 +56,12 @@ __all__ = [
     "configure",
     "connect",
     "current_run",
+    "entrypoint",
     "export_incident",
     "flush",
+    "model",
+    "now",
+    "random",
     "recover",
     "replay",
     "resolve_root",

@@ -8,7 +8,8 @@ import json
 import os
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -66,6 +67,7 @@ _settings: Settings | None = None
 _recorder: Recorder | None = None
 _runtime: GuardRuntime | None = None
 _control: ControlStore | None = None  # the ledger's, when no guard has one
+_pinned = False  # an agent replay holds the recorder and the guard: configure() keeps them
 
 
 def configure(
@@ -95,7 +97,8 @@ def configure(
         clock=clock,
     )
     with _lock:
-        _reset_recorder()
+        if not _pinned:
+            _reset_recorder()
         _settings = new
     return new
 
@@ -208,7 +211,7 @@ def flush(timeout: float | None = None) -> bool:
 def shutdown(timeout: float = 30.0) -> bool:
     """Flush, stop the writer and compact its segment into Parquet. Recording restarts on use."""
     with _lock:
-        return _reset_recorder(timeout)
+        return True if _pinned else _reset_recorder(timeout)
 
 
 def _reset_recorder(timeout: float = 30.0) -> bool:
@@ -221,6 +224,24 @@ def _reset_recorder(timeout: float = 30.0) -> bool:
     if control is not None:
         control.close()
     return True if rec is None else rec.shutdown(timeout)
+
+
+@contextmanager
+def pinned(recorder: Any, runtime: GuardRuntime | None) -> Iterator[None]:
+    """Route every event to ``recorder`` and every guard check to ``runtime`` for the block
+    (an agent replay): the process's own recorder and guard are set aside, then restored."""
+    global _recorder, _runtime, _pinned
+    with _lock:
+        if _pinned:
+            raise RuntimeError("an agent replay is already running in this process")
+        saved = (_recorder, _runtime)
+        _recorder, _runtime, _pinned = recorder, runtime, True
+    try:
+        yield
+    finally:
+        with _lock:
+            _recorder, _runtime = saved
+            _pinned = False
 
 
 def _after_fork_in_child() -> None:

@@ -13,11 +13,13 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from . import _config
+from ._agent import entrypoint, model
 from ._config import Release
 from ._guard import Guard, Halted
+from ._ids import new_id
 from ._run import Run, run, tool
 
-__all__ = ["DEMO_GUARD", "DEMO_RELEASE", "DemoResult", "run_demo"]
+__all__ = ["DEMO_GUARD", "DEMO_RELEASE", "DemoResult", "handle_ticket", "run_demo"]
 
 #: the bounds the demo installs: generous for a healthy support run, fatal to a refund loop
 DEMO_GUARD = Guard(max_repeats=3, max_steps=25, max_steps_without_progress=10, max_cost_usd=0.05)
@@ -68,77 +70,114 @@ def send_reply(ticket_id: str, text: str) -> dict[str, str]:
     return {"ticket_id": ticket_id, "status": "sent"}
 
 
-def _model_turn(agent: Run, messages: list[dict[str, Any]], call: dict[str, Any] | None) -> None:
-    """Record one model turn: the prompt, then an output that asks for ``call`` (or answers)."""
-    agent.prompt(list(messages))
+def _price(reply: dict[str, Any]) -> float:
+    usage = reply["usage"]
+    return round(usage["input_tokens"] * _PRICE_IN + usage["output_tokens"] * _PRICE_OUT, 6)
+
+
+@model(name=DEMO_RELEASE.model, cost=_price)
+def support_model(messages: list[dict[str, Any]]) -> dict[str, Any]:
+    """The demo's "model": a script that picks the next tool call from the conversation.
+
+    A refund that comes back ``pending`` reads as "not done yet", so it asks for it again: the
+    runaway.
+    """
+    call = _next_call(messages)
     tokens_in = sum(len(str(m["content"])) // 4 + 20 for m in messages)
-    tokens_out = 40
-    content = None if call else "Your issue is resolved. Anything else?"
-    agent.model_output(
-        content,
-        tool_calls=[call] if call else None,
-        usage={"input_tokens": tokens_in, "output_tokens": tokens_out},
-        cost_usd=round(tokens_in * _PRICE_IN + tokens_out * _PRICE_OUT, 6),
-        latency_ms=350.0,
-    )
+    return {"content": None if call else "Your issue is resolved. Anything else?",
+            "tool_calls": [call] if call else None,
+            "usage": {"input_tokens": tokens_in, "output_tokens": 40}}
 
 
-def _call(agent: Run, messages: list[dict[str, Any]], name: str, fn: Any, **args: Any) -> Any:
-    _model_turn(agent, messages, {"name": name, "arguments": args})
-    result = fn(**args)
-    messages.append({"role": "tool", "name": name, "content": result})
+def _next_call(messages: list[dict[str, Any]]) -> dict[str, Any] | None:
+    ticket = next(m["ticket"] for m in messages if "ticket" in m)
+    results = {m["name"]: m["content"] for m in messages if m["role"] == "tool"}
+    order, refund = ticket.get("order"), ticket.get("refund")
+    if order and "lookup_order" not in results:
+        return {"name": "lookup_order", "arguments": {"order_id": order}}
+    if order and refund and results.get("issue_refund", {}).get("status") != "issued":
+        return {"name": "issue_refund", "arguments": {"order_id": order, "amount": refund}}
+    if "search_kb" not in results:
+        return {"name": "search_kb", "arguments": {"query": ticket["text"]}}
+    if "send_reply" not in results:
+        return {"name": "send_reply",
+                "arguments": {"ticket_id": ticket["id"], "text": "Done: see KB-12."}}
+    return None
+
+
+_PROGRESS = {"lookup_order": "order found", "send_reply": "customer answered"}
+
+
+def _use_tool(agent: Run, call: dict[str, Any]) -> Any:
+    name, args = call["name"], dict(call["arguments"])
+    if name == "issue_refund":  # the agent, not the model, holds the payments key
+        args["headers"] = {"Authorization": f"Bearer {_PAYMENTS_KEY}"}
+    result = _TOOLS[name](**args)
+    if name in _PROGRESS:
+        agent.progress(_PROGRESS[name])
+    elif name == "issue_refund" and result["status"] == "issued":
+        agent.progress("refund issued")
     return result
 
 
-def _healthy(tenant: str, ticket: str, text: str, order: str | None, refund: float | None) -> Run:
-    with run(tenant=tenant, ticket=ticket) as agent:
+@entrypoint
+def handle_ticket(tenant: str, ticket: dict[str, Any], run_id: str | None = None,
+                  max_turns: int = 12) -> str:
+    """The demo support agent: one ticket, model turns until it answers (or ``max_turns``).
+
+    Replay it with ``tracekit make-test incident-42 --entrypoint tracekit._demo:handle_ticket``.
+    """
+    with run(tenant=tenant, run_id=run_id, ticket=ticket["id"]) as agent:
         messages: list[dict[str, Any]] = [
             {"role": "system", "content": "You are a support agent."},
-            {"role": "user", "content": text},
+            {"role": "user", "content": ticket["text"], "ticket": ticket},
         ]
-        if order:
-            _call(agent, messages, "lookup_order", lookup_order, order_id=order)
-            agent.progress("order found")
-        _research(agent, text)
-        _call(agent, messages, "search_kb", search_kb, query=text)
-        if order and refund:
-            _call(agent, messages, "issue_refund", issue_refund, order_id=order, amount=refund,
-                  headers={"Authorization": f"Bearer {_PAYMENTS_KEY}"})
-            agent.progress("refund issued")
-        _call(agent, messages, "send_reply", send_reply, ticket_id=ticket, text="Done: see KB-12.")
-        agent.progress("customer answered")
-        _model_turn(agent, messages, None)
-    return agent
+        if ticket.get("research"):
+            _research(agent, ticket["text"])
+        for _ in range(max_turns):
+            reply = support_model(messages)
+            if not reply["tool_calls"]:
+                return agent.run_id
+            for call in reply["tool_calls"]:
+                result = _use_tool(agent, call)
+                messages.append({"role": "tool", "name": call["name"], "content": result})
+        agent.error(f"the agent gave up after {max_turns} model turns")
+    return agent.run_id
 
 
 def _research(parent: Run, question: str) -> None:
     """A sub-agent run: the policy researcher the support agent consults."""
     with run(tenant=parent.tenant, parent=parent, role="policy-researcher") as sub:
-        messages = [{"role": "user", "content": f"Which policy applies? {question}"}]
-        _call(sub, messages, "search_kb", search_kb, query="refund policy")
+        ticket = {"id": "research", "text": "refund policy"}
+        messages = [{"role": "user", "content": f"Which policy applies? {question}",
+                     "ticket": ticket}]
+        [call] = support_model(messages)["tool_calls"]
+        _use_tool(sub, call)
         sub.progress("policy found")
-        _model_turn(sub, messages, None)
 
 
-def _runaway(steps: int) -> tuple[Run, int, Halted | None]:
-    tenant, ticket, text, order, amount = _RUNAWAY
-    refunds = 0
-    agent = run(tenant=tenant, ticket=ticket)
+_TOOLS = {"lookup_order": lookup_order, "search_kb": search_kb, "issue_refund": issue_refund,
+          "send_reply": send_reply}
+
+
+def _ticket(entry: tuple[Any, ...], research: bool) -> dict[str, Any]:
+    _, ticket_id, text, order, refund = entry
+    return {"id": ticket_id, "text": text, "order": order, "refund": refund,
+            "research": research}
+
+
+def _healthy(entry: tuple[Any, ...]) -> str:
+    return handle_ticket(entry[0], _ticket(entry, research=True))
+
+
+def _runaway(steps: int) -> tuple[str, Halted | None]:
+    run_id = new_id("run_")
     try:
-        with agent:
-            messages: list[dict[str, Any]] = [
-                {"role": "system", "content": "You are a support agent."},
-                {"role": "user", "content": text},
-            ]
-            _call(agent, messages, "lookup_order", lookup_order, order_id=order)
-            for _ in range(steps):  # "pending" reads as "not done yet": the model tries again
-                _call(agent, messages, "issue_refund", issue_refund, order_id=order,
-                      amount=amount, headers={"Authorization": f"Bearer {_PAYMENTS_KEY}"})
-                refunds += 1
-            agent.error(f"the demo stopped the loop itself after {steps} refunds (no guard)")
+        handle_ticket(_RUNAWAY[0], _ticket(_RUNAWAY, research=False), run_id=run_id,
+                      max_turns=steps + 1)
     except Halted as halt:
-        return agent, refunds, halt
-    return agent, refunds, None
+        return run_id, halt
+    return run_id, None
 
 
 def _summary(con: Any, run_ids: list[str]) -> dict[str, dict[str, Any]]:
@@ -163,24 +202,26 @@ def run_demo(
         raise ValueError("runaway_steps must be at least 1")
     settings = _config.configure(store=store, release=DEMO_RELEASE,
                                  guard=DEMO_GUARD if guarded else False, control="sqlite")
-    healthy = [_healthy(*ticket) for ticket in _TICKETS]
-    runaway, refunds, halt = _runaway(runaway_steps)
+    healthy = [_healthy(ticket) for ticket in _TICKETS]
+    runaway, halt = _runaway(runaway_steps)
     _config.shutdown()
-    ids = [r.run_id for r in healthy] + [runaway.run_id]
+    ids = [*healthy, runaway]
     with connect(settings.store) as con:
         info = _summary(con, ids)
     result = DemoResult(store=str(settings.store))
     for run_id in ids:
         row = dict(info[run_id])
-        row["note"] = "runaway: same refund, again and again" if run_id == runaway.run_id else (
+        row["note"] = "runaway: same refund, again and again" if run_id == runaway else (
             "resolved (+1 sub-agent)")
         result.runs.append(row)
     with connect(settings.store) as con:
         fired, suppressed = con.execute(
             "SELECT count(*) FILTER (WHERE status = 'fired'), "
             "count(*) FILTER (WHERE status = 'suppressed_duplicate') FROM ledger "
-            "WHERE run_id = ? AND tool = 'issue_refund'", [runaway.run_id]).fetchone()
-    result.runaway = {**info[runaway.run_id], "refunds": refunds, "attempted": runaway_steps,
+            "WHERE run_id = ? AND tool = 'issue_refund'", [runaway]).fetchone()
+        [refunds] = con.execute("SELECT count(*) FROM tool_calls WHERE run_id = ? AND "
+                                "tool = 'issue_refund'", [runaway]).fetchone()
+    result.runaway = {**info[runaway], "refunds": refunds, "attempted": runaway_steps,
                       "halt": None if halt is None else halt.as_attrs(),
                       "fired": fired, "suppressed": suppressed}
     return result

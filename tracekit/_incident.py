@@ -1,7 +1,8 @@
 """Incident bundles: the frozen evidence of an incident, exported from the store.
 
 ``fixtures/incidents/<name>/`` holds ``manifest.json``, ``events.parquet`` and ``ledger.parquet``
-for every run of the incident (sub-agents included), scrubbed of secrets once more. The bundle
+for every run of the incident (sub-agents included), scrubbed of secrets once more, and
+``cassette.yaml`` (vcrpy) when HTTP exchanges were recorded (``tracekit.http``). The bundle
 is written to a temporary folder and renamed into place: a reader never sees half a bundle.
 """
 
@@ -15,15 +16,17 @@ from pathlib import Path
 from typing import Any
 
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from . import _config
+from ._cassette import CASSETTE, cassette_text
 from ._query import connect, resolve_run
 from ._redact import Redactor
 from ._schema import SCHEMA_VERSION
 from ._version import __version__
 
-__all__ = ["BUNDLE_VERSION", "BundleExists", "export_incident", "load_bundle"]
+__all__ = ["BUNDLE_VERSION", "BundleExists", "export_incident", "load_bundle", "load_manifest"]
 
 #: version of the bundle layout; a bundle of another version is refused loudly
 BUNDLE_VERSION = 1
@@ -59,7 +62,7 @@ def export_incident(
     if redactor.keys or redactor.patterns:  # the defaults already ran when it was recorded
         events, ledger = _scrub_events(events, redactor), _scrub_ledger(ledger, redactor)
     manifest = _manifest(incident, ids, events, summary)
-    _write_bundle(target, manifest, events, ledger, jsonl)
+    _write_bundle(target, manifest, events, ledger, jsonl, cassette_text(events))
     return target
 
 
@@ -136,18 +139,29 @@ def _manifest(incident: str, ids: list[str], events: pa.Table,
         "schema_version": SCHEMA_VERSION, "tracekit_version": __version__,
         "guard": guard.model_dump(mode="json") if guard is not None else None,
         "summary": summary,
+        **_replay_info(events),
     }
 
 
+def _replay_info(events: pa.Table) -> dict[str, Any]:
+    """What agent replay needs to know: the recorded entry point and the HTTP exchanges."""
+    kinds = events["kind"] if events.num_rows else pa.array([], pa.string())
+    entries = events.filter(pc.equal(kinds, "entry")) if events.num_rows else events
+    return {"entrypoint": entries["name"][0].as_py() if entries.num_rows else None,
+            "http_exchanges": int(pc.sum(pc.equal(kinds, "http")).as_py() or 0)}
+
+
 def _write_bundle(target: Path, manifest: dict[str, Any], events: pa.Table, ledger: pa.Table,
-                  jsonl: bool) -> None:
+                  jsonl: bool, cassette: str | None) -> None:
     target.parent.mkdir(parents=True, exist_ok=True)
     tmp = target.parent / f".tmp-{target.name}-{os.getpid()}"
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir()
-    pq.write_table(events, tmp / "events.parquet", compression="zstd")
+    _write_events(events, tmp / "events.parquet")
     pq.write_table(ledger, tmp / "ledger.parquet", compression="zstd")
     (tmp / "manifest.json").write_text(json.dumps(manifest, indent=2, sort_keys=True) + "\n")
+    if cassette is not None:
+        (tmp / CASSETTE).write_text(cassette)
     if jsonl:
         for name, table in (("events", events), ("ledger", ledger)):
             lines = [json.dumps(r, sort_keys=True, default=str) for r in table.to_pylist()]
@@ -157,8 +171,29 @@ def _write_bundle(target: Path, manifest: dict[str, Any], events: pa.Table, ledg
     os.replace(tmp, target)
 
 
-def load_bundle(path: str | os.PathLike[str]) -> tuple[dict[str, Any], pa.Table, pa.Table]:
-    """(manifest, events, ledger) of a bundle; a missing or unknown bundle is a ValueError."""
+def _write_events(events: pa.Table, path: Path) -> None:
+    """Prompts in row groups of their own, after the rest: a reader that needs no prompt (policy
+    replay) skips them by the row groups' statistics, and a prompt can be the whole
+    conversation (most of an incident's bytes)."""
+    prompts = pc.fill_null(pc.equal(events["kind"], "prompt"), False)
+    with pq.ParquetWriter(path, events.schema, compression="zstd") as writer:
+        writer.write_table(events.filter(pc.invert(prompts)))
+        writer.write_table(events.filter(prompts))
+
+
+def load_bundle(path: str | os.PathLike[str], prompts: bool = True,
+                ) -> tuple[dict[str, Any], pa.Table, pa.Table]:
+    """(manifest, events, ledger) of a bundle (without the prompt events unless ``prompts``);
+    a missing or unknown bundle is a ValueError."""
+    folder = Path(path)
+    manifest = load_manifest(folder)
+    skip = None if prompts else [("kind", "!=", "prompt")]
+    return manifest, pq.read_table(folder / "events.parquet", filters=skip), pq.read_table(
+        folder / "ledger.parquet")
+
+
+def load_manifest(path: str | os.PathLike[str]) -> dict[str, Any]:
+    """A bundle's manifest; a missing or unknown bundle is a ValueError."""
     folder = Path(path)
     try:
         manifest = json.loads((folder / "manifest.json").read_text())
@@ -168,5 +203,4 @@ def load_bundle(path: str | os.PathLike[str]) -> tuple[dict[str, Any], pa.Table,
     if manifest.get("bundle_version") != BUNDLE_VERSION:
         raise ValueError(f"{folder} is bundle version {manifest.get('bundle_version')}; this "
                          f"tracekit reads version {BUNDLE_VERSION}: upgrade tracekit")
-    return manifest, pq.read_table(folder / "events.parquet"), pq.read_table(
-        folder / "ledger.parquet")
+    return manifest  # type: ignore[no-any-return]

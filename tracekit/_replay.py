@@ -8,6 +8,7 @@ then — or that today's guard would not contain the incident.
 
 from __future__ import annotations
 
+import json
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -112,14 +113,19 @@ class Verdict:
     threshold: float | None = None
     spend_usd: float = 0.0
     effects: list[dict[str, Any]] = field(default_factory=list)
+    mode: str = "policy"
+    note: str | None = None
 
     def describe(self) -> str:
         fired = len(self.effects)
         if self.contained:
             return (f"contained: halted at step {self.step} of run {self.run_id} by {self.signal} "
                     f"({self.reason}); {fired} effect(s) fired before, ${self.spend_usd:.4f} spent")
-        return (f"NOT contained by today's guard: all {self.events} decisions pass; {fired} "
-                f"effect(s) fire, ${self.spend_usd:.4f} spent. Add a bound that would stop it.")
+        what = (f"all {self.events} decisions pass" if self.mode == "policy" else
+                f"the agent ran {self.events} decisions unhalted")
+        text = (f"NOT contained by today's guard: {what}; {fired} effect(s) fire, "
+                f"${self.spend_usd:.4f} spent. Add a bound that would stop it.")
+        return text if self.note is None else f"{text} ({self.note})"
 
 
 class _ReplayRun:
@@ -148,13 +154,22 @@ def project_guard(start: str | os.PathLike[str] | None = None) -> Guard | None:
     return guard_from_mapping(found[0]["guard"], found[1])
 
 
-def replay(bundle: str | os.PathLike[str], guard: Guard | None = None) -> Verdict:
+def replay(bundle: str | os.PathLike[str], guard: Guard | None = None,
+           entrypoint: str | None = None) -> Verdict:
     """Feed the bundle's recorded decisions through ``guard`` (default: the project's guard,
-    else the one in force when the incident was exported) on the recorded clock."""
-    manifest, events, ledger = load_bundle(bundle)
+    else the one in force when the incident was exported) on the recorded clock.
+
+    With ``entrypoint`` ("module:function") the real agent code runs instead (agent replay),
+    its model outputs, tool results, HTTP, clock and random draws served from the recording;
+    a call the recording does not have raises ``ReplayDivergence``.
+    """
+    manifest, events, ledger = load_bundle(bundle, prompts=entrypoint is not None)
     if guard is None:
         guard = project_guard() or (guard_from_mapping(manifest["guard"], "the bundle")
                                     if manifest.get("guard") else Guard())
+    if entrypoint is not None:
+        return _agent_verdict(Path(bundle), events, ledger, entrypoint, guard,
+                              len(set(manifest["runs"])))
     rows = sorted(_decisions(events), key=lambda r: (r["ts"], r["run_id"], r["seq"]))
     writes = [r for r in ledger.to_pylist() if r["status"] == "fired"]
     clock = [0.0]
@@ -167,7 +182,7 @@ def replay(bundle: str | os.PathLike[str], guard: Guard | None = None) -> Verdic
 
 
 _COLUMNS = ("run_id", "parent_run_id", "root_run_id", "tenant", "seq", "step", "ts", "kind",
-            "name", "args", "cost_usd", "attrs", "model_version", "prompt_version",
+            "name", "args", "status", "cost_usd", "attrs", "model_version", "prompt_version",
             "tools_version")
 
 
@@ -175,10 +190,18 @@ def _decisions(events: pa.Table) -> list[dict[str, Any]]:
     """The rows the guard sees, as Python values; only tool calls keep their arguments (a
     prompt can be the whole conversation: never converted)."""
     table = events.select([c for c in _COLUMNS if c in events.column_names])
-    calls = pc.equal(table["kind"], "tool_call")
+    calls = pc.or_(pc.equal(table["kind"], "tool_call"), _refusals(table))
     args = pc.if_else(calls, table["args"], pa.scalar(None, pa.string()))
     table = table.set_column(table.column_names.index("args"), "args", args)
     return table.to_pylist()
+
+
+def _refusals(table: pa.Table) -> pa.ChunkedArray:
+    """The guard events of calls the guard refused when the incident was recorded: they are
+    attempts too (the agent tried the call), and today's guard decides them again."""
+    refused = pc.is_in(table["status"], pa.array(["halted", "refused"]))
+    return pc.fill_null(pc.and_(pc.and_(pc.equal(table["kind"], "guard"), refused),
+                                pc.is_valid(table["args"])), False)
 
 
 def _run_through(rows: list[dict[str, Any]], writes: list[dict[str, Any]],
@@ -210,7 +233,7 @@ def _decide(row: dict[str, Any], guards: dict[str, RunGuard], runtime: GuardRunt
         guard.after_model_output(row["cost_usd"])
     elif kind == "progress":
         guard.after_progress()
-    elif kind == "tool_call":
+    elif kind == "tool_call" or (kind == "guard" and row["args"] is not None):
         writes = '"writes":true' in (row["attrs"] or "")
         guard.check_call(row["name"], row["args"] or "", writes)
         guard.passed(row["name"], row["args"] or "")
@@ -223,6 +246,26 @@ def _halted(halt: Halted, row: dict[str, Any], writes: list[dict[str, Any]], spe
                    signal=halt.signal, reason=halt.reason, value=halt.value,
                    threshold=halt.threshold, spend_usd=round(spend, 6),
                    effects=[_effect(w) for w in before])
+
+
+def _agent_verdict(bundle: Path, events: pa.Table, ledger: pa.Table, entrypoint: str,
+                   guard: Guard, runs: int) -> Verdict:
+    from ._agentreplay import agent_replay
+
+    rows, effects, ended = agent_replay(bundle, events, ledger, entrypoint, guard)
+    spend = 0.0
+    for index, row in enumerate(rows):
+        if row[4] == "guard" and row[9] in ("halted", "refused"):
+            halt = json.loads(row[15] or "{}")
+            return Verdict(True, runs, index + 1, run_id=row[0][0], step=row[2],
+                           level=halt.get("level"), signal=halt.get("signal"),
+                           reason=halt.get("reason"), value=halt.get("value"),
+                           threshold=halt.get("threshold"), spend_usd=round(spend, 6),
+                           effects=[_effect(e) for i, e in effects if i < index],
+                           mode="agent")
+        spend += row[13] or 0.0
+    return Verdict(False, runs, len(rows), spend_usd=round(spend, 6),
+                   effects=[_effect(e) for _, e in effects], mode="agent", note=ended)
 
 
 def _effect(row: dict[str, Any]) -> dict[str, Any]:

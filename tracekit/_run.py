@@ -23,7 +23,10 @@ __all__ = ["Run", "current_run", "run", "tool"]
 F = TypeVar("F", bound=Callable[..., Any])
 
 _current: ContextVar[Run | None] = ContextVar("tracekit_run", default=None)
+_entry: ContextVar[list[Any] | None] = ContextVar("tracekit_entry", default=None)
 _now_us = time.time_ns
+#: the agent replay in progress (set by tracekit._agentreplay), else None
+_replay: Any = None
 _WRITES_ATTRS = canonical_json({"writes": True})
 
 
@@ -36,7 +39,7 @@ class Run:
     """One agent run: a context manager that records its decisions in order."""
 
     __slots__ = (
-        "_calls", "_guard", "_parent", "_seq", "_static", "_token", "attrs", "depth",
+        "_calls", "_guard", "_parent", "_seq", "_served", "_static", "_token", "attrs", "depth",
         "parent_run_id", "release", "root_run_id", "run_id", "step", "tenant", "tools",
     )
 
@@ -52,6 +55,9 @@ class Run:
         if not isinstance(tenant, str) or not tenant:
             raise ValueError("tracekit.run(tenant=...) needs a non-empty tenant name")
         self.tenant = tenant
+        self._served = _replay
+        if _replay is not None:  # agent replay: the recorded run this one replays
+            run_id = _replay.run_id_for(tenant, run_id, parent)
         self.run_id = run_id or new_id("run_")
         self.parent_run_id, self.root_run_id, self.depth = _lineage(self.run_id, parent)
         self.release = release or _config.settings().release
@@ -91,6 +97,10 @@ class Run:
         self._token = _current.set(self)
         attrs = canonical_json(self.attrs) if self.attrs else None
         self._record("run_start", status="running", attrs=attrs)
+        entry = _entry.get()
+        if entry is not None and not entry[2] and self.parent_run_id is None:
+            entry[2] = True  # the entry point's input, for agent replay
+            self._record("entry", name=entry[0], args=entry[1])
         if self._guard is not None:
             try:
                 self._guard.check_start()
@@ -139,11 +149,14 @@ class Run:
         except Exception:
             return 0
 
-    def _refused(self, halt: Halted, name: str | None = None, args: str | None = None) -> None:
-        """Record the guard's refusal as a ``guard`` event."""
-        self._record("guard", name=name or halt.signal, args=args,
-                     status=halt.status,
-                     error=str(halt), attrs=canonical_json(halt.as_attrs()))
+    def _refused(self, halt: Halted, name: str | None = None, args: str | None = None,
+                 writes: bool = False) -> None:
+        """Record the guard's refusal as a ``guard`` event (of a call: its tool and arguments)."""
+        attrs = halt.as_attrs()
+        if writes:
+            attrs["writes"] = True
+        self._record("guard", name=name or halt.signal, args=args, status=halt.status,
+                     error=str(halt), attrs=canonical_json(attrs))
 
     def __exit__(self, exc_type: Any, exc: BaseException | None, tb: Any) -> None:
         if self._guard is not None:
@@ -165,7 +178,10 @@ class Run:
     # -- decisions --------------------------------------------------------------------------
     def prompt(self, messages: Any, model: str | None = None, **attrs: Any) -> None:
         """Record what was sent to the model."""
-        self._record("prompt", name=model or self.release.model, args=canonical_json(messages),
+        encoded = canonical_json(messages)
+        if self._served is not None:
+            self._served.prompt(self, encoded)
+        self._record("prompt", name=model or self.release.model, args=encoded,
                      attrs=canonical_json(attrs) if attrs else None)
 
     def model_output(
@@ -174,14 +190,20 @@ class Run:
         latency_ms: float | None = None, **attrs: Any,
     ) -> None:
         """Record what the model answered; each model output starts a new step."""
-        self.step += 1
         body = {"content": content} if tool_calls is None else {
             "content": content, "tool_calls": tool_calls}
+        self._output(canonical_json(body), usage, cost_usd, model, latency_ms,
+                     canonical_json(attrs) if attrs else None)
+
+    def _output(self, encoded: str, usage: Any, cost_usd: float | None, model: str | None,
+                latency_ms: float | None, attrs: str | None = None,
+                call_id: str | None = None) -> None:
+        """Record a model output (a new step), then let the guard see its cost."""
+        self.step += 1
         tokens_in, tokens_out = _usage(usage)
-        self._record("model_output", name=model or self.release.model,
-                     output=canonical_json(body), status="ok", tokens_in=tokens_in,
-                     tokens_out=tokens_out, cost_usd=cost_usd, latency_ms=latency_ms,
-                     attrs=canonical_json(attrs) if attrs else None)
+        self._record("model_output", name=model or self.release.model, call_id=call_id,
+                     output=encoded, status="ok", tokens_in=tokens_in, tokens_out=tokens_out,
+                     cost_usd=cost_usd, latency_ms=latency_ms, attrs=attrs)
         if self._guard is not None:
             try:
                 self._guard.after_model_output(_float_or_none(cost_usd))
@@ -251,7 +273,7 @@ class Run:
                     self._refused(alert, spec.name, encoded)
             guard.passed(spec.name, encoded)
         except Halted as halt:
-            self._refused(halt, spec.name, encoded)
+            self._refused(halt, spec.name, encoded, spec.writes)
             raise
 
     def _end_call(self, name: str, call_id: str, started: float, result: Any) -> None:
@@ -266,6 +288,8 @@ class Run:
         self, spec: ToolSpec, fn: Callable[..., Any], params: tuple[str, ...] | None,
         args: tuple[Any, ...], kwargs: dict[str, Any],
     ) -> Any:
+        if self._served is not None:  # agent replay: served from the recording, never run
+            return self._served.tool(self, spec, params, args, kwargs)
         call_id, named, encoded = self._begin_call(spec, params, args, kwargs)
         started = time.perf_counter()
         effect = self._reserve(spec, call_id, named, encoded, started) if spec.writes else None
@@ -287,6 +311,8 @@ class Run:
         self, spec: ToolSpec, fn: Callable[..., Any], params: tuple[str, ...] | None,
         args: tuple[Any, ...], kwargs: dict[str, Any],
     ) -> Any:
+        if self._served is not None:
+            return self._served.tool(self, spec, params, args, kwargs)
         call_id, named, encoded = self._begin_call(spec, params, args, kwargs)
         started = time.perf_counter()
         effect = self._reserve(spec, call_id, named, encoded, started) if spec.writes else None
@@ -426,6 +452,8 @@ def _wrap(func: F, spec: ToolSpec) -> F:
         async def async_wrapper(*args: Any, **kwargs: Any) -> Any:
             current = _current.get()
             if current is None:
+                if _replay is not None:
+                    _replay.outside_run(spec.name)
                 return await func(*args, **kwargs)
             return await current._ainvoke(spec, func, params, args, kwargs)
         wrapper: Any = async_wrapper
@@ -434,6 +462,8 @@ def _wrap(func: F, spec: ToolSpec) -> F:
         def wrapper(*args: Any, **kwargs: Any) -> Any:
             current = _current.get()
             if current is None:
+                if _replay is not None:
+                    _replay.outside_run(spec.name)
                 return func(*args, **kwargs)
             return current._invoke(spec, func, params, args, kwargs)
     wrapper.__tracekit_tool__ = {"name": spec.name, "writes": spec.writes}

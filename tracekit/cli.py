@@ -49,6 +49,23 @@ def format_option(fn: Callable[..., Any]) -> Callable[..., Any]:
     )(fn)
 
 
+def entrypoint_option(fn: Callable[..., Any]) -> Callable[..., Any]:
+    """``--entrypoint module:function``: agent replay through that function."""
+    return click.option(
+        "--entrypoint", default=None, metavar="MODULE:FUNCTION",
+        help="Agent replay: run this function (importable from the current folder) with the "
+             "incident's recorded input, its model, tools, HTTP and clock served from the "
+             "bundle.",
+    )(fn)
+
+
+def _project_on_path() -> None:
+    """Entry points are imported from the project, as pytest would: the current folder first."""
+    here = os.getcwd()
+    if here not in sys.path:
+        sys.path.insert(0, here)
+
+
 def _existing_store(store: Path | None) -> Path:
     root = resolve_root(store)
     if not Store(root).exists():
@@ -261,18 +278,23 @@ def export(runs: tuple[str, ...], incident: str, out: Path, force: bool, fmt: st
 @click.option("--fixtures", type=click.Path(file_okay=False, path_type=Path),
               default=Path("fixtures/incidents"), show_default=True,
               help="Where bundles live.")
+@entrypoint_option
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
-def replay(incident: str, fixtures: Path, as_json: bool) -> None:
-    """Policy replay: the incident's recorded decisions through today's guard (the project's
-    [tool.tracekit.guard], else the one in force at export), on the recorded clock.
+def replay(incident: str, fixtures: Path, entrypoint: str | None, as_json: bool) -> None:
+    """Replay an incident through today's guard (the project's [tool.tracekit.guard], else the
+    one in force at export), on the recorded clock, and print the verdict.
+
+    Policy replay by default (the recorded decisions); with --entrypoint, agent replay.
     """
     from dataclasses import asdict
 
+    from ._agentreplay import ReplayDivergence
     from ._replay import replay as run_replay
 
+    _project_on_path()
     try:
-        verdict = run_replay(fixtures / incident)
-    except ValueError as exc:
+        verdict = run_replay(fixtures / incident, entrypoint=entrypoint)
+    except (ValueError, ReplayDivergence) as exc:
         raise click.ClickException(str(exc)) from None
     if as_json:
         click.echo(json.dumps(asdict(verdict), indent=2, default=str))
@@ -294,19 +316,25 @@ def replay(incident: str, fixtures: Path, as_json: bool) -> None:
 @click.option("--max-effects", type=click.IntRange(min=0), help="At most this many effects fire.")
 @click.option("--max-cost", type=click.FloatRange(min=0), help="At most this much is spent (USD).")
 @click.option("--force", is_flag=True, help="Overwrite a test that was edited by hand.")
+@entrypoint_option
 def make_test(incident: str, fixtures: Path, tests_dir: Path, halt_by: int | None,
-              max_effects: int | None, max_cost: float | None, force: bool) -> None:
+              max_effects: int | None, max_cost: float | None, force: bool,
+              entrypoint: str | None) -> None:
     """Turn an incident bundle into a pytest regression test (tests/incidents/test_NAME.py).
 
     The expectations are plain constants at the top of the file. Same bundle, same options:
-    the same bytes. `pytest -m incident` is the eval gate.
+    the same bytes. `pytest -m incident` is the eval gate. With --entrypoint the test runs the
+    real agent code against the recording (agent replay).
     """
+    from ._agentreplay import ReplayDivergence
     from ._maketest import HandEdited
     from ._maketest import make_test as write_test
 
+    _project_on_path()
     try:
-        made = write_test(incident, fixtures, tests_dir, halt_by, max_effects, max_cost, force)
-    except (HandEdited, ValueError) as exc:
+        made = write_test(incident, fixtures, tests_dir, halt_by, max_effects, max_cost, force,
+                          entrypoint)
+    except (HandEdited, ValueError, ReplayDivergence) as exc:
         raise click.ClickException(str(exc)) from None
     click.echo(f"{'wrote' if made.changed else 'unchanged:'} {made.path} "
                f"(halt by step {made.expectations['halt_by']}, at most "
@@ -315,6 +343,10 @@ def make_test(incident: str, fixtures: Path, tests_dir: Path, halt_by: int | Non
     if not made.verdict.contained:
         click.echo("today's guard would NOT contain this incident: the test fails until a bound "
                    "that stops it is configured ([tool.tracekit.guard] or tracekit.toml)")
+    recorded = made.manifest.get("entrypoint")
+    if entrypoint is None and recorded:
+        click.echo(f"the incident recorded its entry point: add --entrypoint {recorded} to "
+                   "replay the agent code itself")
 
 
 @cli.command()

@@ -1,0 +1,523 @@
+"""Agent replay: the real agent code runs again, with the world served from the recording.
+
+``replay(bundle, entrypoint="module:function")`` calls the entry point with the input the
+incident recorded (``@tracekit.entrypoint``). Inside it, every run maps to the recorded run it
+replays; every tool call is matched to a recorded call by its logical key — step, tool and
+canonical arguments, not arrival order, so calls made in parallel match too — and gets the
+recorded result without the tool running (a write never touches the world); model calls made
+through ``@tracekit.model`` get the recorded answer; ``tracekit.now()`` and
+``tracekit.random()`` get the recorded values; HTTP is served by vcrpy from the bundle's
+cassette with record mode ``none``; any other connection is refused. The project's guard checks
+every call on the recorded clock, against an in-memory control store.
+
+The first call that is not in the recording raises ``ReplayDivergence``: the step, the actual
+call, the nearest recorded calls with the fields that matched, and a diff.
+"""
+
+from __future__ import annotations
+
+import difflib
+import importlib
+import json
+import re
+import socket
+from collections import deque
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+
+from . import _config, _run
+from ._cassette import serving
+from ._encode import canonical_json
+from ._guard import Guard, GuardRuntime
+from ._redact import MARKER
+
+__all__ = ["RecordingEnds", "ReplayDivergence", "agent_replay", "load_entrypoint"]
+
+_COLUMNS = ("run_id", "parent_run_id", "tenant", "seq", "step", "ts", "kind", "name", "call_id",
+            "args", "output", "status", "error", "cost_usd", "latency_ms", "attrs")
+_SHOWN = 3  # nearest recorded calls named in a divergence
+_DIFF_LINES = 40
+
+
+class ReplayDivergence(AssertionError):
+    """The agent did something the recording does not have: the replay stops there.
+
+    ``run_id``, ``step``, ``kind`` (tool_call, prompt, clock, random, run, http, network),
+    ``actual`` and ``recorded`` (the nearest recorded call, if any) say where and what.
+    """
+
+    def __init__(self, message: str, *, run_id: str | None = None, step: int | None = None,
+                 kind: str | None = None, actual: Any = None, recorded: Any = None) -> None:
+        super().__init__(message)
+        self.run_id, self.step, self.kind = run_id, step, kind
+        self.actual, self.recorded = actual, recorded
+
+
+class RecordingEnds(ReplayDivergence):
+    """The agent went on past the end of the recording: today's guard let it through."""
+
+
+class ReplayedToolError(RuntimeError):
+    """A tool call that failed in the recording fails again in replay, with the recorded error."""
+
+
+@dataclass
+class _Call:
+    """One recorded decision that replay can serve: a tool call or a model call."""
+
+    run_id: str
+    step: int
+    name: str | None
+    args: str
+    ts: float
+    call_id: str | None
+    writes: bool = False
+    result: dict[str, Any] | None = None
+    taken: bool = False
+
+    def label(self) -> str:
+        return f"{self.name} at step {self.step}"
+
+
+@dataclass
+class _RecordedRun:
+    run_id: str
+    tenant: str
+    parent: str | None
+    start: float
+    entry: dict[str, Any] | None = None
+    calls: list[_Call] = field(default_factory=list)
+    prompts: list[_Call] = field(default_factory=list)
+    draws: dict[str, deque[str]] = field(default_factory=lambda: {"clock": deque(),
+                                                                    "random": deque()})
+
+
+def _load_runs(events: pa.Table) -> dict[str, _RecordedRun]:
+    """The incident's runs, each with its calls, prompts and draws in recorded order."""
+    rows = events.select([c for c in _COLUMNS if c in events.column_names]).to_pylist()
+    rows.sort(key=lambda r: (r["run_id"], r["seq"]))
+    runs: dict[str, _RecordedRun] = {}
+    answers: dict[tuple[str, str], dict[str, Any]] = {}
+    for row in rows:
+        run = runs.get(row["run_id"])
+        if run is None:
+            run = runs[row["run_id"]] = _RecordedRun(row["run_id"], row["tenant"],
+                                                     row["parent_run_id"], row["ts"].timestamp())
+        _add(run, row, answers)
+    for run in runs.values():
+        for call in (*run.calls, *run.prompts):
+            if call.call_id is not None:
+                call.result = answers.get((run.run_id, call.call_id), call.result)
+    return runs
+
+
+def _add(run: _RecordedRun, row: dict[str, Any], answers: dict[tuple[str, str], Any]) -> None:
+    kind = row["kind"]
+    if kind in ("tool_call", "prompt"):
+        call = _Call(run.run_id, row["step"] or 0, row["name"], row["args"] or "null",
+                     row["ts"].timestamp(), row["call_id"],
+                     writes='"writes":true' in (row["attrs"] or ""))
+        (run.calls if kind == "tool_call" else run.prompts).append(call)
+    elif kind in ("tool_result", "model_output"):
+        if row["call_id"] is not None:
+            answers[(run.run_id, row["call_id"])] = row
+        elif kind == "model_output" and run.prompts and run.prompts[-1].result is None:
+            run.prompts[-1].result = row  # a manual model_output answers the prompt before it
+    elif kind in ("clock", "random"):
+        run.draws[kind].append(row["output"])
+    elif kind == "entry" and run.entry is None:
+        run.entry = {"target": row["name"], "input": json.loads(row["args"] or "{}")}
+
+
+# -- matching ------------------------------------------------------------------------------
+def _same(recorded: Any, actual: Any) -> bool:
+    """Equal, where a redacted recorded value matches whatever the agent sent."""
+    if isinstance(recorded, str) and MARKER in recorded:
+        if recorded == MARKER:
+            return True
+        pattern = ".*".join(re.escape(p) for p in recorded.split(MARKER))
+        return isinstance(actual, str) and re.fullmatch(pattern, actual, re.S) is not None
+    if isinstance(recorded, dict) and isinstance(actual, dict):
+        return recorded.keys() == actual.keys() and all(
+            _same(v, actual[k]) for k, v in recorded.items())
+    if isinstance(recorded, list) and isinstance(actual, list):
+        return len(recorded) == len(actual) and all(
+            _same(a, b) for a, b in zip(recorded, actual, strict=True))
+    return bool(recorded == actual)
+
+
+def _same_text(recorded: str, actual: str) -> bool:
+    if recorded == actual:
+        return True
+    if MARKER not in recorded:
+        return False
+    return _same(json.loads(recorded), json.loads(actual))
+
+
+def _fields(recorded: Any, actual: Any) -> tuple[list[str], list[str]]:
+    """(matched, differed) fields of two call arguments, for the near-miss report: the
+    top-level fields that matched, and the paths (down to the leaves) that differed."""
+    if isinstance(recorded, dict) and isinstance(actual, dict):
+        keys = sorted(recorded.keys() | actual.keys())
+        matched = [f"args.{k}" for k in keys if k in recorded and k in actual
+                   and _same(recorded[k], actual[k])]
+    else:
+        matched = ["args"] if _same(recorded, actual) else []
+    return matched, _differences(recorded, actual, "args")[:_SHOWN]
+
+
+def _differences(recorded: Any, actual: Any, path: str) -> list[str]:
+    """Where two JSON values differ, as paths with both values."""
+    if _same(recorded, actual):
+        return []
+    if isinstance(recorded, dict) and isinstance(actual, dict):
+        return [d for k in sorted(recorded.keys() | actual.keys()) for d in _differences(
+            recorded.get(k, "<absent>"), actual.get(k, "<absent>"), f"{path}.{k}")]
+    if isinstance(recorded, list) and isinstance(actual, list) and len(recorded) == len(actual):
+        return [d for i, (a, b) in enumerate(zip(recorded, actual, strict=True))
+                for d in _differences(a, b, f"{path}[{i}]")]
+    return [f"{path} (recorded {_short(recorded)}, actual {_short(actual)})"]
+
+
+def _short(value: Any, limit: int = 60) -> str:
+    text = canonical_json(value)
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def _near_miss(call: _Call, step: int, name: str | None, actual: Any) -> tuple[int, str]:
+    matched, differed = _fields(json.loads(call.args), actual)
+    checks = [("step", call.step == step)]
+    if name is not None:
+        checks.append(("tool", call.name == name))
+    for label, same in checks:
+        (matched if same else differed).insert(0, label)
+    score = (name in (None, call.name)) * 1000 + (call.step == step) * 100 + len(matched)
+    text = f"{call.label()}: matched {', '.join(matched) or 'nothing'}"
+    return score, text + (f"; differed {', '.join(differed)}" if differed else "")
+
+
+def _pretty(text: str) -> list[str]:
+    try:
+        return json.dumps(json.loads(text), indent=2, sort_keys=True).splitlines()
+    except ValueError:
+        return text.splitlines()
+
+
+def _diff(recorded: _Call, actual: str) -> str:
+    lines = list(difflib.unified_diff(
+        _pretty(recorded.args), _pretty(actual), f"recorded {recorded.label()}", "actual",
+        lineterm="", n=2))
+    if len(lines) > _DIFF_LINES:
+        lines = [*lines[:_DIFF_LINES], f"... ({len(lines) - _DIFF_LINES} more diff lines)"]
+    return "\n".join(f"    {line}" for line in lines)
+
+
+def _masked(recorded: Any, actual: Any) -> Any:
+    """``actual`` with what matched a redacted recorded value shown redacted, as recorded."""
+    if isinstance(recorded, str) and MARKER in recorded and _same(recorded, actual):
+        return recorded
+    if isinstance(recorded, dict) and isinstance(actual, dict):
+        return {k: _masked(recorded[k], v) if k in recorded else v for k, v in actual.items()}
+    if isinstance(recorded, list) and isinstance(actual, list) and len(recorded) == len(actual):
+        return [_masked(a, b) for a, b in zip(recorded, actual, strict=True)]
+    return actual
+
+
+def _shown(actual: str, pool: list[_Call]) -> str:
+    """The actual call as a divergence may show it: never a secret the recording redacted
+    (masked like the nearest recorded call, then through the configured redaction rules)."""
+    value = json.loads(actual)
+    for call in pool:
+        value = _masked(json.loads(call.args), value)
+    return _config.settings().redactor.redact_json(canonical_json(value))[0]
+
+
+def _divergence(run: _RecordedRun, kind: str, step: int, name: str | None, actual: str,
+                pool: list[_Call]) -> ReplayDivergence:
+    actual = _shown(actual, [c for c in pool if c.step == step and name in (None, c.name)][:8])
+    what = f"{kind} {name}" if name else kind
+    head = (f"agent replay diverged in run {run.run_id} at step {step}: {what} with "
+            f"{_short(json.loads(actual), 200)} is not in the recording")
+    left = [c for c in pool if not c.taken]
+    if not left:
+        return RecordingEnds(f"the agent went on past the end of the recording of run "
+                             f"{run.run_id}: {what} at step {step}", run_id=run.run_id,
+                             step=step, kind=kind, actual=actual)
+    value = json.loads(actual)
+    ranked = sorted(((_near_miss(c, step, name, value), i, c) for i, c in enumerate(left)),
+                    key=lambda t: (-t[0][0], t[1]))[:_SHOWN]
+    near = "\n".join(f"    {t[0][1]}" for t in ranked)
+    best = ranked[0][2]
+    message = (f"{head}\n  found {len(left)} recorded {kind} event(s) not yet replayed; the "
+               f"nearest:\n{near}\n  diff (recorded -> actual):\n{_diff(best, actual)}")
+    return ReplayDivergence(message, run_id=run.run_id, step=step, kind=kind, actual=actual,
+                            recorded=best.args)
+
+
+def _take(run: _RecordedRun, pool: list[_Call], kind: str, step: int, name: str | None,
+          actual: str) -> _Call:
+    """The first recorded call not yet served with this logical key (step, name, arguments)."""
+    for call in pool:
+        if not call.taken and call.step == step and name in (None, call.name) and _same_text(
+                call.args, actual):
+            call.taken = True
+            return call
+    raise _divergence(run, kind, step, name, actual, pool)
+
+
+# -- serving -----------------------------------------------------------------------------------
+class _Sink:
+    """The recorder of a replay: rows stay in memory (nothing reaches the store)."""
+
+    def __init__(self) -> None:
+        self.rows: list[tuple[Any, ...]] = []
+        self.emit = self.rows.append
+
+    def flush(self, timeout: float | None = None) -> bool:
+        return True
+
+    def shutdown(self, timeout: float = 30.0) -> bool:
+        return True
+
+
+class Served:
+    """The recording, as the replayed agent's world: what `_run` asks during agent replay."""
+
+    def __init__(self, runs: dict[str, _RecordedRun], ledger: pa.Table,
+                 clock: list[float], rows: list[tuple[Any, ...]]) -> None:
+        self.runs = runs
+        self.clock = clock
+        self.rows = rows  # the replay's own events, so far
+        self.fired = {(r["run_id"], r["call_id"]): r for r in ledger.to_pylist()
+                      if r["status"] == "fired"}
+        self.effects: list[tuple[int, dict[str, Any]]] = []  # (event index, ledger row)
+        self._unassigned = sorted(runs.values(), key=lambda r: (r.start, r.run_id))
+
+    def run_id_for(self, tenant: str, run_id: str | None, parent: Any) -> str:
+        """The recorded run a new run replays: the one named, or the next of its parent's."""
+        parent_id = getattr(parent, "run_id", parent)
+        for run in self._unassigned:
+            if (run.run_id == run_id) if run_id else (
+                    run.parent == parent_id and run.tenant == tenant):
+                self._unassigned.remove(run)
+                return run.run_id
+        raise ReplayDivergence(
+            f"agent replay diverged: the agent started a run (tenant={tenant!r}, parent="
+            f"{parent_id!r}{f', run_id={run_id!r}' if run_id else ''}) that the recording does "
+            f"not have; runs not yet replayed: {[r.run_id for r in self._unassigned]}",
+            kind="run")
+
+    def tool(self, run: _run.Run, spec: Any, params: Any, args: tuple[Any, ...],
+             kwargs: dict[str, Any]) -> Any:
+        named = _run._named(params, args, kwargs)
+        encoded = canonical_json(named)
+        recorded = self.runs[run.run_id]
+        try:
+            call = _take(recorded, recorded.calls, "tool_call", run.step, spec.name, encoded)
+        except RecordingEnds:
+            if run._guard is not None:
+                run._check(spec, named, encoded)  # today's guard may stop it here
+            raise
+        self.clock[0] = call.ts
+        if run._guard is not None:
+            run._check(spec, named, encoded)
+        run._record("tool_call", name=spec.name, call_id=call.call_id, args=encoded,
+                    status="started", attrs=spec.attrs)
+        return self._result(run, spec, call)
+
+    def _result(self, run: _run.Run, spec: Any, call: _Call) -> Any:
+        row = call.result
+        if row is None:
+            raise RecordingEnds(f"the recording of run {run.run_id} stops at {call.label()}: "
+                                "the tool call has no recorded result", run_id=run.run_id,
+                                step=call.step, kind="tool_call")
+        run._record("tool_result", name=spec.name, call_id=call.call_id, output=row["output"],
+                    status=row["status"], error=row["error"], latency_ms=row["latency_ms"])
+        if row["status"] in ("ok", "duplicate"):
+            if spec.writes and (run.run_id, call.call_id) in self.fired:
+                self.effects.append((len(self.rows), self.fired[(run.run_id, call.call_id)]))
+            return json.loads(row["output"] or "null")
+        raise ReplayedToolError(f"{spec.name} failed in the recording: {row['error']}")
+
+    def prompt(self, run: _run.Run, encoded: str) -> _Call:
+        """A prompt the agent sends: it must be the recorded one at this step."""
+        call = self._prompt(run, encoded)
+        self.clock[0] = call.ts
+        return call
+
+    def _prompt(self, run: _run.Run, encoded: str) -> _Call:
+        recorded = self.runs[run.run_id]
+        try:
+            return _take(recorded, recorded.prompts, "prompt", run.step, None, encoded)
+        except RecordingEnds:
+            _past_the_end(run)
+            raise
+
+    def model(self, run: _run.Run, spec: Any, prompt: str) -> Any:
+        """A model call: the recorded answer, the model not called."""
+        from ._agent import record_output
+
+        call = self._prompt(run, prompt)
+        row = call.result
+        if row is None:
+            raise RecordingEnds(f"the recording of run {run.run_id} has no answer to the model "
+                                f"call at step {call.step}", run_id=run.run_id, step=call.step,
+                                kind="prompt")
+        self.clock[0] = row["ts"].timestamp()
+        run._record("prompt", name=spec.name or run.release.model, call_id=call.call_id,
+                    args=prompt)
+        value = json.loads(row["output"] or "null")
+        result = spec.decode(value) if spec.decode is not None else value
+        record_output(run, spec, call.call_id or "", result, row["output"], row["latency_ms"])
+        return result
+
+    def draw(self, run: _run.Run | None, kind: str) -> Any:
+        """The next recorded clock read or random draw of the run."""
+        if run is None:
+            return int(self.clock[0] * 1e6) if kind == "clock" else 0.5
+        draws = self.runs[run.run_id].draws[kind]
+        if not draws:
+            raise ReplayDivergence(
+                f"agent replay diverged in run {run.run_id} at step {run.step}: tracekit."
+                f"{'now' if kind == 'clock' else 'random'}() was called more times than the "
+                "recording has", run_id=run.run_id, step=run.step, kind=kind)
+        value = draws.popleft()
+        return int(value) if kind == "clock" else float(value)
+
+    def outside_run(self, name: str) -> None:
+        raise ReplayDivergence(
+            f"agent replay: tool {name} was called outside any run, so it was not recorded and "
+            "cannot be served; call it inside `with tracekit.run(...)` (in a thread, run it in "
+            "contextvars.copy_context())", kind="tool_call")
+
+
+def _past_the_end(run: _run.Run) -> None:
+    """A model call the recording does not have would start the next step: today's guard
+    sees that step (its step, cost and no-progress bounds may stop the run there)."""
+    guard = run._guard
+    if guard is None:
+        return
+    run.step += 1
+    try:
+        guard.after_model_output(None)
+    except Exception as exc:
+        if getattr(exc, "tracekit_halt", False):
+            run._refused(exc)  # type: ignore[arg-type]
+        raise
+
+
+# -- the replay ------------------------------------------------------------------------------
+def load_entrypoint(spec: str) -> Callable[..., Any]:
+    """``module:function`` (``module:Class.method`` too), imported."""
+    module_name, _, attr = spec.partition(":")
+    if not module_name or not attr:
+        raise ValueError(f"entrypoint {spec!r} must look like module:function")
+    try:
+        target: Any = importlib.import_module(module_name)
+        for part in attr.split("."):
+            target = getattr(target, part)
+    except (ImportError, AttributeError) as exc:
+        raise ValueError(f"entrypoint {spec!r} cannot be loaded ({exc}); is the module on "
+                         "the path (run from the project root)?") from None
+    if not callable(target):
+        raise ValueError(f"entrypoint {spec!r} is not callable")
+    return target  # type: ignore[no-any-return]
+
+
+@contextmanager
+def _no_network() -> Iterator[None]:
+    """Refuse every connection made while the block runs (replay must not touch the world)."""
+    originals = (socket.socket.connect, socket.socket.connect_ex, socket.getaddrinfo)
+
+    def refused(*args: Any, **kwargs: Any) -> Any:
+        target = args[1] if len(args) > 1 else args[0] if args else "?"
+        raise ReplayDivergence(
+            f"agent replay: the agent opened a network connection to {target!r}; replay serves "
+            "HTTP from the bundle's cassette and opens no socket", kind="network")
+
+    socket.socket.connect = refused  # type: ignore[method-assign]
+    socket.socket.connect_ex = refused  # type: ignore[method-assign]
+    socket.getaddrinfo = refused
+    try:
+        yield
+    finally:
+        socket.socket.connect, socket.socket.connect_ex, socket.getaddrinfo = originals  # type: ignore[method-assign]
+
+
+def _http_divergence(exc: Exception) -> ReplayDivergence:
+    return ReplayDivergence(f"agent replay diverged: an HTTP request is not in the incident's "
+                            f"cassette: {exc}", kind="http")
+
+
+def agent_replay(bundle: Path, events: pa.Table, ledger: pa.Table, entrypoint: str,
+                 guard: Guard) -> tuple[list[tuple[Any, ...]], list[tuple[int, dict[str, Any]]],
+                                         str | None]:
+    """Run ``entrypoint`` against the recording. Returns the replay's event rows, the effects
+    that would have fired, and why it stopped early (the recording ended) if it did."""
+    from vcr.errors import CannotOverwriteExistingCassetteException
+
+    from ._replay import MemoryControl
+
+    fn = load_entrypoint(entrypoint)
+    runs = _load_runs(events)
+    inputs = _inputs(runs, entrypoint)
+    clock = [min((c.ts for r in runs.values() for c in r.calls), default=0.0)]
+    sink = _Sink()
+    served = Served(runs, ledger, clock, sink.rows)
+    runtime = GuardRuntime(guard.model_copy(update={"staleness_s": 1e9}), MemoryControl(),
+                           clock=lambda: clock[0])
+    ended = None
+    try:
+        with _config.pinned(sink, runtime), _served(served), _no_network(), serving(bundle):
+            for kwargs in inputs:
+                _call_entry(fn, kwargs)
+    except RecordingEnds as exc:
+        ended = str(exc)
+    except CannotOverwriteExistingCassetteException as exc:
+        raise _http_divergence(exc) from None
+    except Exception as exc:
+        if not getattr(exc, "tracekit_halt", False):
+            raise
+    finally:
+        runtime.close()
+    return sink.rows, served.effects, ended
+
+
+def _call_entry(fn: Callable[..., Any], kwargs: dict[str, Any]) -> None:
+    import asyncio
+    import inspect
+
+    result = fn(**kwargs)
+    if inspect.isawaitable(result):
+        asyncio.run(_awaited(result))
+
+
+async def _awaited(result: Any) -> Any:
+    return await result
+
+
+@contextmanager
+def _served(served: Served) -> Iterator[None]:
+    _run._replay = served
+    try:
+        yield
+    finally:
+        _run._replay = None
+
+
+def _inputs(runs: dict[str, _RecordedRun], entrypoint: str) -> list[dict[str, Any]]:
+    """The recorded input of each root run, in the order they started."""
+    roots = [r for r in runs.values() if r.parent is None or r.parent not in runs]
+    roots.sort(key=lambda r: (r.start, r.run_id))
+    found = [r.entry["input"] for r in roots if r.entry is not None]
+    if not found:
+        return [{}]  # an entry point that takes no arguments
+    for value in found:
+        if not isinstance(value, dict):
+            raise ValueError(f"the recorded input of {entrypoint} is not keyword arguments")
+    return found

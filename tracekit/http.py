@@ -1,0 +1,362 @@
+"""Opt-in recording of HTTP exchanges (httpx and requests), so agent replay can serve them.
+
+Inside a run, each exchange is recorded as an ``http`` event: the request (method, URL, headers,
+body) in ``args``, the response (status, headers, body) in ``output``. Streamed responses
+(server-sent events included) are recorded as the agent reads them, when the stream ends or is
+closed. Credentials never reach the store: authorization and cookie headers and secret-looking
+query parameters are replaced before the event is built, and the recorder's redaction rules
+run on the rest. ``tracekit export`` turns these events into the bundle's vcrpy cassette.
+
+    import httpx, tracekit.http
+
+    client = httpx.Client(transport=tracekit.http.HTTPXTransport())
+    async_client = httpx.AsyncClient(transport=tracekit.http.AsyncHTTPXTransport())
+
+    session = tracekit.http.instrument_requests(requests.Session())
+
+Outside a run the exchange passes through unrecorded.
+"""
+
+from __future__ import annotations
+
+import base64
+import functools
+import json
+import time
+import zlib
+from collections.abc import AsyncIterator, Callable, Iterable, Iterator
+from typing import Any
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+
+from ._encode import canonical_json
+from ._redact import MARKER
+from ._run import Run, current_run
+
+__all__ = ["SECRET_HEADERS", "AsyncHTTPXTransport", "HTTPXTransport", "instrument_requests"]
+
+#: headers whose value is a credential: recorded as the redaction marker
+SECRET_HEADERS = frozenset({
+    "authorization", "proxy-authorization", "cookie", "set-cookie", "x-api-key", "api-key",
+    "x-goog-api-key", "x-auth-token", "x-amz-security-token",
+})
+_SECRET_PARAMS = ("key", "token", "secret", "password", "signature", "sig", "auth", "credential")
+
+
+def _headers(items: Iterable[tuple[str, str]]) -> dict[str, str]:
+    out: dict[str, str] = {}
+    for name, value in items:
+        name = name.lower()
+        value = MARKER if name in SECRET_HEADERS else value
+        out[name] = f"{out[name]}, {value}" if name in out else value
+    return out
+
+
+def scrub_url(url: str) -> str:
+    """The URL with the values of secret-looking query parameters replaced."""
+    parts = urlsplit(url)
+    if not parts.query:
+        return url
+    pairs = [(k, MARKER if any(s in k.lower() for s in _SECRET_PARAMS) else v)
+             for k, v in parse_qsl(parts.query, keep_blank_values=True)]
+    return urlunsplit(parts._replace(query=urlencode(pairs, safe="[]")))
+
+
+def _body(data: bytes | None) -> dict[str, Any]:
+    """A body as JSON (so the redaction rules see its keys), else text, else base64."""
+    if not data:
+        return {}
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError:
+        return {"base64": base64.b64encode(data).decode("ascii")}
+    try:
+        return {"json": json.loads(text)}
+    except ValueError:
+        return {"text": text}
+
+
+def _decoded(data: bytes, encoding: str | None) -> tuple[bytes, bool]:
+    """The body with its content-encoding undone (gzip, deflate); (data, decoded?)."""
+    encoding = (encoding or "").strip().lower()
+    if encoding in ("", "identity"):
+        return data, True
+    try:
+        if encoding in ("gzip", "x-gzip"):
+            return zlib.decompress(data, 16 + zlib.MAX_WBITS), True
+        if encoding == "deflate":
+            try:
+                return zlib.decompress(data), True
+            except zlib.error:
+                return zlib.decompress(data, -zlib.MAX_WBITS), True
+    except zlib.error:
+        pass
+    return data, False
+
+
+def request_doc(method: str, url: str, headers: Iterable[tuple[str, str]],
+                body: bytes | None) -> dict[str, Any]:
+    return {"method": method.upper(), "url": scrub_url(url), "headers": _headers(headers),
+            **_body(body)}
+
+
+def response_doc(status: int, reason: str, headers: Iterable[tuple[str, str]], raw: bytes,
+                 streamed: bool) -> dict[str, Any]:
+    listed = _headers(headers)
+    data, decoded = _decoded(raw, listed.get("content-encoding"))
+    if decoded:
+        listed.pop("content-encoding", None)
+        listed.pop("content-length", None)
+    doc = {"status": status, "reason": reason, "headers": listed, **_body(data)}
+    if streamed:
+        doc["streamed"] = True
+    return doc
+
+
+def record_exchange(run: Run, request: dict[str, Any], response: dict[str, Any] | None,
+                    started: float, error: BaseException | None = None) -> None:
+    """One ``http`` event in ``run``."""
+    parts = urlsplit(request["url"])
+    run._record(
+        "http", name=f"{request['method']} {parts.netloc}{parts.path}",
+        args=canonical_json(request),
+        output=None if response is None else canonical_json(response),
+        status="error" if error is not None or (response or {}).get("status", 0) >= 400
+        else "ok",
+        error=None if error is None else f"{type(error).__name__}: {error}",
+        latency_ms=(time.perf_counter() - started) * 1000.0)
+
+
+class _Tee:
+    """Collects a response body as the agent reads it; records the exchange once, at the end."""
+
+    def __init__(self, done: Callable[[bytes], None]) -> None:
+        self.chunks: list[bytes] = []
+        self._done: Callable[[bytes], None] | None = done
+
+    def add(self, chunk: bytes) -> bytes:
+        self.chunks.append(chunk)
+        return chunk
+
+    def finish(self) -> None:
+        done, self._done = self._done, None
+        if done is not None:
+            done(b"".join(self.chunks))
+
+
+# -- httpx -------------------------------------------------------------------------------------
+def _httpx() -> Any:
+    try:
+        import httpx
+    except ImportError:  # pragma: no cover - the hook is opt-in
+        raise ImportError("tracekit.http's httpx hook needs httpx: pip install httpx") from None
+    return httpx
+
+
+def _httpx_exchange(request: Any) -> tuple[Run | None, dict[str, Any] | None, float]:
+    run = current_run()
+    if run is None:
+        return None, None, 0.0
+    doc = request_doc(request.method, str(request.url), request.headers.multi_items(),
+                      request.content)
+    return run, doc, time.perf_counter()
+
+
+def _httpx_done(run: Run, doc: dict[str, Any], started: float, response: Any,
+                streamed: bool) -> Callable[[bytes], None]:
+    def done(raw: bytes) -> None:
+        record_exchange(run, doc, response_doc(
+            response.status_code, response.reason_phrase, response.headers.multi_items(), raw,
+            streamed), started)
+    return done
+
+
+def _is_stream(response: Any) -> bool:
+    kind = response.headers.get("content-type", "")
+    return "text/event-stream" in kind or "chunked" in response.headers.get(
+        "transfer-encoding", "")
+
+
+class HTTPXTransport:
+    """An httpx transport that records every exchange made inside a run, then passes it on to
+    ``inner`` (default: ``httpx.HTTPTransport()``)."""
+
+    def __init__(self, inner: Any = None) -> None:
+        self.inner = inner if inner is not None else _httpx().HTTPTransport()
+
+    def handle_request(self, request: Any) -> Any:
+        request.read()
+        run, doc, started = _httpx_exchange(request)
+        if run is None or doc is None:
+            return self.inner.handle_request(request)
+        try:
+            response = self.inner.handle_request(request)
+        except Exception as exc:
+            record_exchange(run, doc, None, started, exc)
+            raise
+        tee = _Tee(_httpx_done(run, doc, started, response, _is_stream(response)))
+        return _httpx().Response(response.status_code, headers=response.headers,
+                                 stream=_tees()[0](response.stream, tee),
+                                 extensions=response.extensions, request=request)
+
+    def close(self) -> None:
+        self.inner.close()
+
+    def __enter__(self) -> HTTPXTransport:
+        self.inner.__enter__()
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.inner.__exit__(*exc)
+
+
+class AsyncHTTPXTransport:
+    """The asyncio twin of ``HTTPXTransport`` (inner default: ``httpx.AsyncHTTPTransport()``)."""
+
+    def __init__(self, inner: Any = None) -> None:
+        self.inner = inner if inner is not None else _httpx().AsyncHTTPTransport()
+
+    async def handle_async_request(self, request: Any) -> Any:
+        await request.aread()
+        run, doc, started = _httpx_exchange(request)
+        if run is None or doc is None:
+            return await self.inner.handle_async_request(request)
+        try:
+            response = await self.inner.handle_async_request(request)
+        except Exception as exc:
+            record_exchange(run, doc, None, started, exc)
+            raise
+        tee = _Tee(_httpx_done(run, doc, started, response, _is_stream(response)))
+        return _httpx().Response(response.status_code, headers=response.headers,
+                                 stream=_tees()[1](response.stream, tee),
+                                 extensions=response.extensions, request=request)
+
+    async def aclose(self) -> None:
+        await self.inner.aclose()
+
+    async def __aenter__(self) -> AsyncHTTPXTransport:
+        await self.inner.__aenter__()
+        return self
+
+    async def __aexit__(self, *exc: Any) -> None:
+        await self.inner.__aexit__(*exc)
+
+
+@functools.cache
+def _tees() -> tuple[type, type]:
+    """httpx's stream types over the inner stream, teeing what is read (httpx asks for its
+    own base classes, so they are made when httpx is first used)."""
+    httpx = _httpx()
+
+    class SyncTee(httpx.SyncByteStream):  # type: ignore[misc]
+        def __init__(self, inner: Any, tee: _Tee) -> None:
+            self.inner, self.tee = inner, tee
+
+        def __iter__(self) -> Iterator[bytes]:
+            for chunk in self.inner:
+                yield self.tee.add(chunk)
+            self.tee.finish()
+
+        def close(self) -> None:
+            try:
+                self.inner.close()
+            finally:
+                self.tee.finish()
+
+    class AsyncTee(httpx.AsyncByteStream):  # type: ignore[misc]
+        def __init__(self, inner: Any, tee: _Tee) -> None:
+            self.inner, self.tee = inner, tee
+
+        async def __aiter__(self) -> AsyncIterator[bytes]:
+            async for chunk in self.inner:
+                yield self.tee.add(chunk)
+            self.tee.finish()
+
+        async def aclose(self) -> None:
+            try:
+                await self.inner.aclose()
+            finally:
+                self.tee.finish()
+
+    return SyncTee, AsyncTee
+
+
+# -- requests ----------------------------------------------------------------------------------
+def instrument_requests(session: Any) -> Any:
+    """Mount a recording adapter on ``session`` for http:// and https://; returns the session."""
+    adapter = _requests_adapter()()
+    session.mount("https://", adapter)
+    session.mount("http://", adapter)
+    return session
+
+
+def _requests_adapter() -> type:
+    try:
+        from requests.adapters import HTTPAdapter
+    except ImportError:  # pragma: no cover - the hook is opt-in
+        raise ImportError("tracekit.http's requests hook needs requests: pip install "
+                          "requests") from None
+
+    class RecordingAdapter(HTTPAdapter):  # type: ignore[misc]
+        """Records each exchange made inside a run (the body as the caller reads it)."""
+
+        def send(self, request: Any, *args: Any, **kwargs: Any) -> Any:
+            run = current_run()
+            if run is None:
+                return super().send(request, *args, **kwargs)
+            body = request.body.encode() if isinstance(request.body, str) else request.body
+            doc = request_doc(request.method or "GET", request.url or "",
+                              request.headers.items(),
+                              body if isinstance(body, bytes) else None)
+            started = time.perf_counter()
+            try:
+                response = super().send(request, *args, **kwargs)
+            except Exception as exc:
+                record_exchange(run, doc, None, started, exc)
+                raise
+            response.raw = _RawTee(response.raw, _Tee(_requests_done(
+                run, doc, started, response, bool(kwargs.get("stream")))))
+            return response
+
+    return RecordingAdapter
+
+
+def _requests_done(run: Run, doc: dict[str, Any], started: float, response: Any,
+                   streamed: bool) -> Callable[[bytes], None]:
+    def done(body: bytes) -> None:
+        headers = [(k, v) for k, v in response.headers.items()
+                   if k.lower() not in ("content-encoding", "content-length")]
+        record_exchange(run, doc, response_doc(response.status_code, response.reason or "",
+                                               headers, body, streamed), started)
+    return done
+
+
+class _RawTee:
+    """urllib3's response, teeing the decoded body requests reads from it."""
+
+    def __init__(self, raw: Any, tee: _Tee) -> None:
+        self._raw, self._tee = raw, tee
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._raw, name)
+
+    def stream(self, amt: int | None = 2**16, decode_content: bool | None = None) -> Any:
+        for chunk in self._raw.stream(amt, decode_content=True):
+            yield self._tee.add(chunk)
+        self._tee.finish()
+
+    def read(self, amt: int | None = None, *args: Any, **kwargs: Any) -> bytes:
+        kwargs["decode_content"] = True
+        data = self._tee.add(self._raw.read(amt, *args, **kwargs))
+        if amt is None or not data:
+            self._tee.finish()
+        return data
+
+    def close(self) -> None:
+        try:
+            self._raw.close()
+        finally:
+            self._tee.finish()
+
+    def release_conn(self) -> None:
+        self._tee.finish()
+        self._raw.release_conn()
