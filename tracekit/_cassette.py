@@ -1,9 +1,11 @@
 """The incident's HTTP exchanges as a vcrpy cassette, and the cassette served in agent replay.
 
 ``export`` writes ``cassette.yaml`` from the ``http`` events (recorded by ``tracekit.http``,
-already scrubbed); agent replay serves it with record mode ``none``, so a request that is not in
-it fails instead of reaching the network. A query parameter recorded as redacted matches any
-value (the agent under replay sends its own key).
+already scrubbed) that got a response; agent replay serves it with record mode ``none``,
+so a request that is not in it fails instead of reaching the network. An exchange that
+failed (connection refused, timeout) is in the trace but not in the cassette: vcrpy
+replays responses, not transport errors, so in replay it is a divergence. A query
+parameter recorded as redacted matches any value (the agent under replay sends its own key).
 """
 
 from __future__ import annotations
@@ -53,8 +55,6 @@ def cassette_text(events: pa.Table) -> str | None:
 
 
 def _bytes(doc: dict[str, Any]) -> bytes | None:
-    if "json" in doc:
-        return json.dumps(doc["json"], ensure_ascii=False).encode()
     if "text" in doc:
         return str(doc["text"]).encode()
     if "base64" in doc:

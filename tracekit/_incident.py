@@ -148,7 +148,15 @@ def _replay_info(events: pa.Table) -> dict[str, Any]:
     kinds = events["kind"] if events.num_rows else pa.array([], pa.string())
     entries = events.filter(pc.equal(kinds, "entry")) if events.num_rows else events
     return {"entrypoint": entries["name"][0].as_py() if entries.num_rows else None,
-            "http_exchanges": int(pc.sum(pc.equal(kinds, "http")).as_py() or 0)}
+            "http_exchanges": _answered_http(events)}
+
+
+def _answered_http(events: pa.Table) -> int:
+    """HTTP exchanges that got a response: the cassette's interactions."""
+    if not events.num_rows:
+        return 0
+    http = pc.and_(pc.equal(events["kind"], "http"), pc.is_valid(events["output"]))
+    return int(pc.sum(pc.fill_null(http, False)).as_py() or 0)
 
 
 def _write_bundle(target: Path, manifest: dict[str, Any], events: pa.Table, ledger: pa.Table,

@@ -21,13 +21,13 @@ from __future__ import annotations
 
 import base64
 import functools
-import json
 import time
 import zlib
 from collections.abc import AsyncIterator, Callable, Iterable, Iterator
 from typing import Any
-from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+from urllib.parse import parse_qsl, quote, urlencode, urlsplit, urlunsplit
 
+from . import _config
 from ._encode import canonical_json
 from ._redact import MARKER
 from ._run import Run, current_run
@@ -52,27 +52,42 @@ def _headers(items: Iterable[tuple[str, str]]) -> dict[str, str]:
 
 
 def scrub_url(url: str) -> str:
-    """The URL with the values of secret-looking query parameters replaced."""
+    """The URL with its password and the values of secret-looking query parameters replaced."""
     parts = urlsplit(url)
-    if not parts.query:
-        return url
-    pairs = [(k, MARKER if any(s in k.lower() for s in _SECRET_PARAMS) else v)
-             for k, v in parse_qsl(parts.query, keep_blank_values=True)]
-    return urlunsplit(parts._replace(query=urlencode(pairs, safe="[]")))
+    if parts.password:
+        hidden = quote(MARKER)  # brackets are not allowed in a URL's host part
+        parts = parts._replace(netloc=parts.netloc.replace(f":{parts.password}@", f":{hidden}@"))
+    if parts.query:
+        pairs = [(k, MARKER if _secret_param(k) else v)
+                 for k, v in parse_qsl(parts.query, keep_blank_values=True)]
+        parts = parts._replace(query=urlencode(pairs, safe="[]"))
+    return urlunsplit(parts)
+
+
+def _secret_param(name: str) -> bool:
+    return any(s in name.lower() for s in _SECRET_PARAMS)
+
+
+def secrets_in(url: str, headers: Iterable[tuple[str, str]]) -> list[str]:
+    """The secret values a request carries (to scrub them from an error message too)."""
+    parts = urlsplit(url)
+    found = [v for k, v in parse_qsl(parts.query) if _secret_param(k)]
+    found += [v for k, v in headers if k.lower() in SECRET_HEADERS]
+    found += [parts.password] if parts.password else []
+    return sorted({v for v in found if len(v) >= 4}, key=len, reverse=True)
 
 
 def _body(data: bytes | None) -> dict[str, Any]:
-    """A body as JSON (so the redaction rules see its keys), else text, else base64."""
+    """A body as its text, byte for byte (replay serves it back as it came), run through the
+    redaction rules (a JSON body with its keys: only a body that held a secret changes);
+    base64 when it is not text."""
     if not data:
         return {}
     try:
         text = data.decode("utf-8")
     except UnicodeDecodeError:
         return {"base64": base64.b64encode(data).decode("ascii")}
-    try:
-        return {"json": json.loads(text)}
-    except ValueError:
-        return {"text": text}
+    return {"text": _config.settings().redactor.redact_json(text)[0]}
 
 
 def _decoded(data: bytes, encoding: str | None) -> tuple[bytes, bool]:
@@ -113,25 +128,34 @@ def response_doc(status: int, reason: str, headers: Iterable[tuple[str, str]], r
 
 
 def record_exchange(run: Run, request: dict[str, Any], response: dict[str, Any] | None,
-                    started: float, error: BaseException | None = None) -> None:
-    """One ``http`` event in ``run``."""
+                    started: float, error: BaseException | None = None,
+                    secrets: list[str] | None = None) -> None:
+    """One ``http`` event in ``run``; ``secrets`` are scrubbed from an error's text."""
     parts = urlsplit(request["url"])
+    host = parts.hostname or ""
+    text = None if error is None else f"{type(error).__name__}: {error}"
+    for secret in secrets or ():
+        text = text.replace(secret, MARKER) if text else text
     run._record(
-        "http", name=f"{request['method']} {parts.netloc}{parts.path}",
+        "http", name=f"{request['method']} {host}{f':{parts.port}' if parts.port else ''}"
+                     f"{parts.path}",
         args=canonical_json(request),
         output=None if response is None else canonical_json(response),
         status="error" if error is not None or (response or {}).get("status", 0) >= 400
         else "ok",
-        error=None if error is None else f"{type(error).__name__}: {error}",
+        error=text,
         latency_ms=(time.perf_counter() - started) * 1000.0)
 
 
 class _Tee:
-    """Collects a response body as the agent reads it; records the exchange once, at the end."""
+    """Collects a response body as the agent reads it; records the exchange once, at the end.
 
-    def __init__(self, done: Callable[[bytes], None]) -> None:
+    ``decoded`` says whether the chunks had their content-encoding undone already."""
+
+    def __init__(self, done: Callable[[bytes, bool], None]) -> None:
         self.chunks: list[bytes] = []
-        self._done: Callable[[bytes], None] | None = done
+        self.decoded = False
+        self._done: Callable[[bytes, bool], None] | None = done
 
     def add(self, chunk: bytes) -> bytes:
         self.chunks.append(chunk)
@@ -140,7 +164,7 @@ class _Tee:
     def finish(self) -> None:
         done, self._done = self._done, None
         if done is not None:
-            done(b"".join(self.chunks))
+            done(b"".join(self.chunks), self.decoded)
 
 
 # -- httpx -------------------------------------------------------------------------------------
@@ -161,9 +185,13 @@ def _httpx_exchange(request: Any) -> tuple[Run | None, dict[str, Any] | None, fl
     return run, doc, time.perf_counter()
 
 
+def _httpx_secrets(request: Any) -> list[str]:
+    return secrets_in(str(request.url), request.headers.multi_items())
+
+
 def _httpx_done(run: Run, doc: dict[str, Any], started: float, response: Any,
-                streamed: bool) -> Callable[[bytes], None]:
-    def done(raw: bytes) -> None:
+                streamed: bool) -> Callable[[bytes, bool], None]:
+    def done(raw: bytes, decoded: bool) -> None:
         record_exchange(run, doc, response_doc(
             response.status_code, response.reason_phrase, response.headers.multi_items(), raw,
             streamed), started)
@@ -191,7 +219,7 @@ class HTTPXTransport:
         try:
             response = self.inner.handle_request(request)
         except Exception as exc:
-            record_exchange(run, doc, None, started, exc)
+            record_exchange(run, doc, None, started, exc, _httpx_secrets(request))
             raise
         tee = _Tee(_httpx_done(run, doc, started, response, _is_stream(response)))
         return _httpx().Response(response.status_code, headers=response.headers,
@@ -223,7 +251,7 @@ class AsyncHTTPXTransport:
         try:
             response = await self.inner.handle_async_request(request)
         except Exception as exc:
-            record_exchange(run, doc, None, started, exc)
+            record_exchange(run, doc, None, started, exc, _httpx_secrets(request))
             raise
         tee = _Tee(_httpx_done(run, doc, started, response, _is_stream(response)))
         return _httpx().Response(response.status_code, headers=response.headers,
@@ -311,7 +339,8 @@ def _requests_adapter() -> type:
             try:
                 response = super().send(request, *args, **kwargs)
             except Exception as exc:
-                record_exchange(run, doc, None, started, exc)
+                record_exchange(run, doc, None, started, exc,
+                                secrets_in(request.url or "", request.headers.items()))
                 raise
             response.raw = _RawTee(response.raw, _Tee(_requests_done(
                 run, doc, started, response, bool(kwargs.get("stream")))))
@@ -321,17 +350,17 @@ def _requests_adapter() -> type:
 
 
 def _requests_done(run: Run, doc: dict[str, Any], started: float, response: Any,
-                   streamed: bool) -> Callable[[bytes], None]:
-    def done(body: bytes) -> None:
-        headers = [(k, v) for k, v in response.headers.items()
-                   if k.lower() not in ("content-encoding", "content-length")]
+                   streamed: bool) -> Callable[[bytes, bool], None]:
+    def done(body: bytes, decoded: bool) -> None:
+        headers = [(k, v) for k, v in response.headers.items() if not decoded
+                   or k.lower() not in ("content-encoding", "content-length")]
         record_exchange(run, doc, response_doc(response.status_code, response.reason or "",
                                                headers, body, streamed), started)
     return done
 
 
 class _RawTee:
-    """urllib3's response, teeing the decoded body requests reads from it."""
+    """urllib3's response, teeing the body as the caller reads it (decoded or not)."""
 
     def __init__(self, raw: Any, tee: _Tee) -> None:
         self._raw, self._tee = raw, tee
@@ -339,14 +368,21 @@ class _RawTee:
     def __getattr__(self, name: str) -> Any:
         return getattr(self._raw, name)
 
+    def _decoding(self, decode_content: bool | None) -> bool | None:
+        if decode_content is None:
+            decode_content = getattr(self._raw, "decode_content", None)
+        self._tee.decoded = bool(decode_content)
+        return decode_content
+
     def stream(self, amt: int | None = 2**16, decode_content: bool | None = None) -> Any:
-        for chunk in self._raw.stream(amt, decode_content=True):
+        for chunk in self._raw.stream(amt, decode_content=self._decoding(decode_content)):
             yield self._tee.add(chunk)
         self._tee.finish()
 
-    def read(self, amt: int | None = None, *args: Any, **kwargs: Any) -> bytes:
-        kwargs["decode_content"] = True
-        data = self._tee.add(self._raw.read(amt, *args, **kwargs))
+    def read(self, amt: int | None = None, decode_content: bool | None = None,
+             *args: Any, **kwargs: Any) -> bytes:
+        data = self._tee.add(self._raw.read(amt, self._decoding(decode_content), *args,
+                                            **kwargs))
         if amt is None or not data:
             self._tee.finish()
         return data
