@@ -18,20 +18,24 @@ Query it: ``tracekit.connect().execute("SELECT * FROM runs").fetchall()``. Test 
 ``tracekit.testing.recording``.
 """
 
+from typing import TYPE_CHECKING, Any
+
 from ._agent import entrypoint, model, now, random
 from ._agentreplay import RecordingEnds, ReplayDivergence, ReplayedToolError
 from ._config import Release, Settings, configure, flush, shutdown
 from ._effects import DuplicateInFlight, IdempotencyConflict, ReplayedFailure
 from ._encode import canonical_json
 from ._guard import Guard, Halted, OutOfScope
-from ._incident import export_incident
-from ._query import connect
 from ._redact import Redactor
-from ._replay import Verdict, replay
 from ._run import Run, current_run, run, tool
 from ._schema import EVENT_SCHEMA, SCHEMA_VERSION
 from ._store import TracekitWarning, resolve_root
 from ._version import __version__
+
+if TYPE_CHECKING:
+    from ._incident import export_incident
+    from ._query import connect
+    from ._replay import Verdict, replay
 
 __all__ = [
     "EVENT_SCHEMA",
@@ -69,6 +73,21 @@ __all__ = [
     "shutdown",
     "tool",
 ]
+
+
+_LAZY = {"connect": "_query", "export_incident": "_incident", "replay": "_replay",
+         "Verdict": "_replay"}
+
+
+def __getattr__(name: str) -> Any:
+    """The query, export and replay API, imported on first use (DuckDB is slow to load)."""
+    if name in _LAZY:
+        import importlib
+
+        value = getattr(importlib.import_module(f".{_LAZY[name]}", __name__), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module 'tracekit' has no attribute {name!r}")
 
 
 def recover(store: str | None = None) -> tuple[int, int]:

@@ -21,7 +21,6 @@ import pyarrow.parquet as pq
 
 from . import _config
 from ._cassette import CASSETTE, cassette_text
-from ._query import connect, resolve_run
 from ._redact import Redactor
 from ._schema import SCHEMA_VERSION
 from ._version import __version__
@@ -52,10 +51,12 @@ def export_incident(
     target = Path(out) / incident
     if target.exists() and not force:
         raise BundleExists(f"{target} already exists: pass --force to replace it")
+    from ._query import connect
+
     root = store if store is not None else _config.settings().store
     with connect(root) as con:
         ids = _incident_runs(con, runs)
-        events = _rows(con, "events", "ORDER BY run_id, seq", ids)
+        events = _bundle_order(_rows(con, "events", "", ids))
         ledger = _rows(con, "ledger_history", "ORDER BY run_id, ts, entry_id", ids)
         summary = _summary(con, ids)
     redactor = _config.settings().redactor
@@ -68,12 +69,24 @@ def export_incident(
 
 def _incident_runs(con: Any, runs: list[str]) -> list[str]:
     """The named runs and every run under them (sub-agents, at any depth)."""
+    from ._query import resolve_run
+
     named = sorted({resolve_run(con, r) for r in runs})
     rows = con.execute(
         "SELECT DISTINCT run_id FROM runs WHERE run_id IN (SELECT unnest($1)) "
         "OR root_run_id IN (SELECT unnest($1)) OR parent_run_id IN (SELECT unnest($1)) "
         "ORDER BY run_id", [named]).fetchall()
     return [r[0] for r in rows]
+
+
+def _bundle_order(events: pa.Table) -> pa.Table:
+    """Events by (run_id, seq), prompts last. Sorted here on the key columns alone: sorting in
+    SQL drags every prompt (most of an incident's bytes) through the sort."""
+    prompts = pc.fill_null(pc.equal(events["kind"], "prompt"), False)
+    keys = pa.table({"prompt": prompts, "run_id": events["run_id"], "seq": events["seq"]})
+    order = pc.sort_indices(keys, [("prompt", "ascending"), ("run_id", "ascending"),
+                                   ("seq", "ascending")])
+    return events.take(order)
 
 
 def _rows(con: Any, view: str, order: str, ids: list[str]) -> pa.Table:
@@ -127,7 +140,8 @@ def _scrub_ledger(table: pa.Table, redactor: Redactor) -> pa.Table:
 def _manifest(incident: str, ids: list[str], events: pa.Table,
               summary: dict[str, Any]) -> dict[str, Any]:
     first = events.slice(0, 1).to_pylist()[0] if events.num_rows else {}
-    ts = events["ts"].to_pylist() if events.num_rows else []
+    ts = [v for v in pc.min_max(events["ts"]).values() if v.is_valid] if events.num_rows else []
+    ts = [v.as_py() for v in ts]
     guard = _config.settings().guard
     return {
         "bundle_version": BUNDLE_VERSION, "name": incident, "runs": ids,
@@ -180,13 +194,14 @@ def _write_bundle(target: Path, manifest: dict[str, Any], events: pa.Table, ledg
 
 
 def _write_events(events: pa.Table, path: Path) -> None:
-    """Prompts in row groups of their own, after the rest: a reader that needs no prompt (policy
-    replay) skips them by the row groups' statistics, and a prompt can be the whole
-    conversation (most of an incident's bytes)."""
-    prompts = pc.fill_null(pc.equal(events["kind"], "prompt"), False)
+    """Prompts (last, in bundle order) in row groups of their own: a reader that needs no
+    prompt (policy replay) skips them by the row groups' statistics, and a prompt can be the
+    whole conversation (most of an incident's bytes)."""
+    rest = events.num_rows - int(pc.sum(pc.equal(events["kind"], "prompt")).as_py() or 0)
     with pq.ParquetWriter(path, events.schema, compression="zstd") as writer:
-        writer.write_table(events.filter(pc.invert(prompts)))
-        writer.write_table(events.filter(prompts))
+        for part in (events.slice(0, rest), events.slice(rest)):
+            if part.num_rows or not events.num_rows:
+                writer.write_table(part)
 
 
 def load_bundle(path: str | os.PathLike[str], prompts: bool = True,

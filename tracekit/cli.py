@@ -15,18 +15,21 @@ import warnings
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
+from types import ModuleType
+from typing import TYPE_CHECKING, Any
 
 import click
-import duckdb
 
-from . import _config, _query
+from . import _config
 from . import _oncall as oncall
 from ._control import ControlError
 from ._format import FORMATS, render
 from ._guard import Halted
 from ._store import Store, resolve_root
 from ._version import __version__
+
+if TYPE_CHECKING:
+    import duckdb
 
 __all__ = ["cli", "main"]
 
@@ -76,8 +79,15 @@ def _existing_store(store: Path | None) -> Path:
     return root
 
 
+def _q() -> ModuleType:
+    """The query module, imported by the commands that run SQL (DuckDB takes a while to load)."""
+    from . import _query
+
+    return _query
+
+
 def _connect(store: Path | None) -> duckdb.DuckDBPyConnection:
-    return _query.connect(_existing_store(store))
+    return _q().connect(_existing_store(store))
 
 
 def parse_since(value: str | None, now: datetime | None = None) -> datetime | None:
@@ -111,13 +121,15 @@ def _sql_errors(fn: Callable[..., Any]) -> Callable[..., Any]:
     """Turn DuckDB and lookup errors into one-line messages."""
     @functools.wraps(fn)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
+        import duckdb
+
         try:
             return fn(*args, **kwargs)
-        except (_query.UnknownRun, ValueError) as exc:
+        except (_q().UnknownRun, ValueError) as exc:
             raise click.ClickException(str(exc)) from None
         except duckdb.Error as exc:
             first = str(exc).strip().splitlines()[0]
-            views = ", ".join(_query.VIEWS)
+            views = ", ".join(_q().VIEWS)
             raise click.ClickException(
                 f"query failed: {first} (views: {views}; see `tracekit query --help`)"
             ) from None
@@ -146,7 +158,7 @@ def runs(store: Path | None, tenant: str | None, status: str | None, since: str 
          limit: int, fmt: str) -> None:
     """List runs, newest first, with steps, tool calls, cost and status."""
     with _connect(store) as con:
-        columns, rows = _query.list_runs(con, tenant, parse_since(since), status, limit)
+        columns, rows = _q().list_runs(con, tenant, parse_since(since), status, limit)
     _echo_table(columns, rows, fmt)
 
 
@@ -162,7 +174,7 @@ def show(run_id: str, store: Path | None, full: bool, fmt: str) -> None:
     RUN_ID may be a unique prefix; an unknown id suggests the closest ones.
     """
     with _connect(store) as con:
-        columns, rows = _query.timeline(con, run_id)
+        columns, rows = _q().timeline(con, run_id)
     _echo_table(columns, rows, fmt, None if full else 70)
 
 
@@ -177,7 +189,7 @@ def query(sql: str, store: Path | None, fmt: str) -> None:
     Example: tracekit query "SELECT tenant, sum(cost_usd) FROM runs GROUP BY tenant"
     """
     with _connect(store) as con:
-        columns, rows = _query.run_query(con, sql)
+        columns, rows = _q().run_query(con, sql)
     _echo_table(columns, rows, fmt, None)
 
 
@@ -195,7 +207,7 @@ def scope(run_id: str | None, tenant: str | None, release: str | None, since: st
     duplicates suppressed, may-have-fired, reversible and irreversible, and what still stands.
     """
     with _connect(store) as con:
-        report = _query.scope(con, run_id, tenant, release, parse_since(since))
+        report = _q().scope(con, run_id, tenant, release, parse_since(since))
     if as_json:
         rows = [dict(zip(report["columns"], r, strict=True)) for r in report["rows"]]
         click.echo(json.dumps({**report, "rows": rows, "columns": None}, indent=2, default=str))

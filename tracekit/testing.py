@@ -17,7 +17,6 @@ from pathlib import Path
 from typing import Any
 
 from . import _config
-from ._query import connect
 
 __all__ = ["Recording", "incident_bundle", "recording"]
 
@@ -30,6 +29,8 @@ class Recording:
 
     def rows(self, sql: str, params: list[Any] | None = None) -> list[dict[str, Any]]:
         """Run SQL over the views; one dict per row."""
+        from ._query import connect
+
         _config.flush()
         with connect(self.store) as con:
             cursor = con.execute(sql, params or [])
