@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ast
+import itertools
 import os
 import re
 import shutil
@@ -29,8 +30,9 @@ def tk(cwd: Path, *args: str) -> subprocess.CompletedProcess[str]:
                           text=True, cwd=cwd, env=env, timeout=120)
 
 
-def pytest_in(cwd: Path, *args: str, seed: str = "0") -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "PYTHONHASHSEED": seed}
+def pytest_in(cwd: Path, *args: str, seed: str = "0",
+              **env_extra: str) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "PYTHONHASHSEED": seed, **env_extra}
     return subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider",
                            "-m", "incident", *args], capture_output=True, text=True, cwd=cwd,
                           env=env, timeout=300)
@@ -183,22 +185,27 @@ def test_hostile_trace_content_never_reaches_the_generated_source(
 
 
 def test_generated_tests_give_the_same_verdicts_in_any_order_and_hash_seed(tmp_path: Path) -> None:
-    shutil.copytree(ROOT / "fixtures/incidents/incident-42", tmp_path / "fx/incident-42")
-    shutil.copytree(ROOT / "fixtures/incidents/incident-42", tmp_path / "fx/incident-43")
+    """Twenty runs, each in a new process with its own PYTHONHASHSEED and file order: agent
+    replay, a contained policy replay and a failing one always give the same verdicts."""
+    for name in ("incident-42", "incident-43", "incident-44"):
+        shutil.copytree(ROOT / "fixtures/incidents/incident-42", tmp_path / "fx" / name)
     (tmp_path / "t").mkdir()
     (tmp_path / "t/tracekit.toml").write_text(GUARD_TOML)
-    make_test("incident-42", tmp_path / "fx", tmp_path / "t")
+    make_test("incident-42", tmp_path / "fx", tmp_path / "t", entrypoint=DEMO_AGENT)
     make_test("incident-43", tmp_path / "fx", tmp_path / "t", max_effects=0)  # fails: 1 > 0
-    files = ["t/test_incident_42.py", "t/test_incident_43.py"]
+    make_test("incident-44", tmp_path / "fx", tmp_path / "t")
+    files = [f"t/test_incident_{n}.py" for n in (42, 43, 44)]
+    orders = list(itertools.permutations(files))
     outcomes = set()
-    for seed, order in [("0", files), ("1", files[::-1]), ("7", files), ("99", files[::-1]),
-                        ("12345", files), ("4242", files[::-1])]:
-        run = pytest_in(tmp_path, "-rA", *order, seed=seed)
-        lines = sorted(line for line in run.stdout.splitlines()
+    for run_number in range(20):
+        order = orders[run_number % len(orders)]
+        run = pytest_in(tmp_path, "-rA", "-p", "tracekit.pytest_plugin", *order,
+                        seed=str(run_number * 7919), PYTEST_DISABLE_PLUGIN_AUTOLOAD="1")
+        lines = sorted(line.split(" - ")[0] for line in run.stdout.splitlines()
                        if line.startswith(("PASSED", "FAILED")))
         outcomes.add((run.returncode, tuple(lines)))
     assert len(outcomes) == 1, outcomes
     [(code, lines)] = outcomes
-    assert code == 1 and len(lines) == 2
-    assert lines[0].startswith("FAILED t/test_incident_43.py")
-    assert lines[1].startswith("PASSED t/test_incident_42.py")
+    assert code == 1 and lines == ("FAILED t/test_incident_43.py::test_incident_43_is_contained",
+                                   "PASSED t/test_incident_42.py::test_incident_42_is_contained",
+                                   "PASSED t/test_incident_44.py::test_incident_44_is_contained")

@@ -29,6 +29,7 @@ from pathlib import Path
 from typing import Any
 
 import pyarrow as pa
+import pyarrow.parquet as pq
 
 from . import _config, _run
 from ._cassette import serving
@@ -68,20 +69,69 @@ class ReplayedToolError(RuntimeError):
 
 @dataclass
 class _Call:
-    """One recorded decision that replay can serve: a tool call or a model call."""
+    """One recorded decision that replay can serve: a tool call or a model call.
+
+    A prompt's text (it can be the whole conversation) is read from the bundle only when the
+    replay gets to it: ``text`` is then a ``(prompts, row)`` reference."""
 
     run_id: str
     step: int
     name: str | None
-    args: str
+    text: str | tuple[_Prompts, int]
     ts: float
     call_id: str | None
     writes: bool = False
     result: dict[str, Any] | None = None
     taken: bool = False
 
+    @property
+    def args(self) -> str:
+        if not isinstance(self.text, str):
+            prompts, row = self.text
+            self.text = prompts.text(row)
+        return self.text
+
     def label(self) -> str:
         return f"{self.name} at step {self.step}"
+
+
+class _Prompts:
+    """The bundle's prompt texts, read a row group at a time as the replay reaches them."""
+
+    def __init__(self, path: Path) -> None:
+        self.file = pq.ParquetFile(path)
+        self.groups: list[int] = []  # row -> its row group
+        self.offsets: list[int] = []  # row -> its index in that group
+        self._read: dict[int, pa.ChunkedArray] = {}
+
+    def rows(self) -> list[dict[str, Any]]:
+        """Every prompt event but its text, each with ``args`` referring to the text."""
+        columns = [c for c in _COLUMNS if c != "args" and c in self.file.schema_arrow.names]
+        found: list[dict[str, Any]] = []
+        for group in range(self.file.num_row_groups):
+            if not self._may_hold_prompts(group):
+                continue
+            table = self.file.read_row_group(group, columns=columns)
+            for offset, row in enumerate(table.to_pylist()):
+                if row["kind"] == "prompt":
+                    row["args"] = (self, len(self.groups))
+                    self.groups.append(group)
+                    self.offsets.append(offset)
+                    found.append(row)
+        return found
+
+    def _may_hold_prompts(self, group: int) -> bool:
+        stats = self.file.metadata.row_group(group).column(
+            self.file.schema_arrow.get_field_index("kind")).statistics
+        if stats is None or not stats.has_min_max:
+            return True
+        return bool(stats.min <= "prompt" <= stats.max)
+
+    def text(self, row: int) -> str:
+        group = self.groups[row]
+        if group not in self._read:
+            self._read[group] = self.file.read_row_group(group, columns=["args"])["args"]
+        return self._read[group][self.offsets[row]].as_py() or "null"
 
 
 @dataclass
@@ -97,9 +147,11 @@ class _RecordedRun:
                                                                     "random": deque()})
 
 
-def _load_runs(events: pa.Table) -> dict[str, _RecordedRun]:
-    """The incident's runs, each with its calls, prompts and draws in recorded order."""
+def _load_runs(events: pa.Table, prompts: list[dict[str, Any]]) -> dict[str, _RecordedRun]:
+    """The incident's runs, each with its calls, prompts and draws in recorded order.
+    ``events`` has every event but the prompts; ``prompts`` are those (texts unread)."""
     rows = events.select([c for c in _COLUMNS if c in events.column_names]).to_pylist()
+    rows = [r for r in rows if r["kind"] != "prompt"] + prompts
     rows.sort(key=lambda r: (r["run_id"], r["seq"]))
     runs: dict[str, _RecordedRun] = {}
     answers: dict[tuple[str, str], dict[str, Any]] = {}
@@ -249,12 +301,13 @@ def _divergence(run: _RecordedRun, kind: str, step: int, name: str | None, actua
                              f"{run.run_id}: {what} at step {step}", run_id=run.run_id,
                              step=step, kind=kind, actual=actual)
     value = json.loads(actual)
-    ranked = sorted(((_near_miss(c, step, name, value), i, c) for i, c in enumerate(left)),
+    near = [c for c in left if abs(c.step - step) <= 2] or left[:50]  # texts read: a few
+    ranked = sorted(((_near_miss(c, step, name, value), i, c) for i, c in enumerate(near)),
                     key=lambda t: (-t[0][0], t[1]))[:_SHOWN]
-    near = "\n".join(f"    {t[0][1]}" for t in ranked)
+    shown = "\n".join(f"    {t[0][1]}" for t in ranked)
     best = ranked[0][2]
     message = (f"{head}\n  found {len(left)} recorded {kind} event(s) not yet replayed; the "
-               f"nearest:\n{near}\n  diff (recorded -> actual):\n{_diff(best, actual)}")
+               f"nearest:\n{shown}\n  diff (recorded -> actual):\n{_diff(best, actual)}")
     return ReplayDivergence(message, run_id=run.run_id, step=step, kind=kind, actual=actual,
                             recorded=best.args)
 
@@ -459,12 +512,10 @@ def agent_replay(bundle: Path, events: pa.Table, ledger: pa.Table, entrypoint: s
                                          str | None]:
     """Run ``entrypoint`` against the recording. Returns the replay's event rows, the effects
     that would have fired, and why it stopped early (the recording ended) if it did."""
-    from vcr.errors import CannotOverwriteExistingCassetteException
-
     from ._replay import MemoryControl
 
     fn = load_entrypoint(entrypoint)
-    runs = _load_runs(events)
+    runs = _load_runs(events, _Prompts(bundle / "events.parquet").rows())
     inputs = _inputs(runs, entrypoint)
     clock = [min((c.ts for r in runs.values() for c in r.calls), default=0.0)]
     sink = _Sink()
@@ -478,9 +529,9 @@ def agent_replay(bundle: Path, events: pa.Table, ledger: pa.Table, entrypoint: s
                 _call_entry(fn, kwargs)
     except RecordingEnds as exc:
         ended = str(exc)
-    except CannotOverwriteExistingCassetteException as exc:
-        raise _http_divergence(exc) from None
     except Exception as exc:
+        if type(exc).__name__ == "CannotOverwriteExistingCassetteException":  # vcrpy's miss
+            raise _http_divergence(exc) from None
         if not getattr(exc, "tracekit_halt", False):
             raise
     finally:

@@ -73,7 +73,11 @@ def _query(r1: Any, r2: Any) -> None:
 
 @contextmanager
 def serving(bundle: Path) -> Iterator[None]:
-    """HTTP served by vcrpy from the bundle's cassette, record mode none (never recorded)."""
+    """HTTP served by vcrpy from the bundle's cassette, record mode none (never recorded).
+    Without a cassette nothing is patched: every connection is refused anyway."""
+    if not (bundle / CASSETTE).is_file():
+        yield
+        return
     import vcr
 
     recorder = vcr.VCR(record_mode="none", decode_compressed_response=False)

@@ -31,6 +31,7 @@ __all__ = ["BUNDLE_VERSION", "BundleExists", "export_incident", "load_bundle", "
 BUNDLE_VERSION = 1
 NAME_RE = re.compile(r"^[A-Za-z0-9._-]+$")
 _EVENT_TEXT = ("name", "error")
+_PROMPT_GROUP_ROWS = 256
 _EVENT_JSON = ("args", "output", "attrs")
 
 
@@ -199,9 +200,10 @@ def _write_events(events: pa.Table, path: Path) -> None:
     whole conversation (most of an incident's bytes)."""
     rest = events.num_rows - int(pc.sum(pc.equal(events["kind"], "prompt")).as_py() or 0)
     with pq.ParquetWriter(path, events.schema, compression="zstd") as writer:
-        for part in (events.slice(0, rest), events.slice(rest)):
-            if part.num_rows or not events.num_rows:
-                writer.write_table(part)
+        if rest or not events.num_rows:
+            writer.write_table(events.slice(0, rest))
+        if rest < events.num_rows:  # small groups: agent replay reads the ones it reaches
+            writer.write_table(events.slice(rest), row_group_size=_PROMPT_GROUP_ROWS)
 
 
 def load_bundle(path: str | os.PathLike[str], prompts: bool = True,

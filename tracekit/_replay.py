@@ -163,7 +163,7 @@ def replay(bundle: str | os.PathLike[str], guard: Guard | None = None,
     its model outputs, tool results, HTTP, clock and random draws served from the recording;
     a call the recording does not have raises ``ReplayDivergence``.
     """
-    manifest, events, ledger = load_bundle(bundle, prompts=entrypoint is not None)
+    manifest, events, ledger = load_bundle(bundle, prompts=False)  # agent replay reads them lazily
     if guard is None:
         guard = project_guard() or (guard_from_mapping(manifest["guard"], "the bundle")
                                     if manifest.get("guard") else Guard())
