@@ -22,6 +22,7 @@ from typing import Any, TypeVar, overload
 
 from . import _run
 from ._encode import canonical_json
+from ._redact import MARKER
 
 __all__ = ["entrypoint", "model", "now", "random"]
 
@@ -29,17 +30,32 @@ F = TypeVar("F", bound=Callable[..., Any])
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
-def entrypoint(fn: F) -> F:
+@overload
+def entrypoint(fn: F, /) -> F: ...
+@overload
+def entrypoint(*, secrets: tuple[str, ...] = ()) -> Callable[[F], F]: ...
+def entrypoint(fn: F | None = None, /, *, secrets: tuple[str, ...] = ()) -> Any:
     """Record the arguments the decorated function was called with in the first run it opens.
 
     ``tracekit make-test NAME --entrypoint module:function`` calls it again with them (decoded
-    from JSON) to replay the incident through the real agent code.
+    from JSON) to replay the incident through the real agent code. The arguments named in
+    ``secrets`` (say an API key) are recorded redacted, as are those the redaction rules catch;
+    in replay the function gets the redaction marker for them.
     """
+    if fn is None:
+        return lambda func: _entrypoint(func, frozenset(secrets))
+    return _entrypoint(fn, frozenset(secrets))
+
+
+def _entrypoint(fn: F, secrets: frozenset[str]) -> F:
     params = _run._param_names(fn)
     target = f"{fn.__module__}:{fn.__qualname__}"
 
     def bind(args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
-        return _run._entry.set([target, canonical_json(_run._named(params, args, kwargs)), False])
+        named = _run._named(params, args, kwargs)
+        if secrets:
+            named = {k: MARKER if k in secrets else v for k, v in named.items()}
+        return _run._entry.set([target, canonical_json(named), False])
 
     if inspect.iscoroutinefunction(fn):
         @functools.wraps(fn)
@@ -105,30 +121,65 @@ def model(fn: F | None = None, /, *, name: str | None = None,
     """
     def decorate(func: F) -> F:
         spec = ModelSpec(func, name, cost, usage, decode)
+        if inspect.iscoroutinefunction(func):
+            @functools.wraps(func)
+            async def async_wrapper(*args: Any, **kwargs: Any) -> Any:
+                current = _run._current.get()
+                if current is None:
+                    return await func(*args, **kwargs)
+                call_id = _begin_model(current, spec, args, kwargs)
+                if call_id is None:  # agent replay: the recorded answer
+                    return current._served.model(current, spec, spec.prompt_of(args, kwargs))
+                started = time.perf_counter()
+                try:
+                    result = await func(*args, **kwargs)
+                except Exception as exc:
+                    _model_failed(current, spec, call_id, exc)
+                    raise
+                return _end_model(current, spec, call_id, result, started)
+            return async_wrapper  # type: ignore[return-value]
 
         @functools.wraps(func)
         def wrapper(*args: Any, **kwargs: Any) -> Any:
             current = _run._current.get()
             if current is None:
                 return func(*args, **kwargs)
-            return _call_model(current, spec, func, args, kwargs)
+            call_id = _begin_model(current, spec, args, kwargs)
+            if call_id is None:
+                return current._served.model(current, spec, spec.prompt_of(args, kwargs))
+            started = time.perf_counter()
+            try:
+                result = func(*args, **kwargs)
+            except Exception as exc:
+                _model_failed(current, spec, call_id, exc)
+                raise
+            return _end_model(current, spec, call_id, result, started)
         return wrapper  # type: ignore[return-value]
     return decorate(fn) if fn is not None else decorate
 
 
-def _call_model(run: _run.Run, spec: ModelSpec, func: Callable[..., Any],
-                args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
-    prompt = spec.prompt_of(args, kwargs)
-    served = run._served
-    if served is not None:
-        return served.model(run, spec, prompt)
+def _begin_model(run: _run.Run, spec: ModelSpec, args: tuple[Any, ...],
+                 kwargs: dict[str, Any]) -> str | None:
+    """Record the prompt of a model call; None in agent replay (served instead)."""
+    if run._served is not None:
+        return None
     call_id = f"call_{next(run._calls)}"
-    run._record("prompt", name=spec.name or run.release.model, call_id=call_id, args=prompt)
-    started = time.perf_counter()
-    result = func(*args, **kwargs)
+    run._record("prompt", name=spec.name or run.release.model, call_id=call_id,
+                args=spec.prompt_of(args, kwargs))
+    return call_id
+
+
+def _end_model(run: _run.Run, spec: ModelSpec, call_id: str, result: Any,
+               started: float) -> Any:
     record_output(run, spec, call_id, result, canonical_json(result),
                   (time.perf_counter() - started) * 1000.0)
     return result
+
+
+def _model_failed(run: _run.Run, spec: ModelSpec, call_id: str, exc: BaseException) -> None:
+    """A model call that raised: an ``error`` event with its call id (replay raises it again)."""
+    run._record("error", name=spec.name or run.release.model, call_id=call_id, status="error",
+                error=_run._describe(exc), attrs=_run.exception_attrs(exc))
 
 
 def record_output(run: _run.Run, spec: ModelSpec, call_id: str, result: Any, encoded: str,

@@ -18,9 +18,13 @@ from __future__ import annotations
 
 import difflib
 import importlib
+import inspect
 import json
+import os
 import re
 import socket
+import sys
+import threading
 from collections import deque
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -140,11 +144,16 @@ class _RecordedRun:
     tenant: str
     parent: str | None
     start: float
+    attrs: str | None = None
     entry: dict[str, Any] | None = None
     calls: list[_Call] = field(default_factory=list)
     prompts: list[_Call] = field(default_factory=list)
-    draws: dict[str, deque[str]] = field(default_factory=lambda: {"clock": deque(),
-                                                                    "random": deque()})
+    draws: dict[str, deque[tuple[int, str]]] = field(
+        default_factory=lambda: {"clock": deque(), "random": deque()})
+
+    def exhausted(self) -> bool:
+        """Every recorded call and prompt of the run was replayed: it went past the end."""
+        return all(c.taken for c in self.calls) and all(p.taken for p in self.prompts)
 
 
 def _load_runs(events: pa.Table, prompts: list[dict[str, Any]]) -> dict[str, _RecordedRun]:
@@ -175,13 +184,15 @@ def _add(run: _RecordedRun, row: dict[str, Any], answers: dict[tuple[str, str], 
                      row["ts"].timestamp(), row["call_id"],
                      writes='"writes":true' in (row["attrs"] or ""))
         (run.calls if kind == "tool_call" else run.prompts).append(call)
-    elif kind in ("tool_result", "model_output"):
-        if row["call_id"] is not None:
+    elif kind in ("tool_result", "model_output", "error"):
+        if row["call_id"] is not None:  # an error with a call id: a model call that raised
             answers[(run.run_id, row["call_id"])] = row
         elif kind == "model_output" and run.prompts and run.prompts[-1].result is None:
             run.prompts[-1].result = row  # a manual model_output answers the prompt before it
     elif kind in ("clock", "random"):
-        run.draws[kind].append(row["output"])
+        run.draws[kind].append((row["step"] or 0, row["output"]))
+    elif kind == "run_start":
+        run.attrs = row["attrs"]
     elif kind == "entry" and run.entry is None:
         run.entry = {"target": row["name"], "input": json.loads(row["args"] or "{}")}
 
@@ -296,10 +307,16 @@ def _divergence(run: _RecordedRun, kind: str, step: int, name: str | None, actua
     head = (f"agent replay diverged in run {run.run_id} at step {step}: {what} with "
             f"{_short(json.loads(actual), 200)} is not in the recording")
     left = [c for c in pool if not c.taken]
-    if not left:
+    if run.exhausted():
         return RecordingEnds(f"the agent went on past the end of the recording of run "
                              f"{run.run_id}: {what} at step {step}", run_id=run.run_id,
                              step=step, kind=kind, actual=actual)
+    if not left:
+        rest = sum(not c.taken for c in (*run.calls, *run.prompts))
+        return ReplayDivergence(f"{head}\n  every recorded {kind} of the run was replayed, but "
+                                f"{rest} other recorded call(s) were not: the agent took "
+                                "another path", run_id=run.run_id, step=step, kind=kind,
+                                actual=actual)
     value = json.loads(actual)
     near = [c for c in left if abs(c.step - step) <= 2] or left[:50]  # texts read: a few
     ranked = sorted(((_near_miss(c, step, name, value), i, c) for i, c in enumerate(near)),
@@ -313,11 +330,14 @@ def _divergence(run: _RecordedRun, kind: str, step: int, name: str | None, actua
 
 
 def _take(run: _RecordedRun, pool: list[_Call], kind: str, step: int, name: str | None,
-          actual: str) -> _Call:
-    """The first recorded call not yet served with this logical key (step, name, arguments)."""
+          actual: str, upto: bool = False) -> _Call:
+    """The first recorded call not yet served with this logical key (step, name, arguments);
+    ``upto``: recorded at this step or before (model calls made in parallel each start a step,
+    in whatever order they answer)."""
     for call in pool:
-        if not call.taken and call.step == step and name in (None, call.name) and _same_text(
-                call.args, actual):
+        if call.taken or name not in (None, call.name):
+            continue
+        if (call.step <= step if upto else call.step == step) and _same_text(call.args, actual):
             call.taken = True
             return call
     raise _divergence(run, kind, step, name, actual, pool)
@@ -338,6 +358,28 @@ class _Sink:
         return True
 
 
+class _StopReplay(BaseException):
+    """The guard has halted the replay and the agent went on anyway: the verdict is in, and
+    what the agent does next is not evidence (a BaseException: agent code does not catch it)."""
+
+
+def _serving(method: Callable[..., Any]) -> Callable[..., Any]:
+    """One served call at a time (threads), and a divergence the agent swallowed is raised
+    again at its next call: a replay never goes on from a point the recording does not have."""
+    def wrapper(self: Served, *args: Any, **kwargs: Any) -> Any:
+        with self.lock:
+            if self.failure is not None:
+                raise self.failure
+            try:
+                return method(self, *args, **kwargs)
+            except ReplayDivergence as exc:
+                if self.halted():
+                    raise _StopReplay() from None
+                self.failure = exc
+                raise
+    return wrapper
+
+
 class Served:
     """The recording, as the replayed agent's world: what `_run` asks during agent replay."""
 
@@ -349,22 +391,36 @@ class Served:
         self.fired = {(r["run_id"], r["call_id"]): r for r in ledger.to_pylist()
                       if r["status"] == "fired"}
         self.effects: list[tuple[int, dict[str, Any]]] = []  # (event index, ledger row)
+        self.failure: ReplayDivergence | None = None
+        self.lock = threading.RLock()
         self._unassigned = sorted(runs.values(), key=lambda r: (r.start, r.run_id))
 
-    def run_id_for(self, tenant: str, run_id: str | None, parent: Any) -> str:
-        """The recorded run a new run replays: the one named, or the next of its parent's."""
+    def halted(self) -> bool:
+        """Has today's guard refused a call in this replay already?"""
+        return any(r[4] == "guard" and r[9] in ("halted", "refused") for r in self.rows)
+
+    @_serving
+    def run_id_for(self, tenant: str, run_id: str | None, parent: Any,
+                   attrs: dict[str, Any] | None = None) -> str:
+        """The recorded run a new run replays: the one named, else the first not yet replayed
+        with the same parent and tenant, preferring one with the same attributes (sub-agents
+        started in parallel match whatever order they start in)."""
         parent_id = getattr(parent, "run_id", parent)
-        for run in self._unassigned:
-            if (run.run_id == run_id) if run_id else (
-                    run.parent == parent_id and run.tenant == tenant):
-                self._unassigned.remove(run)
-                return run.run_id
+        named = [r for r in self._unassigned if r.run_id == run_id]
+        same = [r for r in self._unassigned if r.parent == parent_id and r.tenant == tenant]
+        encoded = canonical_json(attrs) if attrs else None
+        alike = [r for r in same if (r.attrs is None) == (encoded is None) and (
+            encoded is None or _same_text(str(r.attrs), encoded))]
+        for run in (*named, *alike, *same):
+            self._unassigned.remove(run)
+            return run.run_id
         raise ReplayDivergence(
             f"agent replay diverged: the agent started a run (tenant={tenant!r}, parent="
             f"{parent_id!r}{f', run_id={run_id!r}' if run_id else ''}) that the recording does "
             f"not have; runs not yet replayed: {[r.run_id for r in self._unassigned]}",
             kind="run")
 
+    @_serving
     def tool(self, run: _run.Run, spec: Any, params: Any, args: tuple[Any, ...],
              kwargs: dict[str, Any]) -> Any:
         named = _run._named(params, args, kwargs)
@@ -372,9 +428,9 @@ class Served:
         recorded = self.runs[run.run_id]
         try:
             call = _take(recorded, recorded.calls, "tool_call", run.step, spec.name, encoded)
-        except RecordingEnds:
-            if run._guard is not None:
-                run._check(spec, named, encoded)  # today's guard may stop it here
+        except ReplayDivergence:
+            if run._guard is not None:  # today's guard may refuse it: then it never happens
+                run._check(spec, named, encoded)
             raise
         self.clock[0] = call.ts
         if run._guard is not None:
@@ -393,10 +449,12 @@ class Served:
                     status=row["status"], error=row["error"], latency_ms=row["latency_ms"])
         if row["status"] in ("ok", "duplicate"):
             if spec.writes and (run.run_id, call.call_id) in self.fired:
-                self.effects.append((len(self.rows), self.fired[(run.run_id, call.call_id)]))
+                self.effects.append((len(self.rows) - 1,
+                                     self.fired[(run.run_id, call.call_id)]))
             return json.loads(row["output"] or "null")
-        raise ReplayedToolError(f"{spec.name} failed in the recording: {row['error']}")
+        raise recorded_error(spec.name, row)
 
+    @_serving
     def prompt(self, run: _run.Run, encoded: str) -> _Call:
         """A prompt the agent sends: it must be the recorded one at this step."""
         call = self._prompt(run, encoded)
@@ -406,13 +464,15 @@ class Served:
     def _prompt(self, run: _run.Run, encoded: str) -> _Call:
         recorded = self.runs[run.run_id]
         try:
-            return _take(recorded, recorded.prompts, "prompt", run.step, None, encoded)
+            return _take(recorded, recorded.prompts, "prompt", run.step, None, encoded,
+                         upto=True)
         except RecordingEnds:
             _past_the_end(run)
             raise
 
+    @_serving
     def model(self, run: _run.Run, spec: Any, prompt: str) -> Any:
-        """A model call: the recorded answer, the model not called."""
+        """A model call: the recorded answer (or error), the model not called."""
         from ._agent import record_output
 
         call = self._prompt(run, prompt)
@@ -424,29 +484,63 @@ class Served:
         self.clock[0] = row["ts"].timestamp()
         run._record("prompt", name=spec.name or run.release.model, call_id=call.call_id,
                     args=prompt)
+        if row["kind"] == "error":
+            run._record("error", name=row["name"], call_id=call.call_id, status="error",
+                        error=row["error"], attrs=row["attrs"])
+            raise recorded_error(str(row["name"]), row)
         value = json.loads(row["output"] or "null")
         result = spec.decode(value) if spec.decode is not None else value
         record_output(run, spec, call.call_id or "", result, row["output"], row["latency_ms"])
         return result
 
+    @_serving
     def draw(self, run: _run.Run | None, kind: str) -> Any:
-        """The next recorded clock read or random draw of the run."""
+        """The next recorded clock read or random draw of the run, read at the same step."""
         if run is None:
             return int(self.clock[0] * 1e6) if kind == "clock" else 0.5
-        draws = self.runs[run.run_id].draws[kind]
+        recorded = self.runs[run.run_id]
+        what = f"tracekit.{'now' if kind == 'clock' else 'random'}()"
+        draws = recorded.draws[kind]
         if not draws:
+            cls = RecordingEnds if recorded.exhausted() else ReplayDivergence
+            raise cls(f"agent replay diverged in run {run.run_id} at step {run.step}: {what} "
+                      "was called more times than the recording has", run_id=run.run_id,
+                      step=run.step, kind=kind)
+        step, value = draws[0]
+        if step != run.step:
             raise ReplayDivergence(
-                f"agent replay diverged in run {run.run_id} at step {run.step}: tracekit."
-                f"{'now' if kind == 'clock' else 'random'}() was called more times than the "
-                "recording has", run_id=run.run_id, step=run.step, kind=kind)
-        value = draws.popleft()
+                f"agent replay diverged in run {run.run_id}: {what} was read at step "
+                f"{run.step}; the next recorded read is at step {step}", run_id=run.run_id,
+                step=run.step, kind=kind)
+        draws.popleft()
         return int(value) if kind == "clock" else float(value)
 
+    @_serving
     def outside_run(self, name: str) -> None:
         raise ReplayDivergence(
             f"agent replay: tool {name} was called outside any run, so it was not recorded and "
             "cannot be served; call it inside `with tracekit.run(...)` (in a thread, run it in "
             "contextvars.copy_context())", kind="tool_call")
+
+
+def recorded_error(name: str, row: dict[str, Any]) -> Exception:
+    """The error a call failed with in the recording, raised again: its own type when it can
+    be imported (so the agent's ``except TimeoutError`` retries as it did), always also a
+    ``ReplayedToolError``."""
+    text = str(row["error"] or "")
+    message = text.split(": ", 1)[1] if ": " in text else text
+    origin = json.loads(row["attrs"] or "{}").get("exception") if row["attrs"] else None
+    try:
+        module, _, qualname = str(origin).partition(":")
+        cls: Any = importlib.import_module(module)
+        for part in qualname.split("."):
+            cls = getattr(cls, part)
+        if isinstance(cls, type) and issubclass(cls, Exception):
+            replayed = type(cls.__name__, (cls, ReplayedToolError), {})
+            return replayed(message)  # type: ignore[no-any-return]
+    except Exception:
+        pass
+    return ReplayedToolError(f"{name} failed in the recording: {text}")
 
 
 def _past_the_end(run: _run.Run) -> None:
@@ -471,7 +565,7 @@ def load_entrypoint(spec: str) -> Callable[..., Any]:
     if not module_name or not attr:
         raise ValueError(f"entrypoint {spec!r} must look like module:function")
     try:
-        target: Any = importlib.import_module(module_name)
+        target: Any = _import(module_name)
         for part in attr.split("."):
             target = getattr(target, part)
     except (ImportError, AttributeError) as exc:
@@ -480,6 +574,19 @@ def load_entrypoint(spec: str) -> Callable[..., Any]:
     if not callable(target):
         raise ValueError(f"entrypoint {spec!r} is not callable")
     return target  # type: ignore[no-any-return]
+
+
+def _import(name: str) -> Any:
+    """Import the entry point's module; from the project's folder (the current one) too, as
+    ``python -m pytest`` would find it when plain ``pytest`` does not."""
+    try:
+        return importlib.import_module(name)
+    except ModuleNotFoundError as exc:
+        here = os.getcwd()
+        if here in sys.path or not (exc.name or "").startswith(name.split(".")[0]):
+            raise
+        sys.path.insert(0, here)
+        return importlib.import_module(name)
 
 
 @contextmanager
@@ -503,8 +610,13 @@ def _no_network() -> Iterator[None]:
 
 
 def _http_divergence(exc: Exception) -> ReplayDivergence:
+    """vcrpy's near miss, its URLs and text scrubbed (the agent's own key is in them)."""
+    from .http import scrub_url
+
+    text = re.sub(r"https?://\S+", lambda m: scrub_url(m.group(0)), str(exc))
+    text = _config.settings().redactor.redact_text(text)[0]
     return ReplayDivergence(f"agent replay diverged: an HTTP request is not in the incident's "
-                            f"cassette: {exc}", kind="http")
+                            f"cassette: {text}", kind="http")
 
 
 def agent_replay(bundle: Path, events: pa.Table, ledger: pa.Table, entrypoint: str,
@@ -516,19 +628,18 @@ def agent_replay(bundle: Path, events: pa.Table, ledger: pa.Table, entrypoint: s
 
     fn = load_entrypoint(entrypoint)
     runs = _load_runs(events, _Prompts(bundle / "events.parquet").rows())
-    inputs = _inputs(runs, entrypoint)
-    clock = [min((c.ts for r in runs.values() for c in r.calls), default=0.0)]
+    inputs = _inputs(runs, entrypoint, fn)
+    clock = [min((r.start for r in runs.values()), default=0.0)]
     sink = _Sink()
     served = Served(runs, ledger, clock, sink.rows)
     runtime = GuardRuntime(guard.model_copy(update={"staleness_s": 1e9}), MemoryControl(),
                            clock=lambda: clock[0])
-    ended = None
     try:
         with _config.pinned(sink, runtime), _served(served), _no_network(), serving(bundle):
             for kwargs in inputs:
                 _call_entry(fn, kwargs)
-    except RecordingEnds as exc:
-        ended = str(exc)
+    except (RecordingEnds, _StopReplay):
+        pass
     except Exception as exc:
         if type(exc).__name__ == "CannotOverwriteExistingCassetteException":  # vcrpy's miss
             raise _http_divergence(exc) from None
@@ -536,16 +647,52 @@ def agent_replay(bundle: Path, events: pa.Table, ledger: pa.Table, entrypoint: s
             raise
     finally:
         runtime.close()
-    return sink.rows, served.effects, ended
+    return sink.rows, served.effects, _ended(served)
+
+
+def _ended(served: Served) -> str | None:
+    """Why the replay stopped early: the recording ended (a divergence the agent swallowed is
+    raised here, unless the guard had halted the replay by then)."""
+    failure = served.failure
+    if failure is None or served.halted():
+        return None
+    if isinstance(failure, RecordingEnds):
+        return str(failure)
+    raise failure
 
 
 def _call_entry(fn: Callable[..., Any], kwargs: dict[str, Any]) -> None:
+    """Call the entry point (awaited if it is async, in a thread of its own when this thread
+    already runs an event loop); ``sys.exit`` in it ends it like a return."""
     import asyncio
-    import inspect
 
-    result = fn(**kwargs)
-    if inspect.isawaitable(result):
-        asyncio.run(_awaited(result))
+    try:
+        result = fn(**kwargs)
+        if inspect.isawaitable(result):
+            try:
+                asyncio.get_running_loop()
+            except RuntimeError:
+                asyncio.run(_awaited(result))
+            else:
+                _in_thread(lambda: asyncio.run(_awaited(result)))
+    except SystemExit:
+        return
+
+
+def _in_thread(job: Callable[[], Any]) -> None:
+    failure: list[BaseException] = []
+
+    def target() -> None:
+        try:
+            job()
+        except BaseException as exc:
+            failure.append(exc)
+
+    worker = threading.Thread(target=target, name="tracekit-agent-replay")
+    worker.start()
+    worker.join()
+    if failure:
+        raise failure[0]
 
 
 async def _awaited(result: Any) -> Any:
@@ -561,14 +708,30 @@ def _served(served: Served) -> Iterator[None]:
         _run._replay = None
 
 
-def _inputs(runs: dict[str, _RecordedRun], entrypoint: str) -> list[dict[str, Any]]:
-    """The recorded input of each root run, in the order they started."""
+def _inputs(runs: dict[str, _RecordedRun], entrypoint: str,
+            fn: Callable[..., Any]) -> list[dict[str, Any]]:
+    """The recorded input of each root run, in the order they started; each must fit ``fn``."""
     roots = [r for r in runs.values() if r.parent is None or r.parent not in runs]
     roots.sort(key=lambda r: (r.start, r.run_id))
-    found = [r.entry["input"] for r in roots if r.entry is not None]
-    if not found:
-        return [{}]  # an entry point that takes no arguments
+    entries = [r.entry for r in roots if r.entry is not None]
+    found = [e["input"] for e in entries] or [{}]
+    recorded = entries[0]["target"] if entries else None
     for value in found:
         if not isinstance(value, dict):
-            raise ValueError(f"the recorded input of {entrypoint} is not keyword arguments")
+            raise ValueError(f"the recorded input of {recorded} is not keyword arguments")
+        try:
+            inspect.signature(fn).bind(**value)
+        except TypeError as exc:
+            raise ValueError(_unfit(entrypoint, recorded, value, exc)) from None
+        except ValueError:  # no signature to check (a builtin): the call will tell
+            pass
     return found
+
+
+def _unfit(entrypoint: str, recorded: str | None, value: dict[str, Any], exc: TypeError) -> str:
+    if recorded is None:
+        return (f"entrypoint {entrypoint} needs arguments ({exc}) but the incident recorded no "
+                "input: decorate the production entry point with @tracekit.entrypoint, or pass "
+                "a function that takes none")
+    return (f"entrypoint {entrypoint} cannot take the input the incident recorded for "
+            f"{recorded} (arguments {sorted(value)}): {exc}")

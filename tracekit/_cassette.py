@@ -71,6 +71,28 @@ def _query(r1: Any, r2: Any) -> None:
         raise AssertionError(f"{a} != {b}")
 
 
+def _body(r1: Any, r2: Any) -> None:
+    """Request bodies match (a prompt sent over HTTP must be the recorded one): as JSON when
+    both are, where a redacted recorded value matches any value."""
+    from ._agentreplay import _same
+
+    a, b = _text(r1.body), _text(r2.body)
+    if a == b:
+        return
+    try:
+        left, right = json.loads(a), json.loads(b)
+    except ValueError:
+        raise AssertionError(f"body {a[:200]!r} != {b[:200]!r}") from None
+    if not (_same(left, right) or _same(right, left)):
+        raise AssertionError(f"JSON body {a[:200]} != {b[:200]}")
+
+
+def _text(body: Any) -> str:
+    if body is None:
+        return ""
+    return body.decode("utf-8", "replace") if isinstance(body, bytes) else str(body)
+
+
 @contextmanager
 def serving(bundle: Path) -> Iterator[None]:
     """HTTP served by vcrpy from the bundle's cassette, record mode none (never recorded).
@@ -82,5 +104,7 @@ def serving(bundle: Path) -> Iterator[None]:
 
     recorder = vcr.VCR(record_mode="none", decode_compressed_response=False)
     recorder.register_matcher("query", _query)
-    with recorder.use_cassette(str(bundle / CASSETTE)):
+    recorder.register_matcher("tracekit_body", _body)
+    match_on = ("method", "scheme", "host", "port", "path", "query", "tracekit_body")
+    with recorder.use_cassette(str(bundle / CASSETTE), match_on=match_on):
         yield

@@ -230,17 +230,17 @@ def _reset_recorder(timeout: float = 30.0) -> bool:
 def pinned(recorder: Any, runtime: GuardRuntime | None) -> Iterator[None]:
     """Route every event to ``recorder`` and every guard check to ``runtime`` for the block
     (an agent replay): the process's own recorder and guard are set aside, then restored."""
-    global _recorder, _runtime, _pinned
+    global _recorder, _runtime, _pinned, _settings
     with _lock:
         if _pinned:
             raise RuntimeError("an agent replay is already running in this process")
-        saved = (_recorder, _runtime)
+        saved = (_recorder, _runtime, _settings)
         _recorder, _runtime, _pinned = recorder, runtime, True
     try:
         yield
     finally:
-        with _lock:
-            _recorder, _runtime = saved
+        with _lock:  # settings too: an entry point that calls configure() leaves no trace
+            _recorder, _runtime, _settings = saved
             _pinned = False
 
 

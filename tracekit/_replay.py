@@ -18,7 +18,15 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from ._config import Release
-from ._guard import Guard, GuardRuntime, Halted, RunGuard, guard_from_mapping, load_project_settings
+from ._guard import (
+    Guard,
+    GuardRuntime,
+    Halted,
+    OutOfScope,
+    RunGuard,
+    guard_from_mapping,
+    load_project_settings,
+)
 from ._incident import load_bundle
 
 __all__ = ["MemoryControl", "Verdict", "project_guard", "replay"]
@@ -212,8 +220,9 @@ def _run_through(rows: list[dict[str, Any]], writes: list[dict[str, Any]],
         clock[0] = row["ts"].timestamp()
         try:
             _decide(row, guards, runtime)
-        except Halted as halt:
-            return _halted(halt, row, writes, spend, runs, len(rows))
+        except Halted as halt:  # a model output that trips a bound was paid for all the same
+            paid = (row["cost_usd"] or 0.0) if row["kind"] == "model_output" else 0.0
+            return _halted(halt, row, writes, spend + paid, runs, len(rows))
         spend += row["cost_usd"] or 0.0
     return Verdict(False, runs, len(rows), spend_usd=round(spend, 6),
                    effects=[_effect(w) for w in writes])
@@ -233,10 +242,21 @@ def _decide(row: dict[str, Any], guards: dict[str, RunGuard], runtime: GuardRunt
         guard.after_model_output(row["cost_usd"])
     elif kind == "progress":
         guard.after_progress()
+    elif kind == "guard" and row["status"] == "refused" and row["args"] is not None:
+        raise _refused_again(row)
     elif kind == "tool_call" or (kind == "guard" and row["args"] is not None):
         writes = '"writes":true' in (row["attrs"] or "")
         guard.check_call(row["name"], row["args"] or "", writes)
         guard.passed(row["name"], row["args"] or "")
+
+
+def _refused_again(row: dict[str, Any]) -> OutOfScope:
+    """A call refused as out of scope (the tool's own bounds, the run's tool set): declared in
+    the agent's code, not in the guard's settings, so today it is refused just the same."""
+    info = json.loads(row["attrs"] or "{}")
+    return OutOfScope(info.get("level") or "run", info.get("target"),
+                      info.get("reason") or "out of scope", signal=info.get("signal"),
+                      value=info.get("value"), threshold=info.get("threshold"))
 
 
 def _halted(halt: Halted, row: dict[str, Any], writes: list[dict[str, Any]], spend: float,

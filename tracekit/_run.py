@@ -57,7 +57,7 @@ class Run:
         self.tenant = tenant
         self._served = _replay
         if _replay is not None:  # agent replay: the recorded run this one replays
-            run_id = _replay.run_id_for(tenant, run_id, parent)
+            run_id = _replay.run_id_for(tenant, run_id, parent, attrs)
         self.run_id = run_id or new_id("run_")
         self.parent_run_id, self.root_run_id, self.depth = _lineage(self.run_id, parent)
         self.release = release or _config.settings().release
@@ -282,7 +282,8 @@ class Run:
 
     def _fail_call(self, name: str, call_id: str, started: float, exc: BaseException) -> None:
         self._record("tool_result", name=name, call_id=call_id, status=_status_of(exc),
-                     error=_describe(exc), latency_ms=(time.perf_counter() - started) * 1000.0)
+                     error=_describe(exc), latency_ms=(time.perf_counter() - started) * 1000.0,
+                     attrs=exception_attrs(exc))
 
     def _invoke(
         self, spec: ToolSpec, fn: Callable[..., Any], params: tuple[str, ...] | None,
@@ -569,6 +570,12 @@ def _int_or_none(value: Any) -> int | None:
 
 def _status_of(exc: BaseException) -> str:
     return "halted" if getattr(exc, "tracekit_halt", False) else "error"
+
+
+def exception_attrs(exc: BaseException) -> str:
+    """Where a failure's type lives, so agent replay can raise the same type again."""
+    kind = type(exc)
+    return canonical_json({"exception": f"{kind.__module__}:{kind.__qualname__}"})
 
 
 def _describe(exc: BaseException) -> str:

@@ -25,7 +25,7 @@ import time
 import zlib
 from collections.abc import AsyncIterator, Callable, Iterable, Iterator
 from typing import Any
-from urllib.parse import parse_qsl, quote, urlencode, urlsplit, urlunsplit
+from urllib.parse import parse_qsl, quote, unquote, urlencode, urlsplit, urlunsplit
 
 from . import _config
 from ._encode import canonical_json
@@ -39,7 +39,13 @@ SECRET_HEADERS = frozenset({
     "authorization", "proxy-authorization", "cookie", "set-cookie", "x-api-key", "api-key",
     "x-goog-api-key", "x-auth-token", "x-amz-security-token",
 })
-_SECRET_PARAMS = ("key", "token", "secret", "password", "signature", "sig", "auth", "credential")
+_SECRET_PARAMS = frozenset({
+    "key", "apikey", "api_key", "api-key", "token", "access_token", "refresh_token", "id_token",
+    "secret", "client_secret", "password", "passwd", "pwd", "signature", "sig", "auth",
+    "credential", "credentials", "session", "sessionid", "x-amz-signature",
+    "x-amz-credential", "x-amz-security-token", "code",
+})
+_SECRET_SUFFIXES = ("_key", "-key", "_token", "-token", "_secret", "-secret", "_password")
 
 
 def _headers(items: Iterable[tuple[str, str]]) -> dict[str, str]:
@@ -65,13 +71,18 @@ def scrub_url(url: str) -> str:
 
 
 def _secret_param(name: str) -> bool:
-    return any(s in name.lower() for s in _SECRET_PARAMS)
+    """A query parameter whose value is a credential: by its whole name, or a ``_key`` /
+    ``_token`` / ``_secret`` suffix (``keyword`` or ``max_tokens`` are not)."""
+    lowered = name.lower()
+    return lowered in _SECRET_PARAMS or lowered.endswith(_SECRET_SUFFIXES)
 
 
 def secrets_in(url: str, headers: Iterable[tuple[str, str]]) -> list[str]:
     """The secret values a request carries (to scrub them from an error message too)."""
     parts = urlsplit(url)
     found = [v for k, v in parse_qsl(parts.query) if _secret_param(k)]
+    found += [raw.partition("=")[2] for raw in parts.query.split("&")  # as sent: encoded
+              if _secret_param(unquote(raw.partition("=")[0]))]
     found += [v for k, v in headers if k.lower() in SECRET_HEADERS]
     found += [parts.password] if parts.password else []
     return sorted({v for v in found if len(v) >= 4}, key=len, reverse=True)
