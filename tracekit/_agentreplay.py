@@ -425,9 +425,8 @@ class Served:
              kwargs: dict[str, Any]) -> Any:
         named = _run._named(params, args, kwargs)
         encoded = canonical_json(named)
-        recorded = self.runs[run.run_id]
         try:
-            call = _take(recorded, recorded.calls, "tool_call", run.step, spec.name, encoded)
+            call = self._match(run, "calls", "tool_call", spec.name, encoded)
         except ReplayDivergence:
             if run._guard is not None:  # today's guard may refuse it: then it never happens
                 run._check(spec, named, encoded)
@@ -438,6 +437,44 @@ class Served:
         run._record("tool_call", name=spec.name, call_id=call.call_id, args=encoded,
                     status="started", attrs=spec.attrs)
         return self._result(run, spec, call)
+
+    def _match(self, run: _run.Run, pool: str, kind: str, name: str | None, actual: str,
+               upto: bool = False) -> _Call:
+        """The recorded call this one replays. A run that has replayed nothing yet may turn
+        out to be a sibling of the one it was matched to at its start (sub-agents started in
+        parallel, in another order, with the same attributes): it is matched again, to the
+        sibling whose recording has this call."""
+        recorded = self.runs[run.run_id]
+        try:
+            return _take(recorded, getattr(recorded, pool), kind, run.step, name, actual, upto)
+        except ReplayDivergence:
+            if any(c.taken for c in (*recorded.calls, *recorded.prompts)):
+                raise
+            for other in self._siblings(recorded):
+                try:
+                    call = _take(other, getattr(other, pool), kind, run.step, name, actual, upto)
+                except ReplayDivergence:
+                    continue
+                self._swap(run, recorded, other)
+                return call
+            raise
+
+    def _siblings(self, recorded: _RecordedRun) -> list[_RecordedRun]:
+        return [r for r in self._unassigned if r.parent == recorded.parent
+                and r.tenant == recorded.tenant and not any(
+                    c.taken for c in (*r.calls, *r.prompts))]
+
+    def _swap(self, run: _run.Run, was: _RecordedRun, now: _RecordedRun) -> None:
+        """``run`` replays ``now`` instead of ``was`` (which goes back to the unassigned)."""
+        self._unassigned.remove(now)
+        self._unassigned.append(was)
+        self._unassigned.sort(key=lambda r: (r.start, r.run_id))
+        run.run_id = now.run_id
+        run._static = (now.run_id, *run._static[1:])
+        guard = run._guard
+        if guard is not None:
+            guard.run_id = now.run_id
+            guard.keys = (*guard.keys[:3], ("run", now.run_id, f"halt:run:{now.run_id}"))
 
     def _result(self, run: _run.Run, spec: Any, call: _Call) -> Any:
         row = call.result
@@ -462,10 +499,8 @@ class Served:
         return call
 
     def _prompt(self, run: _run.Run, encoded: str) -> _Call:
-        recorded = self.runs[run.run_id]
         try:
-            return _take(recorded, recorded.prompts, "prompt", run.step, None, encoded,
-                         upto=True)
+            return self._match(run, "prompts", "prompt", None, encoded, upto=True)
         except RecordingEnds:
             _past_the_end(run)
             raise

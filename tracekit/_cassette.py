@@ -68,7 +68,14 @@ def _query(r1: Any, r2: Any) -> None:
     if len(a) != len(b) or any(
             ka != kb or (va != vb and MARKER not in (va, vb))
             for (ka, va), (kb, vb) in zip(a, b, strict=True)):
-        raise AssertionError(f"{a} != {b}")
+        raise AssertionError(f"query {_shown(a)} != {_shown(b)}")
+
+
+def _shown(query: list[tuple[str, str]]) -> list[tuple[str, str]]:
+    """A query as a near-miss message may show it: secret values masked."""
+    from .http import _secret_param
+
+    return [(k, MARKER if _secret_param(k) else v) for k, v in query]
 
 
 def _body(r1: Any, r2: Any) -> None:
