@@ -199,7 +199,9 @@ def _write_events(events: pa.Table, path: Path) -> None:
     prompt (policy replay) skips them by the row groups' statistics, and a prompt can be the
     whole conversation (most of an incident's bytes)."""
     rest = events.num_rows - int(pc.sum(pc.equal(events["kind"], "prompt")).as_py() or 0)
-    with pq.ParquetWriter(path, events.schema, compression="zstd") as writer:
+    small = [n for n in events.schema.names if n not in _EVENT_JSON]  # not the big texts:
+    with pq.ParquetWriter(path, events.schema, compression="zstd", use_dictionary=small,
+                          write_statistics=small) as writer:  # no min/max of prompts either
         if rest or not events.num_rows:
             writer.write_table(events.slice(0, rest))
         if rest < events.num_rows:  # small groups: agent replay reads the ones it reaches
