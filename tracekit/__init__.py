@@ -26,6 +26,7 @@ from ._config import Release, Settings, configure, flush, shutdown
 from ._effects import DuplicateInFlight, IdempotencyConflict, ReplayedFailure
 from ._encode import canonical_json
 from ._guard import Guard, Halted, OutOfScope
+from ._queries import named_queries, run_named
 from ._redact import Redactor
 from ._run import Run, current_run, run, tool
 from ._schema import EVENT_SCHEMA, SCHEMA_VERSION
@@ -64,12 +65,14 @@ __all__ = [
     "export_incident",
     "flush",
     "model",
+    "named_queries",
     "now",
     "random",
     "recover",
     "replay",
     "resolve_root",
     "run",
+    "run_named",
     "shutdown",
     "tool",
 ]

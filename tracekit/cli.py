@@ -179,18 +179,57 @@ def show(run_id: str, store: Path | None, full: bool, fmt: str) -> None:
 
 
 @cli.command()
-@click.argument("sql")
+@click.argument("sql", required=False)
+@click.option("--name", "name", metavar="NAME", help="Run a named postmortem query instead.")
+@click.option("--param", "params", multiple=True, metavar="KEY=VALUE",
+              help="A parameter of the named query (repeatable).")
+@click.option("--list", "list_them", is_flag=True, help="List the named queries.")
 @store_option
 @format_option
 @_sql_errors
-def query(sql: str, store: Path | None, fmt: str) -> None:
-    """Run SQL over the views events, runs and tool_calls (DuckDB dialect).
+def query(sql: str | None, name: str | None, params: tuple[str, ...], list_them: bool,
+          store: Path | None, fmt: str) -> None:
+    """Run SQL over the views events, runs, tool_calls, ledger and ledger_history (DuckDB
+    dialect), or a named postmortem query.
 
-    Example: tracekit query "SELECT tenant, sum(cost_usd) FROM runs GROUP BY tenant"
+    Examples: tracekit query "SELECT tenant, sum(cost_usd) FROM runs GROUP BY tenant";
+    tracekit query --list; tracekit query --name repeated_calls --param min_repeats=5
     """
+    if sum((sql is not None, name is not None, list_them)) != 1:
+        raise click.ClickException("give one of: SQL, --name NAME (with --param key=value), "
+                                   "or --list")
+    if list_them:
+        _list_named(fmt)
+        return
     with _connect(store) as con:
+        if name is not None:
+            cursor = _run_named(con, name, params)
+            columns = [d[0] for d in cursor.description or []]
+            _echo_table(columns, cursor.fetchall(), fmt, None)
+            return
         columns, rows = _q().run_query(con, sql)
     _echo_table(columns, rows, fmt, None)
+
+
+def _list_named(fmt: str) -> None:
+    from ._queries import named_queries
+
+    rows = [(q.name, q.description, q.signature() or "-") for q in named_queries().values()]
+    _echo_table(["name", "answers", "parameters"], rows, fmt, None)
+
+
+def _run_named(con: Any, name: str, params: tuple[str, ...]) -> Any:
+    from ._queries import run_named
+
+    given: dict[str, str] = {}
+    for item in params:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise click.ClickException(f"--param {item!r} must look like key=value")
+        given[key.strip()] = value
+    if given.get("run_id"):  # a unique prefix works, as in `tracekit show`
+        given["run_id"] = _q().resolve_run(con, given["run_id"])
+    return run_named(con, name, **given)
 
 
 @cli.command()
