@@ -234,17 +234,18 @@ def _fields(recorded: Any, actual: Any) -> tuple[list[str], list[str]]:
     return matched, _differences(recorded, actual, "args")[:_SHOWN]
 
 
-def _differences(recorded: Any, actual: Any, path: str) -> list[str]:
+def _differences(recorded: Any, actual: Any, path: str,
+                 labels: tuple[str, str] = ("recorded", "actual")) -> list[str]:
     """Where two JSON values differ, as paths with both values."""
     if _same(recorded, actual):
         return []
     if isinstance(recorded, dict) and isinstance(actual, dict):
         return [d for k in sorted(recorded.keys() | actual.keys()) for d in _differences(
-            recorded.get(k, "<absent>"), actual.get(k, "<absent>"), f"{path}.{k}")]
+            recorded.get(k, "<absent>"), actual.get(k, "<absent>"), f"{path}.{k}", labels)]
     if isinstance(recorded, list) and isinstance(actual, list) and len(recorded) == len(actual):
         return [d for i, (a, b) in enumerate(zip(recorded, actual, strict=True))
-                for d in _differences(a, b, f"{path}[{i}]")]
-    return [f"{path} (recorded {_short(recorded)}, actual {_short(actual)})"]
+                for d in _differences(a, b, f"{path}[{i}]", labels)]
+    return [f"{path} ({labels[0]} {_short(recorded)}, {labels[1]} {_short(actual)})"]
 
 
 def _short(value: Any, limit: int = 60) -> str:

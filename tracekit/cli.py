@@ -233,6 +233,35 @@ def _run_named(con: Any, name: str, params: tuple[str, ...]) -> Any:
 
 
 @cli.command()
+@click.argument("run_a")
+@click.argument("run_b")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@store_option
+@_sql_errors
+def diff(run_a: str, run_b: str, as_json: bool, store: Path | None) -> None:
+    """Two runs side by side, step by step, and the first step where their decisions diverge
+    (with what changed in it): yesterday's good run against today's bad one, or a run before
+    and after a release. Run ids may be unique prefixes.
+    """
+    from dataclasses import asdict
+
+    from ._rundiff import diff_runs
+
+    with _connect(store) as con:
+        result = diff_runs(con, run_a, run_b)
+    if as_json:
+        click.echo(json.dumps(asdict(result), indent=2, default=str))
+        return
+    rows = [(step, a, b, "" if same else "<>") for step, a, b, same in result.rows]
+    _echo_table(["step", "A: " + result.run_a, "B: " + result.run_b, ""], rows, "table", 60)
+    for line in result.context:
+        click.echo(f"A and B differ in {line}")
+    click.echo(result.summary())
+    for line in result.differences:
+        click.echo(f"  {line}")
+
+
+@cli.command()
 @click.option("--run", "run_id", help="One run (a unique prefix works).")
 @click.option("--tenant", help="One tenant's runs (with --since).")
 @click.option("--release", help="One release id.")
