@@ -384,6 +384,43 @@ def replay(incident: str, fixtures: Path, entrypoint: str | None, as_json: bool)
         sys.exit(1)
 
 
+@cli.command("suggest-bounds")
+@click.option("--incident", required=True, help="The incident bundle's name.")
+@click.option("--fixtures", type=click.Path(file_okay=False, path_type=Path),
+              default=Path("fixtures/incidents"), show_default=True, help="Where bundles live.")
+@click.option("--healthy", "healthy_limit", type=click.IntRange(min=0), default=1000,
+              show_default=True, help="How many of the store's latest other runs count as "
+              "healthy (for false halts).")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@store_option
+@_sql_errors
+def suggest_bounds(incident: str, fixtures: Path, healthy_limit: int, as_json: bool,
+                   store: Path | None) -> None:
+    """The guard settings that would have contained an incident, by policy replay over
+    candidate thresholds: per bound, the tightest (earliest halt) and the suggested one
+    (fewest false halts among the store's healthy runs), as a [tool.tracekit.guard] table.
+    """
+    from dataclasses import asdict
+
+    from ._bounds import suggest_bounds as suggest
+
+    result = suggest(fixtures / incident, store, healthy_limit)
+    if as_json:
+        click.echo(json.dumps(asdict(result), indent=2, default=str))
+        return
+    rows = [(b.bound, _trial(b.tightest), _trial(b.suggested)) for b in result.bounds]
+    _echo_table(["bound", "tightest", "suggested"], rows, "table", None)
+    click.echo(f"false halts: of the {result.healthy_runs} other run(s) in the store")
+    click.echo(result.toml())
+
+
+def _trial(trial: Any) -> str:
+    if trial is None:
+        return "cannot contain it"
+    return (f"{trial.value:g}: halts at step {trial.step}, {trial.effects} effect(s), "
+            f"${trial.spend_usd:.4f}, {trial.false_halts} false halt(s)")
+
+
 @cli.command("make-test")
 @click.argument("incident")
 @click.option("--fixtures", type=click.Path(file_okay=False, path_type=Path),
