@@ -50,7 +50,8 @@ def test_the_library_has_the_queries_the_postmortem_needs() -> None:
 
 def test_every_named_query_runs_on_a_demo_store(demo: tuple[Path, dict[str, str]]) -> None:
     store, ids = demo
-    given = {"run_timeline": {"run_id": ids["runaway"]}, "no_progress": {"min_steps": 3}}
+    given = {"run_timeline": {"run_id": ids["runaway"]}, "no_progress": {"min_steps": 3},
+             "tool_rate": {"min_calls": 1}}
     for name in named_queries():
         assert rows(store, name, **given.get(name, {})), f"{name} found nothing in the store"
     [spiral] = rows(store, "no_progress", min_steps=3)  # the runaway, halted at step 5
@@ -87,6 +88,7 @@ def test_trees_destinations_and_releases(demo: tuple[Path, dict[str, str]]) -> N
     trees = rows(store, "fanout")
     assert len(trees) == 4 and {(t["sub_runs"], t["depth"], t["widest"]) for t in trees} == {
         (1, 1, 1)}
+    assert len(rows(store, "first_seen_destinations", limit=2)) == 2
     assert rows(store, "fanout", min_sub_runs=2) == []
     firsts = rows(store, "first_seen_destinations")
     assert {(f["tenant"], f["destination"]) for f in firsts} >= {
@@ -100,8 +102,8 @@ def test_trees_destinations_and_releases(demo: tuple[Path, dict[str, str]]) -> N
 
 def test_parameters_are_checked_with_plain_errors() -> None:
     query = named_query("tool_rate")
-    assert query.bind({}) == {"min_calls": 1}
-    assert query.bind({"min_calls": "7"}) == {"min_calls": 7}
+    assert query.bind({}) == {"min_calls": 10, "limit": 1000}
+    assert query.bind({"min_calls": "7"}) == {"min_calls": 7, "limit": 1000}
     with pytest.raises(ValueError, match="takes int"):
         query.bind({"min_calls": "many"})
     with pytest.raises(ValueError, match="has no parameter nope"):

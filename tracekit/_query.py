@@ -60,7 +60,7 @@ _LEDGER_SQL = """
 CREATE OR REPLACE VIEW ledger AS
 SELECT * FROM ledger_history
 QUALIFY row_number() OVER (
-    PARTITION BY entry_id
+    PARTITION BY run_id, entry_id
     ORDER BY ts DESC, CASE status WHEN 'reserved' THEN 0 WHEN 'compensated' THEN 2 ELSE 1 END DESC
 ) = 1
 """
