@@ -29,6 +29,7 @@ TARGETS_S = {"export": 1.0, "make-test": 1.0, "generated test": 2.0,
              "generated test, tracekit's plugin only": 2.0,
              "make-test --entrypoint": 1.0, "generated agent-replay test": 2.0,
              "generated agent-replay test, tracekit's plugin only": 2.0,
+             "postmortem --run (HTML page)": 2.0,
              "python -c pass": None, "python -c 'import tracekit'": None}
 
 
@@ -73,6 +74,8 @@ def main(argv: list[str] | None = None) -> int:
         times["generated agent-replay test"].append(_timed(pytest, work))
         times["generated agent-replay test, tracekit's plugin only"].append(
             _timed(alone, work, **no_autoload))
+        times["postmortem --run (HTML page)"].append(_timed(
+            [*tk, "postmortem", "--run", runaway.group(1), "--html", "pm.html"], work))
         times["python -c pass"].append(_timed([sys.executable, "-c", "pass"], work))
         times["python -c 'import tracekit'"].append(
             _timed([sys.executable, "-c", "import tracekit"], work))
@@ -99,6 +102,7 @@ def main(argv: list[str] | None = None) -> int:
 _IN_PROCESS = """
 import json, statistics, sys, time
 import tracekit
+from tracekit._postmortem import build_postmortem, render_html
 from tracekit._replay import project_guard
 run_id, guard = sys.argv[1], project_guard("tests/incidents")
 jobs = {
@@ -106,6 +110,7 @@ jobs = {
     "policy replay": lambda: tracekit.replay("fixtures/incidents/big", guard=guard),
     "agent replay": lambda: tracekit.replay("fixtures/incidents/big", guard=guard,
                                             entrypoint="tracekit._demo:handle_ticket"),
+    "postmortem page": lambda: render_html(build_postmortem(run_id)),
 }
 out = {}
 for name, job in jobs.items():

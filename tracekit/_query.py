@@ -146,7 +146,8 @@ class UnknownRun(LookupError):
 
 def resolve_run(con: duckdb.DuckDBPyConnection, run_id: str) -> str:
     """The full run id for ``run_id`` or a unique prefix of one; UnknownRun otherwise."""
-    exact = con.execute("SELECT 1 FROM runs WHERE run_id = ? LIMIT 1", [run_id]).fetchone()
+    # fetchall: a result left half-read blocks the connection's next relation (DuckDB 2.0)
+    exact = con.execute("SELECT 1 FROM runs WHERE run_id = ? LIMIT 1", [run_id]).fetchall()
     if exact:
         return run_id
     prefixed = con.execute(

@@ -384,6 +384,37 @@ def replay(incident: str, fixtures: Path, entrypoint: str | None, as_json: bool)
         sys.exit(1)
 
 
+@cli.command()
+@click.option("--run", "run_id", help="A run (with its sub-agents); a unique prefix works.")
+@click.option("--incident", help="An incident bundle's name (in --fixtures).")
+@click.option("--fixtures", type=click.Path(file_okay=False, path_type=Path),
+              default=Path("fixtures/incidents"), show_default=True, help="Where bundles live.")
+@click.option("--html", "html_path", type=click.Path(dir_okay=False, path_type=Path),
+              help="Write the self-contained HTML page here.")
+@click.option("--md", "md_path", type=click.Path(dir_okay=False, path_type=Path),
+              help="Write the Markdown page here (for a ticket).")
+@store_option
+@_sql_errors
+def postmortem(run_id: str | None, incident: str | None, fixtures: Path, html_path: Path | None,
+               md_path: Path | None, store: Path | None) -> None:
+    """The postmortem of a run or an incident: what happened, the release, charts of calls,
+    spend and writes against the guard's bounds, the runaway signature, the side-effect scope
+    and the timeline of every decision. One self-contained page (no network, no external
+    assets); without --html or --md, the Markdown is printed.
+    """
+    from ._postmortem import build_postmortem, render_markdown, write_page
+
+    if (run_id is None) == (incident is None):
+        raise click.ClickException("give one of --run RUN or --incident NAME")
+    root = _existing_store(store) if run_id is not None else store
+    page = build_postmortem(run_id, fixtures / incident if incident else None, root)
+    written = write_page(page, html_path, md_path)
+    if not written:
+        click.echo(render_markdown(page), nl=False)
+    for path in written:
+        click.echo(f"wrote {path}")
+
+
 @cli.command("suggest-bounds")
 @click.option("--incident", required=True, help="The incident bundle's name.")
 @click.option("--fixtures", type=click.Path(file_okay=False, path_type=Path),

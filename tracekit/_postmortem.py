@@ -1,0 +1,318 @@
+"""The postmortem page: one run (and its sub-agents) or one incident, as self-contained HTML or
+Markdown. No network, no external assets: styles inline, charts inline SVG.
+
+Trace content is untrusted (model outputs, tool results fetched from the web): every value from
+a trace goes through ``html.escape`` (HTML) or ``md`` (Markdown) on its way to the page.
+"""
+
+from __future__ import annotations
+
+import html
+import json
+import os
+import re
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+
+from ._guard import Guard
+
+__all__ = ["Postmortem", "build_postmortem", "render_html", "render_markdown"]
+
+_CLIP = 240
+_SIGNATURE_GUARD = Guard(max_repeats=3, max_steps_without_progress=10,
+                         max_tool_calls_per_minute=60, max_writes_per_minute=10)
+
+
+@dataclass
+class Postmortem:
+    title: str
+    summary: str
+    release: dict[str, str]
+    timeline: list[dict[str, Any]]
+    scope: list[dict[str, Any]]
+    signature: list[dict[str, Any]]
+    guard: dict[str, Any]
+    charts: dict[str, list[tuple[float, float]]] = field(default_factory=dict)
+
+
+def build_postmortem(run_id: str | None = None, incident: str | os.PathLike[str] | None = None,
+                     store: str | os.PathLike[str] | None = None) -> Postmortem:
+    """Everything the page shows, from the store (``run_id`` and its sub-agents) or a bundle."""
+    if (run_id is None) == (incident is None):
+        raise ValueError("give one of --run RUN or --incident NAME")
+    if incident is not None:
+        from ._incident import load_bundle
+
+        manifest, events, ledger = load_bundle(incident)
+        title, guard = f"incident {manifest['name']}", manifest.get("guard") or {}
+    else:
+        events, ledger, title = _from_store(str(run_id), store)
+        guard = {}
+    events = _clipped(events)
+    return _assemble(title, events.to_pylist(), ledger.to_pylist(), guard, _signature(events))
+
+
+def _clipped(events: pa.Table) -> pa.Table:
+    """Prompts and outputs cut to what the page shows before they become Python strings (a
+    prompt can be the whole conversation); tool-call arguments stay whole (the runaway
+    signature compares them)."""
+    import pyarrow.compute as pc
+
+    calls = pc.fill_null(pc.equal(events["kind"], "tool_call"), False)
+    for name in ("args", "output"):
+        short = pc.utf8_slice_codeunits(events[name], 0, _CLIP + 1)
+        column = pc.if_else(calls, events[name], short) if name == "args" else short
+        events = events.set_column(events.schema.get_field_index(name), name, column)
+    return events
+
+
+def _from_store(run_id: str, store: str | os.PathLike[str] | None) -> tuple[pa.Table,
+                                                                              pa.Table, str]:
+    from . import _config
+    from ._query import connect, resolve_run
+
+    root = store if store is not None else _config.settings().store
+    with connect(root) as con:
+        full = resolve_run(con, run_id)
+        where = "WHERE run_id = $r OR root_run_id = $r OR parent_run_id = $r"
+        events = con.sql(  # a prompt can be the whole conversation: only its start is shown
+            f"SELECT * REPLACE (CASE WHEN kind = 'tool_call' THEN args ELSE left(args, "
+            f"{_CLIP + 1}) END AS args, left(output, {_CLIP + 1}) AS output) FROM events "
+            f"{where}", params={"r": full}).to_arrow_table()
+        ledger = con.sql("SELECT * FROM ledger_history WHERE run_id IN (SELECT run_id FROM "
+                         f"events {where})", params={"r": full}).to_arrow_table()
+    return events, ledger, f"run {full}"
+
+
+def _assemble(title: str, events: list[dict[str, Any]], ledger: list[dict[str, Any]],
+              guard: dict[str, Any], signature: list[dict[str, Any]]) -> Postmortem:
+    events.sort(key=lambda r: (r["ts"], r["run_id"], r["seq"]))
+    ledger.sort(key=lambda r: (r["ts"], r["entry_id"]))
+    by_call: dict[tuple[str, str], list[dict[str, Any]]] = {}
+    for row in ledger:
+        by_call.setdefault((row["run_id"], row["call_id"]), []).append(row)
+    first = events[0] if events else {}
+    release = {k: str(first.get(k)) for k in ("release_id", "model_version", "prompt_version",
+                                              "tools_version")}
+    timeline = [_line(e, by_call.get((e["run_id"], e["call_id"]), [])) for e in events]
+    return Postmortem(title, _summary(title, events, ledger), release, timeline,
+                      _scope(ledger), signature, guard, _charts(events, ledger))
+
+
+def _line(event: dict[str, Any], ledger: list[dict[str, Any]]) -> dict[str, Any]:
+    text = event["args"] if event["kind"] in ("prompt", "tool_call", "entry") else (
+        event["output"] or event["error"])
+    effects = [f"{r['status']} {r['destination'] or ''} {r['amount'] or ''}".strip()
+               for r in ledger] if event["kind"] == "tool_call" else []
+    return {"ts": event["ts"], "run": event["run_id"], "step": event["step"],
+            "kind": event["kind"], "name": event["name"] or "", "status": event["status"] or "",
+            "text": _clip(text or ""), "cost": event["cost_usd"], "ledger": effects}
+
+
+def _clip(text: str) -> str:
+    return text if len(text) <= _CLIP else text[: _CLIP - 1] + "…"
+
+
+def _summary(title: str, events: list[dict[str, Any]], ledger: list[dict[str, Any]]) -> str:
+    if not events:
+        return f"{title}: nothing was recorded."
+    runs = {e["run_id"] for e in events}
+    calls = [e for e in events if e["kind"] == "tool_call"]
+    writes = sum('"writes":true' in (e["attrs"] or "") for e in calls)
+    fired = [r for r in ledger if r["status"] == "fired"]
+    halts = [e for e in events if e["kind"] == "guard" and e["status"] == "halted"]
+    span = (events[-1]["ts"] - events[0]["ts"]).total_seconds()
+    spend = sum(e["cost_usd"] or 0.0 for e in events)
+    ending = (f"The guard halted it at step {halts[0]['step']} ({halts[0]['name']}: "
+              f"{halts[0]['error']})." if halts else "Nothing halted it.")
+    destinations = sorted({str(r["destination"]) for r in fired if r["destination"]})
+    return (f"{title} ({len(runs)} run(s), tenant {events[0]['tenant']}) went "
+            f"{max(e['step'] or 0 for e in events)} steps in {span:.1f} s: {len(calls)} tool "
+            f"call(s), {writes} of them writes; {len(fired)} side effect(s) fired"
+            f"{' at ' + ', '.join(destinations) if destinations else ''}, "
+            f"{sum(r['status'] == 'suppressed_duplicate' for r in ledger)} duplicate(s) "
+            f"suppressed; ${spend:.4f} spent. {ending}")
+
+
+def _scope(ledger: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    latest: dict[str, dict[str, Any]] = {}
+    for row in ledger:
+        latest[row["entry_id"]] = row
+    out: dict[tuple[str, str], dict[str, Any]] = {}
+    for row in latest.values():
+        key = (str(row["destination"] or ""), str(row["tool"]))
+        item = out.setdefault(key, {"destination": key[0], "tool": key[1], "fired": 0,
+                                    "may_have_fired": 0, "compensated": 0, "suppressed": 0,
+                                    "reversible": bool(row["reversible"])})
+        name = {"fired": "fired", "reserved": "may_have_fired", "compensated": "compensated",
+                "suppressed_duplicate": "suppressed"}.get(row["status"])
+        if name:
+            item[name] += 1
+    return list(out.values())
+
+
+def _signature(events: pa.Table) -> list[dict[str, Any]]:
+    """Which detectors would have fired, and when: each bound of a reference guard alone."""
+    from ._bounds import _first_halt
+    from ._replay import _decisions
+
+    rows = sorted(_decisions(events), key=lambda r: (r["ts"], r["run_id"], r["seq"]))
+    found = []
+    for bound, value in _SIGNATURE_GUARD.model_dump(exclude_defaults=True).items():
+        halt = _first_halt(rows, Guard(**{bound: value}))
+        if halt is not None:
+            found.append({"detector": bound, "threshold": value, "step": halt[0]["step"],
+                          "at": halt[0]["ts"]})
+    return found
+
+
+def _charts(events: list[dict[str, Any]], ledger: list[dict[str, Any]]) -> dict[str, Any]:
+    if not events:
+        return {}
+    start = events[0]["ts"]
+    calls: dict[int, int] = {}
+    spend, total = [], 0.0
+    for e in events:
+        minute = int((e["ts"] - start).total_seconds() // 60)
+        if e["kind"] == "tool_call":
+            calls[minute] = calls.get(minute, 0) + 1
+        if e["cost_usd"]:
+            total += e["cost_usd"]
+            spend.append(((e["ts"] - start).total_seconds(), total))
+    writes = [((r["ts"] - start).total_seconds(), i + 1)
+              for i, r in enumerate(r for r in ledger if r["status"] == "fired")]
+    return {"tool calls per minute": sorted((float(k), float(v)) for k, v in calls.items()),
+            "cumulative spend (USD)": spend, "writes fired": writes}
+
+
+# -- rendering -----------------------------------------------------------------------------------
+_STYLE = ("body{font:14px system-ui,sans-serif;margin:2em;color:#222}table{border-collapse:"
+          "collapse;font-size:12px}td,th{border:1px solid #ccc;padding:2px 6px;vertical-align:"
+          "top;text-align:left}code{white-space:pre-wrap;word-break:break-all}"
+          "svg{border:1px solid #ddd;margin:4px}.k-guard{background:#fee}")
+
+
+def render_html(pm: Postmortem) -> str:
+    """The page: every trace value escaped, no script, no external reference."""
+    e = html.escape
+    parts = [f"<!doctype html><html><head><meta charset='utf-8'><title>{e(pm.title)} "
+             f"postmortem</title><style>{_STYLE}</style></head><body>",
+             f"<h1>Postmortem: {e(pm.title)}</h1><p>{e(pm.summary)}</p>",
+             "<h2>Release</h2><p>" + ", ".join(f"{e(k)} <code>{e(v)}</code>"
+                                               for k, v in pm.release.items()) + "</p>",
+             "<h2>Charts</h2>"]
+    bounds = {"tool calls per minute": pm.guard.get("max_tool_calls_per_minute"),
+              "cumulative spend (USD)": pm.guard.get("max_cost_usd")}
+    parts += [_svg(name, points, bounds.get(name)) for name, points in pm.charts.items()]
+    parts.append("<h2>Runaway signature</h2>" + _table(
+        ["detector", "threshold", "would fire at step", "at"],
+        [[s["detector"], s["threshold"], s["step"], s["at"]] for s in pm.signature]))
+    parts.append("<h2>Side-effect scope</h2>" + _table(
+        ["destination", "tool", "fired", "may have fired", "compensated", "duplicates suppressed",
+         "reversible"], [[s["destination"], s["tool"], s["fired"], s["may_have_fired"],
+                          s["compensated"], s["suppressed"], s["reversible"]] for s in pm.scope]))
+    parts.append("<h2>Timeline</h2>" + _table(
+        ["time", "run", "step", "kind", "name", "status", "content", "ledger"],
+        [[t["ts"], t["run"], t["step"], t["kind"], t["name"], t["status"], t["text"],
+          "; ".join(t["ledger"])] for t in pm.timeline], kinds=[t["kind"] for t in pm.timeline]))
+    parts.append("</body></html>")
+    return "\n".join(parts)
+
+
+def _table(head: list[str], rows: list[list[Any]], kinds: list[str] | None = None) -> str:
+    e = html.escape
+    out = ["<table><tr>" + "".join(f"<th>{e(h)}</th>" for h in head) + "</tr>"]
+    for index, row in enumerate(rows):
+        css = f" class='k-{e(kinds[index])}'" if kinds else ""
+        out.append(f"<tr{css}>" + "".join(f"<td><code>{e(_cell(v))}</code></td>" for v in row)
+                   + "</tr>")
+    return "".join(out) + "</table>"
+
+
+def _cell(value: Any) -> str:
+    if isinstance(value, datetime):
+        return value.strftime("%H:%M:%S.%f")[:-3]
+    return "" if value is None else str(value)
+
+
+def _svg(name: str, points: list[tuple[float, float]], bound: float | None) -> str:
+    """A small line chart (steps) with the guard's bound drawn on it when there is one."""
+    width, height, pad = 360, 160, 30
+    xs = [p[0] for p in points] or [0.0]
+    ys = [p[1] for p in points] or [0.0]
+    top = max([*ys, bound or 0.0, 1e-9])
+    span = max(max(xs) - min(xs), 1e-9)
+
+    def at(x: float, y: float) -> str:
+        return (f"{pad + (x - min(xs)) / span * (width - 2 * pad):.1f},"
+                f"{height - pad - y / top * (height - 2 * pad):.1f}")
+
+    line = " ".join(at(x, y) for x, y in points)
+    out = [f"<svg xmlns='http://www.w3.org/2000/svg' width='{width}' height='{height}' "
+           f"role='img' aria-label='{html.escape(name)}'>",
+           f"<text x='{pad}' y='16' font-size='12'>{html.escape(name)} (max {top:g})</text>",
+           f"<polyline fill='none' stroke='#36c' stroke-width='2' points='{line}'/>"]
+    if bound:
+        y = at(min(xs), bound).split(",")[1]
+        out.append(f"<line x1='{pad}' x2='{width - pad}' y1='{y}' y2='{y}' stroke='#c33' "
+                   f"stroke-dasharray='4'/><text x='{width - pad}' y='{y}' font-size='10' "
+                   f"text-anchor='end'>bound {bound:g}</text>")
+    return "".join(out) + "</svg>"
+
+
+_MD_SPECIAL = re.compile(r"([\\`*_\[\]!|~])")  # links, images, code, emphasis, cells
+
+
+def md(value: Any) -> str:
+    """A trace value as Markdown text: punctuation escaped, angle brackets as entities, one
+    line (so it cannot open a link, an image, a code block or raw HTML)."""
+    text = _cell(value).replace("\r", " ").replace("\n", " ")
+    return _MD_SPECIAL.sub(r"\\\1", html.escape(text, quote=False))
+
+
+def render_markdown(pm: Postmortem) -> str:
+    """The same page as Markdown, for a ticket."""
+    lines = [f"# Postmortem: {md(pm.title)}", "", md(pm.summary), "",
+             "Release: " + ", ".join(f"{md(k)} {md(v)}" for k, v in pm.release.items()), "",
+             "## Runaway signature", ""]
+    lines += _md_table(["detector", "threshold", "would fire at step"],
+                       [[s["detector"], s["threshold"], s["step"]] for s in pm.signature])
+    lines += ["", "## Side-effect scope", ""]
+    lines += _md_table(["destination", "tool", "fired", "may have fired", "compensated"],
+                       [[s["destination"], s["tool"], s["fired"], s["may_have_fired"],
+                         s["compensated"]] for s in pm.scope])
+    lines += ["", "## Timeline", ""]
+    lines += _md_table(["time", "step", "kind", "name", "status", "content", "ledger"],
+                       [[t["ts"], t["step"], t["kind"], t["name"], t["status"], t["text"],
+                         "; ".join(t["ledger"])] for t in pm.timeline])
+    return "\n".join(lines) + "\n"
+
+
+def _md_table(head: list[str], rows: list[list[Any]]) -> list[str]:
+    out = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    return out + ["| " + " | ".join(md(v) for v in row) + " |" for row in rows]
+
+
+def write_page(pm: Postmortem, html_path: Path | None, md_path: Path | None) -> list[Path]:
+    """Write the pages asked for (atomically); returns their paths."""
+    written = []
+    for path, text in ((html_path, render_html(pm) if html_path else ""),
+                       (md_path, render_markdown(pm) if md_path else "")):
+        if path is None:
+            continue
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(f".{path.name}.tmp")
+        tmp.write_text(text, encoding="utf-8")
+        os.replace(tmp, path)
+        written.append(path)
+    return written
+
+
+def as_json(pm: Postmortem) -> str:
+    from dataclasses import asdict
+
+    return json.dumps(asdict(pm), default=str, indent=1)
