@@ -35,6 +35,7 @@ from ._version import __version__
 
 if TYPE_CHECKING:
     from ._incident import export_incident
+    from ._postmortem import build_postmortem, chart
     from ._query import connect
     from ._replay import Verdict, replay
 
@@ -57,7 +58,9 @@ __all__ = [
     "TracekitWarning",
     "Verdict",
     "__version__",
+    "build_postmortem",
     "canonical_json",
+    "chart",
     "configure",
     "connect",
     "current_run",
@@ -79,7 +82,7 @@ __all__ = [
 
 
 _LAZY = {"connect": "_query", "export_incident": "_incident", "replay": "_replay",
-         "Verdict": "_replay"}
+         "Verdict": "_replay", "chart": "_postmortem", "build_postmortem": "_postmortem"}
 
 
 def __getattr__(name: str) -> Any:

@@ -52,19 +52,24 @@ def export_incident(
     target = Path(out) / incident
     if target.exists() and not force:
         raise BundleExists(f"{target} already exists: pass --force to replace it")
+    from ._progress import Progress
     from ._query import connect
 
     root = store if store is not None else _config.settings().store
-    with connect(root) as con:
+    with Progress(4, f"exporting {incident}") as bar, connect(root) as con:
         ids = _incident_runs(con, runs)
+        bar.advance(f"{len(ids)} run(s): reading events")
         events = _bundle_order(_rows(con, "events", "", ids))
         ledger = _rows(con, "ledger_history", "ORDER BY run_id, ts, entry_id", ids)
         summary = _summary(con, ids)
-    redactor = _config.settings().redactor
-    if redactor.keys or redactor.patterns:  # the defaults already ran when it was recorded
-        events, ledger = _scrub_events(events, redactor), _scrub_ledger(ledger, redactor)
-    manifest = _manifest(incident, ids, events, summary)
-    _write_bundle(target, manifest, events, ledger, jsonl, cassette_text(events))
+        bar.advance(f"{events.num_rows:,} events: scrubbing")
+        redactor = _config.settings().redactor
+        if redactor.keys or redactor.patterns:  # the defaults already ran when it was recorded
+            events, ledger = _scrub_events(events, redactor), _scrub_ledger(ledger, redactor)
+        bar.advance("writing the bundle")
+        manifest = _manifest(incident, ids, events, summary)
+        _write_bundle(target, manifest, events, ledger, jsonl, cassette_text(events))
+        bar.advance("done")
     return target
 
 

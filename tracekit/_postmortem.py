@@ -20,7 +20,7 @@ import pyarrow as pa
 
 from ._guard import Guard
 
-__all__ = ["Postmortem", "build_postmortem", "render_html", "render_markdown"]
+__all__ = ["Postmortem", "build_postmortem", "chart", "render_html", "render_markdown"]
 
 _CLIP = 240
 _SIGNATURE_GUARD = Guard(max_repeats=3, max_steps_without_progress=10,
@@ -207,7 +207,7 @@ def render_html(pm: Postmortem) -> str:
              "<h2>Charts</h2>"]
     bounds = {"tool calls per minute": pm.guard.get("max_tool_calls_per_minute"),
               "cumulative spend (USD)": pm.guard.get("max_cost_usd")}
-    parts += [_svg(name, points, bounds.get(name)) for name, points in pm.charts.items()]
+    parts += [chart(name, points, bounds.get(name)) for name, points in pm.charts.items()]
     parts.append("<h2>Runaway signature</h2>" + _table(
         ["detector", "threshold", "would fire at step", "at"],
         [[s["detector"], s["threshold"], s["step"], s["at"]] for s in pm.signature]))
@@ -239,8 +239,9 @@ def _cell(value: Any) -> str:
     return "" if value is None else str(value)
 
 
-def _svg(name: str, points: list[tuple[float, float]], bound: float | None) -> str:
-    """A small line chart (steps) with the guard's bound drawn on it when there is one."""
+def chart(name: str, points: list[tuple[float, float]], bound: float | None = None) -> str:
+    """A small SVG line chart of ``points`` (x, y) titled ``name``, with a bound drawn on it
+    when there is one (the postmortem's charts; in a notebook: ``IPython.display.SVG``)."""
     width, height, pad = 360, 160, 30
     xs = [p[0] for p in points] or [0.0]
     ys = [p[1] for p in points] or [0.0]

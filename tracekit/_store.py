@@ -203,13 +203,18 @@ class Store:
 
     def recover(self) -> tuple[int, int]:
         """Compact every segment whose writer is gone; returns (segments, rows) recovered."""
+        from ._progress import Progress
+
         segments = rows = 0
-        for path in self.segment_paths():
-            with _dead_segment(path) as dead:
-                kept = self.compact_segment(path) if dead else None
-            if kept is not None:
-                rows += kept
-                segments += 1
+        paths = list(self.segment_paths())
+        with Progress(len(paths), "recovering segments") as bar:
+            for path in paths:
+                with _dead_segment(path) as dead:
+                    kept = self.compact_segment(path) if dead else None
+                if kept is not None:
+                    rows += kept
+                    segments += 1
+                bar.advance(path.name)
         self._remove_dead_segment_temporaries()
         return segments, rows
 
