@@ -23,6 +23,8 @@ from ._guard import Guard
 __all__ = ["Postmortem", "build_postmortem", "chart", "render_html", "render_markdown"]
 
 _CLIP = 240
+_BOUNDS_HINT = ("Run `tracekit suggest-bounds --incident NAME` for the settings that would have "
+                "contained it and their false halts.")
 _SIGNATURE_GUARD = Guard(max_repeats=3, max_steps_without_progress=10,
                          max_tool_calls_per_minute=60, max_writes_per_minute=10)
 
@@ -37,6 +39,7 @@ class Postmortem:
     signature: list[dict[str, Any]]
     guard: dict[str, Any]
     charts: dict[str, list[tuple[float, float]]] = field(default_factory=dict)
+    bounds: list[dict[str, Any]] = field(default_factory=list)
 
 
 def build_postmortem(run_id: str | None = None, incident: str | os.PathLike[str] | None = None,
@@ -52,8 +55,34 @@ def build_postmortem(run_id: str | None = None, incident: str | os.PathLike[str]
     else:
         events, ledger, title = _from_store(str(run_id), store)
         guard = {}
+    from ._replay import _decisions
+
     events = _clipped(events)
-    return _assemble(title, events.to_pylist(), ledger.to_pylist(), guard, _signature(events))
+    rows = sorted(_decisions(events), key=lambda r: (r["ts"], r["run_id"], r["seq"]))
+    ledger_rows = ledger.to_pylist()
+    page = _assemble(title, events.to_pylist(), ledger_rows, guard, _signature(rows))
+    page.bounds = _bounds(rows, ledger_rows)
+    return page
+
+
+_BOUNDS_UP_TO = 3000  # decisions: beyond, the page points at `tracekit suggest-bounds`
+
+
+def _bounds(rows: list[dict[str, Any]], ledger: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The tightest setting of each bound that contains the incident (policy replay over
+    candidate thresholds; false halts need the store: `tracekit suggest-bounds`)."""
+    from ._bounds import _FLOAT_BOUNDS, _INT_BOUNDS, _suggest
+
+    if len(rows) > _BOUNDS_UP_TO:
+        return []
+    fired = [r for r in ledger if r["status"] == "fired"]
+    found = []
+    for name in (*_INT_BOUNDS, *_FLOAT_BOUNDS):
+        trial = _suggest(name, rows, fired, []).tightest
+        if trial is not None:
+            found.append({"bound": name, "value": trial.value, "step": trial.step,
+                          "effects": trial.effects, "spend_usd": trial.spend_usd})
+    return found
 
 
 def _clipped(events: pa.Table) -> pa.Table:
@@ -155,12 +184,10 @@ def _scope(ledger: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return list(out.values())
 
 
-def _signature(events: pa.Table) -> list[dict[str, Any]]:
+def _signature(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """Which detectors would have fired, and when: each bound of a reference guard alone."""
     from ._bounds import _first_halt
-    from ._replay import _decisions
 
-    rows = sorted(_decisions(events), key=lambda r: (r["ts"], r["run_id"], r["seq"]))
     found = []
     for bound, value in _SIGNATURE_GUARD.model_dump(exclude_defaults=True).items():
         halt = _first_halt(rows, Guard(**{bound: value}))
@@ -211,6 +238,10 @@ def render_html(pm: Postmortem) -> str:
     parts.append("<h2>Runaway signature</h2>" + _table(
         ["detector", "threshold", "would fire at step", "at"],
         [[s["detector"], s["threshold"], s["step"], s["at"]] for s in pm.signature]))
+    parts.append("<h2>Bounds that would have contained it</h2>" + (_table(
+        ["bound", "tightest setting", "halts at step", "effects before", "spend before"],
+        [[b["bound"], b["value"], b["step"], b["effects"], f"${b['spend_usd']:.4f}"]
+         for b in pm.bounds]) if pm.bounds else "<p>" + e(_BOUNDS_HINT) + "</p>"))
     parts.append("<h2>Side-effect scope</h2>" + _table(
         ["destination", "tool", "fired", "may have fired", "compensated", "duplicates suppressed",
          "reversible"], [[s["destination"], s["tool"], s["fired"], s["may_have_fired"],
@@ -282,6 +313,10 @@ def render_markdown(pm: Postmortem) -> str:
              "## Runaway signature", ""]
     lines += _md_table(["detector", "threshold", "would fire at step"],
                        [[s["detector"], s["threshold"], s["step"]] for s in pm.signature])
+    lines += ["", "## Bounds that would have contained it", ""]
+    lines += _md_table(["bound", "tightest setting", "halts at step", "effects before"],
+                       [[b["bound"], b["value"], b["step"], b["effects"]] for b in pm.bounds]
+                       ) if pm.bounds else [md(_BOUNDS_HINT)]
     lines += ["", "## Side-effect scope", ""]
     lines += _md_table(["destination", "tool", "fired", "may have fired", "compensated"],
                        [[s["destination"], s["tool"], s["fired"], s["may_have_fired"],
