@@ -54,6 +54,13 @@ def test_the_html_is_self_contained_with_its_charts(demo: tuple[Path, str]) -> N
     for outside in ("<script", "src=", "href=", "url(", "@import", "<link", "<iframe"):
         assert outside not in text.lower(), outside
     assert text.count("<tr") > 60  # the timeline: every decision
+    tracekit.configure(store=store.parent / "other", guard=tracekit.Guard(
+        max_cost_usd=0.05, max_tool_calls_per_minute=30, max_writes_per_minute=5))
+    try:  # the configured guard's bounds are drawn on the charts
+        bounded = render_html(build_postmortem(runaway, store=store))
+    finally:
+        tracekit.configure(store=store.parent / "other", guard=False)
+    assert {"bound 0.05", "bound 30", "bound 5"} <= set(re.findall(r"bound [\d.]+", bounded))
 
 
 def test_trace_content_shows_as_text_only(tmp_path: Path) -> None:

@@ -51,10 +51,10 @@ def build_postmortem(run_id: str | None = None, incident: str | os.PathLike[str]
         from ._incident import load_bundle
 
         manifest, events, ledger = load_bundle(incident)
-        title, guard = f"incident {manifest['name']}", manifest.get("guard") or {}
+        title, guard = f"incident {manifest['name']}", manifest.get("guard") or _guard_now()
     else:
         events, ledger, title = _from_store(str(run_id), store)
-        guard = {}
+        guard = _guard_now()
     from ._replay import _decisions
 
     events = _clipped(events)
@@ -63,6 +63,15 @@ def build_postmortem(run_id: str | None = None, incident: str | os.PathLike[str]
     page = _assemble(title, events.to_pylist(), ledger_rows, guard, _signature(rows))
     page.bounds = _bounds(rows, ledger_rows)
     return page
+
+
+def _guard_now() -> dict[str, Any]:
+    """The guard configured now (the process's, else the project's): its bounds on the charts."""
+    from . import _config
+    from ._replay import project_guard
+
+    guard = _config.settings().guard or project_guard()
+    return guard.model_dump(mode="json") if guard is not None else {}
 
 
 _BOUNDS_UP_TO = 3000  # decisions: beyond, the page points at `tracekit suggest-bounds`
@@ -210,10 +219,14 @@ def _charts(events: list[dict[str, Any]], ledger: list[dict[str, Any]]) -> dict[
         if e["cost_usd"]:
             total += e["cost_usd"]
             spend.append(((e["ts"] - start).total_seconds(), total))
-    writes = [((r["ts"] - start).total_seconds(), i + 1)
-              for i, r in enumerate(r for r in ledger if r["status"] == "fired")]
+    writes: dict[int, int] = {}
+    for row in ledger:
+        if row["status"] == "fired":
+            minute = int((row["ts"] - start).total_seconds() // 60)
+            writes[minute] = writes.get(minute, 0) + 1
     return {"tool calls per minute": sorted((float(k), float(v)) for k, v in calls.items()),
-            "cumulative spend (USD)": spend, "writes fired": writes}
+            "cumulative spend (USD)": spend,
+            "writes fired per minute": sorted((float(k), float(v)) for k, v in writes.items())}
 
 
 # -- rendering -----------------------------------------------------------------------------------
@@ -233,7 +246,8 @@ def render_html(pm: Postmortem) -> str:
                                                for k, v in pm.release.items()) + "</p>",
              "<h2>Charts</h2>"]
     bounds = {"tool calls per minute": pm.guard.get("max_tool_calls_per_minute"),
-              "cumulative spend (USD)": pm.guard.get("max_cost_usd")}
+              "cumulative spend (USD)": pm.guard.get("max_cost_usd"),
+              "writes fired per minute": pm.guard.get("max_writes_per_minute")}
     parts += [chart(name, points, bounds.get(name)) for name, points in pm.charts.items()]
     parts.append("<h2>Runaway signature</h2>" + _table(
         ["detector", "threshold", "would fire at step", "at"],
