@@ -21,9 +21,9 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-import pyarrow.parquet as pq
 import pytest
 import requests
+from _replaying import bundle_events, export, replay
 
 import tracekit
 import tracekit.http
@@ -60,26 +60,6 @@ def _bump(counter: str) -> int:
     with _LOCK:
         WORLD[counter] = WORLD.get(counter, 0) + 1
         return WORLD[counter]
-
-
-def export(store: Path, tmp_path: Path, name: str) -> Path:
-    """Bundle every root run recorded into ``store`` so far as ``tmp_path/fixtures/name``."""
-    tracekit.flush()
-    rows = Recording(store).rows("SELECT run_id FROM runs WHERE parent_run_id IS NULL "
-                                 "ORDER BY run_id")
-    assert rows, "the agent recorded no run"
-    return tracekit.export_incident([r["run_id"] for r in rows], name, tmp_path / "fixtures",
-                                    store)
-
-
-def replay(bundle: Path, agent: Callable[..., Any],
-           guard: tracekit.Guard | None = None) -> tracekit.Verdict:
-    return tracekit.replay(bundle, guard=guard if guard is not None else tracekit.Guard(),
-                           entrypoint=f"{__name__}:{agent.__name__}")
-
-
-def bundle_events(bundle: Path) -> list[dict[str, Any]]:
-    return pq.read_table(bundle / "events.parquet").to_pylist()
 
 
 def replay_state() -> dict[str, Any]:

@@ -127,9 +127,9 @@ def model(fn: F | None = None, /, *, name: str | None = None,
                 current = _run._current.get()
                 if current is None:
                     return await func(*args, **kwargs)
-                call_id = _begin_model(current, spec, args, kwargs)
-                if call_id is None:  # agent replay: the recorded answer
+                if current._served is not None:  # agent replay: the recorded answer
                     return current._served.model(current, spec, spec.prompt_of(args, kwargs))
+                call_id = _begin_model(current, spec, args, kwargs)
                 started = time.perf_counter()
                 try:
                     result = await func(*args, **kwargs)
@@ -144,9 +144,9 @@ def model(fn: F | None = None, /, *, name: str | None = None,
             current = _run._current.get()
             if current is None:
                 return func(*args, **kwargs)
-            call_id = _begin_model(current, spec, args, kwargs)
-            if call_id is None:
+            if current._served is not None:
                 return current._served.model(current, spec, spec.prompt_of(args, kwargs))
+            call_id = _begin_model(current, spec, args, kwargs)
             started = time.perf_counter()
             try:
                 result = func(*args, **kwargs)
@@ -159,10 +159,8 @@ def model(fn: F | None = None, /, *, name: str | None = None,
 
 
 def _begin_model(run: _run.Run, spec: ModelSpec, args: tuple[Any, ...],
-                 kwargs: dict[str, Any]) -> str | None:
-    """Record the prompt of a model call; None in agent replay (served instead)."""
-    if run._served is not None:
-        return None
+                 kwargs: dict[str, Any]) -> str:
+    """Record the prompt of a model call; its call id links the answer."""
     call_id = f"call_{next(run._calls)}"
     run._record("prompt", name=spec.name or run.release.model, call_id=call_id,
                 args=spec.prompt_of(args, kwargs))

@@ -38,7 +38,7 @@ import pyarrow.parquet as pq
 from . import _config, _run
 from ._cassette import serving
 from ._encode import canonical_json
-from ._guard import Guard, GuardRuntime
+from ._guard import Guard
 from ._redact import MARKER
 
 __all__ = ["RecordingEnds", "ReplayDivergence", "agent_replay", "load_entrypoint"]
@@ -78,13 +78,11 @@ class _Call:
     A prompt's text (it can be the whole conversation) is read from the bundle only when the
     replay gets to it: ``text`` is then a ``(prompts, row)`` reference."""
 
-    run_id: str
     step: int
     name: str | None
     text: str | tuple[_Prompts, int]
     ts: float
     call_id: str | None
-    writes: bool = False
     result: dict[str, Any] | None = None
     taken: bool = False
 
@@ -180,9 +178,8 @@ def _load_runs(events: pa.Table, prompts: list[dict[str, Any]]) -> dict[str, _Re
 def _add(run: _RecordedRun, row: dict[str, Any], answers: dict[tuple[str, str], Any]) -> None:
     kind = row["kind"]
     if kind in ("tool_call", "prompt"):
-        call = _Call(run.run_id, row["step"] or 0, row["name"], row["args"] or "null",
-                     row["ts"].timestamp(), row["call_id"],
-                     writes='"writes":true' in (row["attrs"] or ""))
+        call = _Call(row["step"] or 0, row["name"], row["args"] or "null",
+                     row["ts"].timestamp(), row["call_id"])
         (run.calls if kind == "tool_call" else run.prompts).append(call)
     elif kind in ("tool_result", "model_output", "error"):
         if row["call_id"] is not None:  # an error with a call id: a model call that raised
@@ -231,20 +228,20 @@ def _fields(recorded: Any, actual: Any) -> tuple[list[str], list[str]]:
                    and _same(recorded[k], actual[k])]
     else:
         matched = ["args"] if _same(recorded, actual) else []
-    return matched, _differences(recorded, actual, "args")[:_SHOWN]
+    return matched, differences(recorded, actual, "args")[:_SHOWN]
 
 
-def _differences(recorded: Any, actual: Any, path: str,
+def differences(recorded: Any, actual: Any, path: str,
                  labels: tuple[str, str] = ("recorded", "actual")) -> list[str]:
     """Where two JSON values differ, as paths with both values."""
     if _same(recorded, actual):
         return []
     if isinstance(recorded, dict) and isinstance(actual, dict):
-        return [d for k in sorted(recorded.keys() | actual.keys()) for d in _differences(
+        return [d for k in sorted(recorded.keys() | actual.keys()) for d in differences(
             recorded.get(k, "<absent>"), actual.get(k, "<absent>"), f"{path}.{k}", labels)]
     if isinstance(recorded, list) and isinstance(actual, list) and len(recorded) == len(actual):
         return [d for i, (a, b) in enumerate(zip(recorded, actual, strict=True))
-                for d in _differences(a, b, f"{path}[{i}]", labels)]
+                for d in differences(a, b, f"{path}[{i}]", labels)]
     return [f"{path} ({labels[0]} {_short(recorded)}, {labels[1]} {_short(actual)})"]
 
 
@@ -660,7 +657,7 @@ def agent_replay(bundle: Path, events: pa.Table, ledger: pa.Table, entrypoint: s
                                          str | None]:
     """Run ``entrypoint`` against the recording. Returns the replay's event rows, the effects
     that would have fired, and why it stopped early (the recording ended) if it did."""
-    from ._replay import MemoryControl
+    from ._replay import memory_runtime
 
     fn = load_entrypoint(entrypoint)
     runs = _load_runs(events, _Prompts(bundle / "events.parquet").rows())
@@ -668,8 +665,7 @@ def agent_replay(bundle: Path, events: pa.Table, ledger: pa.Table, entrypoint: s
     clock = [min((r.start for r in runs.values()), default=0.0)]
     sink = _Sink()
     served = Served(runs, ledger, clock, sink.rows)
-    runtime = GuardRuntime(guard.model_copy(update={"staleness_s": 1e9}), MemoryControl(),
-                           clock=lambda: clock[0])
+    runtime = memory_runtime(guard, clock)
     try:
         with _config.pinned(sink, runtime), _served(served), _no_network(), serving(bundle):
             for kwargs in inputs:

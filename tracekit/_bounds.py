@@ -17,7 +17,7 @@ from typing import Any
 
 import pyarrow as pa
 
-from ._guard import Guard, GuardRuntime, Halted, RunGuard
+from ._guard import Guard, Halted, RunGuard
 from ._incident import load_bundle
 
 __all__ = ["BoundTrial", "Suggestion", "suggest_bounds"]
@@ -75,10 +75,10 @@ def suggest_bounds(bundle: str | os.PathLike[str],
                    store: str | os.PathLike[str] | None = None,
                    healthy_limit: int = 1000) -> Suggestions:
     """Try candidate thresholds of every bound on the incident and on the store's other runs."""
-    from ._replay import _decisions
+    from ._replay import decisions
 
     manifest, events, ledger = load_bundle(bundle, prompts=False)
-    incident = sorted(_decisions(events), key=_order)
+    incident = decisions(events)
     fired = [r for r in ledger.to_pylist() if r["status"] == "fired"]
     healthy = _healthy(store, set(manifest["runs"]), healthy_limit)
     found = [_suggest(name, incident, fired, healthy) for name in (*_INT_BOUNDS,
@@ -87,16 +87,12 @@ def suggest_bounds(bundle: str | os.PathLike[str],
     return Suggestions(Path(bundle).name, runs, [s for s in found if s.trials])
 
 
-def _order(row: dict[str, Any]) -> tuple[Any, ...]:
-    return (row["ts"], row["run_id"], row["seq"])
-
-
 def _healthy(store: str | os.PathLike[str] | None, incident: set[str],
              limit: int) -> list[dict[str, Any]]:
     """The decisions of the store's most recent runs outside the incident (none without a
     store)."""
     from ._query import connect
-    from ._replay import _decisions
+    from ._replay import decisions
     from ._store import Store, resolve_root
 
     root = resolve_root(store)
@@ -108,20 +104,22 @@ def _healthy(store: str | os.PathLike[str] | None, incident: set[str],
             "WHERE run_id NOT IN (SELECT unnest($ids)) AND root_run_id NOT IN "
             "(SELECT unnest($ids)) ORDER BY started DESC LIMIT $limit)",
             params={"ids": sorted(incident), "limit": limit}).to_arrow_table()
-    return sorted(_decisions(table), key=_order)
+    return decisions(table)
 
 
 def _suggest(bound: str, incident: list[dict[str, Any]], fired: list[dict[str, Any]],
              healthy: list[dict[str, Any]]) -> Suggestion:
     trials = []
+    from ._replay import first_halt
+
     for value in _candidates(bound, incident):
         guard = Guard(**{bound: value})
-        halt = _first_halt(incident, guard)
+        halt = first_halt(incident, guard)
         stopped = len(_halted_runs(healthy, guard)) if healthy else 0
         if halt is None:
             trials.append(BoundTrial(bound, value, None, len(fired), _spend(incident), stopped))
             continue
-        row, spend = halt
+        _, row, spend = halt
         effects = sum(1 for f in fired if f["ts"] < row["ts"])
         trials.append(BoundTrial(bound, value, row["step"], effects, round(spend, 6), stopped))
     containing = [t for t in trials if t.contains]
@@ -158,42 +156,12 @@ def _spend(rows: list[dict[str, Any]]) -> float:
     return float(sum(r["cost_usd"] or 0.0 for r in rows))
 
 
-def _runtime(guard: Guard, clock: list[float]) -> GuardRuntime:
-    from ._replay import MemoryControl
-
-    return GuardRuntime(guard.model_copy(update={"staleness_s": 1e9}), MemoryControl(),
-                        clock=lambda: clock[0])
-
-
-def _first_halt(rows: list[dict[str, Any]], guard: Guard) -> tuple[dict[str, Any],
-                                                                   float] | None:
-    """The row where ``guard`` halts the incident, and the spend by then; None if it does not."""
-    from ._replay import _decide
-
-    clock = [0.0]
-    runtime = _runtime(guard, clock)
-    guards: dict[str, RunGuard] = {}
-    spend = 0.0
-    try:
-        for row in rows:
-            clock[0] = row["ts"].timestamp()
-            try:
-                _decide(row, guards, runtime)
-            except Halted:
-                paid = (row["cost_usd"] or 0.0) if row["kind"] == "model_output" else 0.0
-                return row, spend + paid
-            spend += row["cost_usd"] or 0.0
-        return None
-    finally:
-        runtime.close()
-
-
 def _halted_runs(rows: list[dict[str, Any]], guard: Guard) -> set[str]:
     """The runs ``guard`` would have stopped (each run goes on until its own halt)."""
-    from ._replay import _decide
+    from ._replay import _decide, memory_runtime
 
     clock = [0.0]
-    runtime = _runtime(guard, clock)
+    runtime = memory_runtime(guard, clock)
     guards: dict[str, RunGuard] = {}
     halted: set[str] = set()
     try:

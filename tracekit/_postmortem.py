@@ -8,7 +8,6 @@ a trace goes through ``html.escape`` (HTML) or ``md`` (Markdown) on its way to t
 from __future__ import annotations
 
 import html
-import json
 import os
 import re
 from dataclasses import dataclass, field
@@ -55,10 +54,10 @@ def build_postmortem(run_id: str | None = None, incident: str | os.PathLike[str]
     else:
         events, ledger, title = _from_store(str(run_id), store)
         guard = _guard_now()
-    from ._replay import _decisions
+    from ._replay import decisions
 
     events = _clipped(events)
-    rows = sorted(_decisions(events), key=lambda r: (r["ts"], r["run_id"], r["seq"]))
+    rows = decisions(events)
     ledger_rows = ledger.to_pylist()
     page = _assemble(title, events.to_pylist(), ledger_rows, guard, _signature(rows))
     page.bounds = _bounds(rows, ledger_rows)
@@ -195,14 +194,14 @@ def _scope(ledger: list[dict[str, Any]]) -> list[dict[str, Any]]:
 
 def _signature(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """Which detectors would have fired, and when: each bound of a reference guard alone."""
-    from ._bounds import _first_halt
+    from ._replay import first_halt
 
     found = []
     for bound, value in _SIGNATURE_GUARD.model_dump(exclude_defaults=True).items():
-        halt = _first_halt(rows, Guard(**{bound: value}))
+        halt = first_halt(rows, Guard(**{bound: value}))
         if halt is not None:
-            found.append({"detector": bound, "threshold": value, "step": halt[0]["step"],
-                          "at": halt[0]["ts"]})
+            found.append({"detector": bound, "threshold": value, "step": halt[1]["step"],
+                          "at": halt[1]["ts"]})
     return found
 
 
@@ -360,9 +359,3 @@ def write_page(pm: Postmortem, html_path: Path | None, md_path: Path | None) -> 
         os.replace(tmp, path)
         written.append(path)
     return written
-
-
-def as_json(pm: Postmortem) -> str:
-    from dataclasses import asdict
-
-    return json.dumps(asdict(pm), default=str, indent=1)

@@ -29,7 +29,8 @@ from ._guard import (
 )
 from ._incident import load_bundle
 
-__all__ = ["MemoryControl", "Verdict", "project_guard", "replay"]
+__all__ = ["MemoryControl", "Verdict", "decisions", "first_halt", "memory_runtime",
+           "project_guard", "replay"]
 
 
 class MemoryControl:
@@ -178,15 +179,26 @@ def replay(bundle: str | os.PathLike[str], guard: Guard | None = None,
     if entrypoint is not None:
         return _agent_verdict(Path(bundle), events, ledger, entrypoint, guard,
                               len(set(manifest["runs"])))
-    rows = sorted(_decisions(events), key=lambda r: (r["ts"], r["run_id"], r["seq"]))
+    rows = decisions(events)
     writes = [r for r in ledger.to_pylist() if r["status"] == "fired"]
-    clock = [0.0]
-    runtime = GuardRuntime(guard.model_copy(update={"staleness_s": 1e9}), MemoryControl(),
-                           clock=lambda: clock[0])
-    try:
-        return _run_through(rows, writes, runtime, clock, len(set(manifest["runs"])))
-    finally:
-        runtime.close()
+    runs, halt = len(set(manifest["runs"])), first_halt(rows, guard)
+    if halt is not None:
+        return _halted(*halt, writes, runs, len(rows))
+    spend = sum(r["cost_usd"] or 0.0 for r in rows)
+    return Verdict(False, runs, len(rows), spend_usd=round(spend, 6),
+                   effects=[_effect(w) for w in writes])
+
+
+def memory_runtime(guard: Guard, clock: list[float]) -> GuardRuntime:
+    """``guard`` on an in-memory control store and the clock ``clock[0]`` (every replay: the
+    recorded clock, nothing shared, no socket)."""
+    return GuardRuntime(guard.model_copy(update={"staleness_s": 1e9}), MemoryControl(),
+                        clock=lambda: clock[0])
+
+
+def decisions(events: pa.Table) -> list[dict[str, Any]]:
+    """The recorded decisions the guard sees, in the order they were made."""
+    return sorted(_decisions(events), key=lambda r: (r["ts"], r["run_id"], r["seq"]))
 
 
 _COLUMNS = ("run_id", "parent_run_id", "root_run_id", "tenant", "seq", "step", "ts", "kind",
@@ -212,20 +224,26 @@ def _refusals(table: pa.Table) -> pa.ChunkedArray:
                                 pc.is_valid(table["args"])), False)
 
 
-def _run_through(rows: list[dict[str, Any]], writes: list[dict[str, Any]],
-                 runtime: GuardRuntime, clock: list[float], runs: int) -> Verdict:
+def first_halt(rows: list[dict[str, Any]], guard: Guard
+               ) -> tuple[Halted, dict[str, Any], float] | None:
+    """Where ``guard`` halts these decisions (on their recorded clock): the halt, its row and
+    the spend by then; None when it lets them all through."""
+    clock = [0.0]
+    runtime = memory_runtime(guard, clock)
     guards: dict[str, RunGuard] = {}
     spend = 0.0
-    for row in rows:
-        clock[0] = row["ts"].timestamp()
-        try:
-            _decide(row, guards, runtime)
-        except Halted as halt:  # a model output that trips a bound was paid for all the same
-            paid = (row["cost_usd"] or 0.0) if row["kind"] == "model_output" else 0.0
-            return _halted(halt, row, writes, spend + paid, runs, len(rows))
-        spend += row["cost_usd"] or 0.0
-    return Verdict(False, runs, len(rows), spend_usd=round(spend, 6),
-                   effects=[_effect(w) for w in writes])
+    try:
+        for row in rows:
+            clock[0] = row["ts"].timestamp()
+            try:
+                _decide(row, guards, runtime)
+            except Halted as halt:  # a model output that trips a bound was paid all the same
+                paid = (row["cost_usd"] or 0.0) if row["kind"] == "model_output" else 0.0
+                return halt, row, spend + paid
+            spend += row["cost_usd"] or 0.0
+        return None
+    finally:
+        runtime.close()
 
 
 def _decide(row: dict[str, Any], guards: dict[str, RunGuard], runtime: GuardRuntime) -> None:
@@ -259,7 +277,7 @@ def _refused_again(row: dict[str, Any]) -> OutOfScope:
                       value=info.get("value"), threshold=info.get("threshold"))
 
 
-def _halted(halt: Halted, row: dict[str, Any], writes: list[dict[str, Any]], spend: float,
+def _halted(halt: Halted, row: dict[str, Any], spend: float, writes: list[dict[str, Any]],
             runs: int, events: int) -> Verdict:
     before = [w for w in writes if w["ts"] < row["ts"]]
     return Verdict(True, runs, events, run_id=row["run_id"], step=row["step"], level=halt.level,

@@ -106,7 +106,7 @@ def _clip(text: str) -> str:
 
 def _differences(left: list[tuple[Any, ...]], right: list[tuple[Any, ...]]) -> list[str]:
     """A structural diff of the step where the runs part: per decision, what changed."""
-    from ._agentreplay import _differences as paths
+    from ._agentreplay import differences as paths
 
     out = []
     for index in range(max(len(left), len(right))):

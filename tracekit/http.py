@@ -215,6 +215,15 @@ def _is_stream(response: Any) -> bool:
         "transfer-encoding", "")
 
 
+def _teed(run: Run, doc: dict[str, Any], started: float, request: Any, response: Any,
+          stream_type: type) -> Any:
+    """The response the caller gets: the same, its body teed into the exchange's record."""
+    tee = _Tee(_httpx_done(run, doc, started, response, _is_stream(response)))
+    return _httpx().Response(response.status_code, headers=response.headers,
+                             stream=stream_type(response.stream, tee),
+                             extensions=response.extensions, request=request)
+
+
 class HTTPXTransport:
     """An httpx transport that records every exchange made inside a run, then passes it on to
     ``inner`` (default: ``httpx.HTTPTransport()``)."""
@@ -225,17 +234,14 @@ class HTTPXTransport:
     def handle_request(self, request: Any) -> Any:
         request.read()
         run, doc, started = _httpx_exchange(request)
-        if run is None or doc is None:
+        if run is None or doc is None:  # outside a run: not recorded
             return self.inner.handle_request(request)
         try:
             response = self.inner.handle_request(request)
         except Exception as exc:
             record_exchange(run, doc, None, started, exc, _httpx_secrets(request))
             raise
-        tee = _Tee(_httpx_done(run, doc, started, response, _is_stream(response)))
-        return _httpx().Response(response.status_code, headers=response.headers,
-                                 stream=_tees()[0](response.stream, tee),
-                                 extensions=response.extensions, request=request)
+        return _teed(run, doc, started, request, response, _tees()[0])
 
     def close(self) -> None:
         self.inner.close()
@@ -264,10 +270,7 @@ class AsyncHTTPXTransport:
         except Exception as exc:
             record_exchange(run, doc, None, started, exc, _httpx_secrets(request))
             raise
-        tee = _Tee(_httpx_done(run, doc, started, response, _is_stream(response)))
-        return _httpx().Response(response.status_code, headers=response.headers,
-                                 stream=_tees()[1](response.stream, tee),
-                                 extensions=response.extensions, request=request)
+        return _teed(run, doc, started, request, response, _tees()[1])
 
     async def aclose(self) -> None:
         await self.inner.aclose()
