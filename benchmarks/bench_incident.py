@@ -102,8 +102,8 @@ def main(argv: list[str] | None = None) -> int:
 _IN_PROCESS = """
 import json, statistics, sys, time
 import tracekit
-from tracekit._postmortem import build_postmortem, render_html
-from tracekit._replay import project_guard
+from tracekit._report.postmortem import build_postmortem, render_html
+from tracekit._replay.policy import project_guard
 run_id, guard = sys.argv[1], project_guard("tests/incidents")
 jobs = {
     "export": lambda: tracekit.export_incident([run_id], "big", force=True),

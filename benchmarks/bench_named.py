@@ -37,7 +37,7 @@ TARGET_S = 1.0
 
 def ledger_of(events: pa.Table, seed: int = 5) -> pa.Table:
     """A ledger for the store: a reserved and a fired row for a quarter of the tool calls."""
-    from tracekit._schema import LEDGER_SCHEMA, SCHEMA_VERSION
+    from tracekit._base.schema import LEDGER_SCHEMA, SCHEMA_VERSION
 
     calls = events.filter(pc.equal(events["kind"], "tool_call")).select(
         ["run_id", "tenant", "call_id", "ts", "name", "release_id"])
@@ -63,7 +63,7 @@ def ledger_of(events: pa.Table, seed: int = 5) -> pa.Table:
 
 def build(n_events: int, workdir: Path) -> tuple[Path, list[str]]:
     """Build (or reuse) the store; returns it and a sample of its run ids."""
-    from tracekit._store import Store
+    from tracekit._store.layout import Store
 
     store = workdir / f"named-{n_events}" / "store"
     if not (store / "events").exists():
@@ -84,7 +84,7 @@ def build(n_events: int, workdir: Path) -> tuple[Path, list[str]]:
 
 def time_queries(store: Path, runs: list[str], reps: int = 5) -> dict[str, dict[str, Any]]:
     import tracekit
-    from tracekit._queries import named_queries
+    from tracekit._query.named import named_queries
 
     results: dict[str, dict[str, Any]] = {}
     for name in named_queries():

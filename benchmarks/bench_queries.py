@@ -46,7 +46,7 @@ def rotate_rows() -> int:
     """The recorder's default segment size (rows), read from tracekit itself."""
     import inspect
 
-    from tracekit._recorder import Recorder
+    from tracekit._capture.recorder import Recorder
 
     return int(inspect.signature(Recorder).parameters["rotate_rows"].default)
 START = dt.datetime(2026, 11, 29, 22, 0, tzinfo=dt.UTC)
@@ -272,7 +272,7 @@ def generate(n_events: int, seed: int = 7) -> tuple[pa.Table, np.ndarray]:
 
 def build_store(root: Path, table: pa.Table, writer: np.ndarray) -> dict[str, Any]:
     """Write ``table`` as tracekit's compactor would: per writer, per segment."""
-    from tracekit._store import Store
+    from tracekit._store.layout import Store
 
     store = Store(root)
     store.ensure()
@@ -428,7 +428,7 @@ def run_queries(store: Path, db: Path, run_ids: list[str], timeline_passes: int,
 def bench_queries(n_events: int, workdir: Path, *, reuse: bool = True, json_sample: int = 1_000_000,
                   timeline_passes: int = 3, spend_reps: tuple[int, int] = (5, 3)) -> dict[str, Any]:
     """Generate (or reuse) the store and its SQLite twin, then time the queries and sizes."""
-    from tracekit._store import Store
+    from tracekit._store.layout import Store
 
     base = workdir / f"query-{n_events}"
     store, db, manifest = base / "store", base / "events.sqlite", base / "manifest.json"

@@ -51,7 +51,7 @@ def worker(events: int, store: Path, payload: str = "default") -> dict[str, Any]
     import pyarrow.parquet as pq
 
     import tracekit
-    from tracekit._store import Store
+    from tracekit._store.layout import Store
 
     pool = _payload_pool(payload)
     mask = len(pool) - 1

@@ -26,7 +26,7 @@ from _common import PAYLOAD, PROGRESS_LABEL, TOOL_NAME
 
 def _rows(n: int) -> list[tuple[Any, ...]]:
     import tracekit
-    from tracekit import _config
+    from tracekit._capture import settings as _config
 
     rows: list[tuple[Any, ...]] = []
     original = _config.emit
@@ -48,9 +48,10 @@ def probe_writer(rows: int = 200_000, reps: int = 3) -> dict[str, Any]:
     import pyarrow as pa
     import pyarrow.compute as pc
 
-    from tracekit import _recorder, _store
-    from tracekit._redact import _DEFAULT_HINTS, Redactor
-    from tracekit._store import SegmentWriter, Store, read_segment
+    from tracekit._base.redact import _DEFAULT_HINTS, Redactor
+    from tracekit._capture import recorder as _recorder
+    from tracekit._store import layout as _store
+    from tracekit._store.layout import SegmentWriter, Store, read_segment
 
     items = _rows(rows)
     n = len(items)

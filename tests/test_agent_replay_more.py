@@ -27,7 +27,8 @@ from _replaying import bundle_events, export, replay
 
 import tracekit
 import tracekit.http
-from tracekit import _config, _run
+from tracekit._capture import run as _run
+from tracekit._capture import settings as _config
 from tracekit.testing import Recording
 
 KNOBS: dict[str, Any] = {}

@@ -11,8 +11,8 @@ from pathlib import Path
 import pytest
 
 import tracekit
-from tracekit._bounds import suggest_bounds
 from tracekit._demo import run_demo
+from tracekit._replay.suggest import suggest_bounds
 
 
 @pytest.fixture(scope="module")

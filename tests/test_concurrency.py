@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 
 import tracekit
-from tracekit import _config
+from tracekit._capture import settings as _config
 
 PROCESSES = 4
 THREADS = 4

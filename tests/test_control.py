@@ -22,7 +22,7 @@ from typing import Any
 import pytest
 from _redis import RedisServer
 
-from tracekit._control import (
+from tracekit._control.stores import (
     CONTROL_VERSION,
     ControlError,
     RedisControl,

@@ -23,8 +23,8 @@ from _redis import RedisServer
 from pydantic import ValidationError
 
 import tracekit
-from tracekit import _config
-from tracekit._control import RedisControl, SQLiteControl, flag_key, now_info
+from tracekit._capture import settings as _config
+from tracekit._control.stores import RedisControl, SQLiteControl, flag_key, now_info
 
 redis = pytest.importorskip("redis")
 

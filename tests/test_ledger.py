@@ -27,8 +27,9 @@ import pytest
 from _redis import RedisServer
 
 import tracekit
-from tracekit import _config, _effects
-from tracekit._effects import DuplicateInFlight, IdempotencyConflict, ReplayedFailure
+from tracekit._capture import settings as _config
+from tracekit._ledger import effects as _effects
+from tracekit._ledger.effects import DuplicateInFlight, IdempotencyConflict, ReplayedFailure
 
 redis = pytest.importorskip("redis")
 

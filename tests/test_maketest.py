@@ -15,7 +15,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from tracekit._maketest import HandEdited, make_test
+from tracekit._gate.maketest import HandEdited, make_test
 
 ROOT = Path(__file__).resolve().parent.parent
 GUARD_TOML = "[guard]\nmax_repeats = 3\nmax_steps = 25\n"

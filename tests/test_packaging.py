@@ -30,7 +30,7 @@ def test_wheel_ships_templates_and_type_marker(wheel: Path) -> None:
     names = set(zipfile.ZipFile(wheel).namelist())
     assert "tracekit/py.typed" in names
     assert "tracekit/templates/demo_summary.txt.j2" in names
-    assert "tracekit/queries/repeated_calls.sql" in names  # the named postmortem queries
+    assert "tracekit/_query/queries/repeated_calls.sql" in names  # the named postmortem queries
     assert any(n.endswith("entry_points.txt") for n in names)
 
 

@@ -12,7 +12,7 @@ import pytest
 
 import tracekit
 from tracekit._demo import run_demo
-from tracekit._postmortem import build_postmortem, render_html, render_markdown
+from tracekit._report.postmortem import build_postmortem, render_html, render_markdown
 from tracekit.testing import recording
 
 HOSTILE = ("<script>alert('pwned')</script>", "[click me](javascript:alert(1))",

@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 
+from tracekit._base.progressbar import Progress
 from tracekit._demo import run_demo
-from tracekit._progress import Progress
 
 
 def test_quiet_when_the_output_is_not_a_terminal(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -11,7 +11,7 @@ import pytest
 
 import tracekit
 from tracekit._demo import run_demo
-from tracekit._queries import named_queries, named_query, run_named
+from tracekit._query.named import named_queries, named_query, run_named
 
 ISSUE_QUERIES = {"run_timeline", "effects_by_run", "spend_per_tenant", "tool_rate",
                  "repeated_calls", "no_progress", "fanout", "first_seen_destinations",

@@ -11,7 +11,7 @@ import pytest
 
 import tracekit
 from tracekit._demo import run_demo
-from tracekit._rundiff import diff_runs
+from tracekit._query.rundiff import diff_runs
 from tracekit.testing import recording
 
 

@@ -27,5 +27,5 @@ def test_recording_sees_what_the_agent_did_and_restores_settings(tmp_path: Path)
         kinds = [e["kind"] for e in rec.events(run.run_id)]
         assert kinds == ["run_start", "model_output", "tool_call", "tool_result", "tool_call",
                          "tool_result", "run_end"]
-    assert tracekit._config.settings().store == before.store
+    assert tracekit._capture.settings.settings().store == before.store
     tracekit.shutdown()

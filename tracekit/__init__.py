@@ -20,24 +20,24 @@ Query it: ``tracekit.connect().execute("SELECT * FROM runs").fetchall()``. Test 
 
 from typing import TYPE_CHECKING, Any
 
-from ._agent import entrypoint, model, now, random
-from ._agentreplay import RecordingEnds, ReplayDivergence, ReplayedToolError
-from ._config import Release, Settings, configure, flush, shutdown
-from ._effects import DuplicateInFlight, IdempotencyConflict, ReplayedFailure
-from ._encode import canonical_json
-from ._guard import Guard, Halted, OutOfScope
-from ._queries import named_queries, run_named
-from ._redact import Redactor
-from ._run import Run, current_run, run, tool
-from ._schema import EVENT_SCHEMA, SCHEMA_VERSION
-from ._store import TracekitWarning, resolve_root
+from ._base.encode import canonical_json
+from ._base.redact import Redactor
+from ._base.schema import EVENT_SCHEMA, SCHEMA_VERSION
+from ._capture.decorators import entrypoint, model, now, random
+from ._capture.run import Run, current_run, run, tool
+from ._capture.settings import Release, Settings, configure, flush, shutdown
+from ._contain.guard import Guard, Halted, OutOfScope
+from ._ledger.effects import DuplicateInFlight, IdempotencyConflict, ReplayedFailure
+from ._query.named import named_queries, run_named
+from ._replay.agent import RecordingEnds, ReplayDivergence, ReplayedToolError
+from ._store.layout import TracekitWarning, resolve_root
 from ._version import __version__
 
 if TYPE_CHECKING:
-    from ._incident import export_incident
-    from ._postmortem import build_postmortem, chart
-    from ._query import connect
-    from ._replay import Verdict, replay
+    from ._export.bundle import export_incident
+    from ._query.views import connect
+    from ._replay.policy import Verdict, replay
+    from ._report.postmortem import build_postmortem, chart
 
 __all__ = [
     "EVENT_SCHEMA",
@@ -81,8 +81,9 @@ __all__ = [
 ]
 
 
-_LAZY = {"connect": "_query", "export_incident": "_incident", "replay": "_replay",
-         "Verdict": "_replay", "chart": "_postmortem", "build_postmortem": "_postmortem"}
+_LAZY = {"connect": "_query.views", "export_incident": "_export.bundle",
+         "replay": "_replay.policy", "Verdict": "_replay.policy",
+         "chart": "_report.postmortem", "build_postmortem": "_report.postmortem"}
 
 
 def __getattr__(name: str) -> Any:
@@ -98,6 +99,6 @@ def __getattr__(name: str) -> Any:
 
 def recover(store: str | None = None) -> tuple[int, int]:
     """Compact every segment left by a dead writer; returns (segments, rows) recovered."""
-    from ._store import Store
+    from ._store.layout import Store
 
     return Store(resolve_root(store)).recover()

@@ -12,12 +12,12 @@ import os
 from dataclasses import dataclass, field
 from typing import Any
 
-from . import _config
-from ._agent import entrypoint, model
-from ._config import Release
-from ._guard import Guard, Halted
-from ._ids import new_id
-from ._run import Run, run, tool
+from ._base.ids import new_id
+from ._capture import settings as _config
+from ._capture.decorators import entrypoint, model
+from ._capture.run import Run, run, tool
+from ._capture.settings import Release
+from ._contain.guard import Guard, Halted
 
 __all__ = ["DEMO_GUARD", "DEMO_RELEASE", "DemoResult", "handle_ticket", "run_demo"]
 
@@ -196,7 +196,7 @@ def run_demo(
 
     With ``guarded`` (the default) every run is under DEMO_GUARD, and the runaway is contained.
     """
-    from ._query import connect
+    from ._query.views import connect
 
     if runaway_steps < 1:
         raise ValueError("runaway_steps must be at least 1")

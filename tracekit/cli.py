@@ -20,12 +20,12 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
-from . import _config
-from . import _oncall as oncall
-from ._control import ControlError
-from ._format import FORMATS, render
-from ._guard import Halted
-from ._store import Store, resolve_root
+from ._capture import settings as _config
+from ._contain import oncall as oncall
+from ._contain.guard import Halted
+from ._control.stores import ControlError
+from ._query.format import FORMATS, render
+from ._store.layout import Store, resolve_root
 from ._version import __version__
 
 if TYPE_CHECKING:
@@ -81,7 +81,7 @@ def _existing_store(store: Path | None) -> Path:
 
 def _q() -> ModuleType:
     """The query module, imported by the commands that run SQL (DuckDB takes a while to load)."""
-    from . import _query
+    from ._query import views as _query
 
     return _query
 
@@ -212,14 +212,14 @@ def query(sql: str | None, name: str | None, params: tuple[str, ...], list_them:
 
 
 def _list_named(fmt: str) -> None:
-    from ._queries import named_queries
+    from ._query.named import named_queries
 
     rows = [(q.name, q.description, q.signature() or "-") for q in named_queries().values()]
     _echo_table(["name", "answers", "parameters"], rows, fmt, None)
 
 
 def _run_named(con: Any, name: str, params: tuple[str, ...]) -> Any:
-    from ._queries import run_named
+    from ._query.named import run_named
 
     given: dict[str, str] = {}
     for item in params:
@@ -245,7 +245,7 @@ def diff(run_a: str, run_b: str, as_json: bool, store: Path | None) -> None:
     """
     from dataclasses import asdict
 
-    from ._rundiff import diff_runs
+    from ._query.rundiff import diff_runs
 
     with _connect(store) as con:
         result = diff_runs(con, run_a, run_b)
@@ -302,7 +302,7 @@ def compensate(run_id: str, execute: bool, imports: tuple[str, ...], store: Path
     """Undo a run's side effects: the plan by default; with --execute, each registered
     compensator runs once (idempotent: running it twice undoes nothing twice).
     """
-    from ._compensate import compensation_plan, execute_compensation
+    from ._ledger.compensate import compensation_plan, execute_compensation
 
     root = _existing_store(store)
     if execute:
@@ -340,7 +340,7 @@ def export(runs: tuple[str, ...], incident: str, out: Path, force: bool, fmt: st
     Secrets are scrubbed again on the way out. Commit the bundle beside the test that
     `tracekit make-test` writes for it.
     """
-    from ._incident import BundleExists, export_incident
+    from ._export.bundle import BundleExists, export_incident
 
     root = _existing_store(store)
     try:
@@ -368,8 +368,8 @@ def replay(incident: str, fixtures: Path, entrypoint: str | None, as_json: bool)
     """
     from dataclasses import asdict
 
-    from ._agentreplay import ReplayDivergence
-    from ._replay import replay as run_replay
+    from ._replay.agent import ReplayDivergence
+    from ._replay.policy import replay as run_replay
 
     _project_on_path()
     try:
@@ -402,7 +402,7 @@ def postmortem(run_id: str | None, incident: str | None, fixtures: Path, html_pa
     and the timeline of every decision. One self-contained page (no network, no external
     assets); without --html or --md, the Markdown is printed.
     """
-    from ._postmortem import build_postmortem, render_markdown, write_page
+    from ._report.postmortem import build_postmortem, render_markdown, write_page
 
     if (run_id is None) == (incident is None):
         raise click.ClickException("give one of --run RUN or --incident NAME")
@@ -433,7 +433,7 @@ def suggest_bounds(incident: str, fixtures: Path, healthy_limit: int, as_json: b
     """
     from dataclasses import asdict
 
-    from ._bounds import suggest_bounds as suggest
+    from ._replay.suggest import suggest_bounds as suggest
 
     result = suggest(fixtures / incident, store, healthy_limit)
     if as_json:
@@ -474,9 +474,9 @@ def make_test(incident: str, fixtures: Path, tests_dir: Path, halt_by: int | Non
     the same bytes. `pytest -m incident` is the eval gate. With --entrypoint the test runs the
     real agent code against the recording (agent replay).
     """
-    from ._agentreplay import ReplayDivergence
-    from ._maketest import HandEdited
-    from ._maketest import make_test as write_test
+    from ._gate.maketest import HandEdited
+    from ._gate.maketest import make_test as write_test
+    from ._replay.agent import ReplayDivergence
 
     _project_on_path()
     try:
@@ -629,7 +629,7 @@ def demo(store: Path | None, runaway_steps: int, no_guard: bool) -> None:
     The runaway issues the same refund again and again; the guard (on by default) halts it.
     """
     from ._demo import DEMO_GUARD, DEMO_RELEASE, run_demo
-    from ._templates import render_template
+    from ._gate.templates import render_template
 
     try:
         result = run_demo(store, runaway_steps=runaway_steps, guarded=not no_guard)

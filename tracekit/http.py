@@ -27,10 +27,10 @@ from collections.abc import AsyncIterator, Callable, Iterable, Iterator
 from typing import Any
 from urllib.parse import parse_qsl, quote, unquote, urlencode, urlsplit, urlunsplit
 
-from . import _config
-from ._encode import canonical_json
-from ._redact import MARKER
-from ._run import Run, current_run
+from ._base.encode import canonical_json
+from ._base.redact import MARKER
+from ._capture import settings as _config
+from ._capture.run import Run, current_run
 
 __all__ = ["SECRET_HEADERS", "AsyncHTTPXTransport", "HTTPXTransport", "instrument_requests"]
 

@@ -15,8 +15,8 @@ from typing import Any
 
 import pytest
 
-from ._guard import Guard
-from ._replay import project_guard
+from ._contain.guard import Guard
+from ._replay.policy import project_guard
 
 _RESULTS_KEY = pytest.StashKey[dict[str, int]]()
 

@@ -16,7 +16,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from . import _config
+from ._capture import settings as _config
 
 __all__ = ["Recording", "incident_bundle", "recording"]
 
@@ -29,7 +29,7 @@ class Recording:
 
     def rows(self, sql: str, params: list[Any] | None = None) -> list[dict[str, Any]]:
         """Run SQL over the views; one dict per row."""
-        from ._query import connect
+        from ._query.views import connect
 
         _config.flush()
         with connect(self.store) as con:

@@ -29,7 +29,7 @@ def _say(payload: dict[str, Any]) -> None:
 
 
 def add(spec: str, counter: str, n: str, amount: str, gofile: str) -> None:
-    from tracekit._control import open_control
+    from tracekit._control.stores import open_control
 
     control = open_control(spec, Path("."))
     go = Path(gofile)
@@ -48,7 +48,7 @@ def _halt_attrs(halt: Any) -> dict[str, Any]:
 
 def spend(store: str, tenant: str, n: str, cost: str, bound: str) -> None:
     import tracekit
-    from tracekit import _config
+    from tracekit._capture import settings as _config
 
     tracekit.configure(store=store, guard=tracekit.Guard(
         tenant_spend_usd=float(bound), refresh_s=0.05, staleness_s=10.0))
@@ -98,7 +98,7 @@ def resume(store: str, run_id: str, guard_json: str, cost: str, steps: str) -> N
 
 
 def halt(spec: str, store: str, key: str) -> None:
-    from tracekit._control import now_info, open_control
+    from tracekit._control.stores import now_info, open_control
 
     control = open_control(spec, Path(store))
     control.set_flag(key, now_info("halted from another process", by="test"))

@@ -37,7 +37,7 @@ def _append_line(path: str, line: str) -> None:
 
 def race(store: str, control: str, key: str, effects: str, gofile: str, hold_s: str) -> None:
     import tracekit
-    from tracekit import _config
+    from tracekit._capture import settings as _config
 
     tracekit.configure(store=store, control=None if control == "sqlite" else control,
                        guard=False)

@@ -15,11 +15,11 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from ._control import ControlError, ControlStore, open_control
-from ._guard import Guard, GuardRuntime, Halted, guard_from_mapping, load_project_settings
-from ._recorder import Recorder
-from ._redact import Redactor, make_redactor
-from ._store import Store, resolve_root
+from .._base.redact import Redactor, make_redactor
+from .._contain.guard import Guard, GuardRuntime, Halted, guard_from_mapping, load_project_settings
+from .._control.stores import ControlError, ControlStore, open_control
+from .._store.layout import Store, resolve_root
+from .recorder import Recorder
 
 __all__ = [
     "Release", "Settings", "configure", "emit", "flush", "get_recorder", "settings", "shutdown",

@@ -19,11 +19,11 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from . import _config
-from ._cassette import CASSETTE, cassette_text
-from ._redact import Redactor
-from ._schema import SCHEMA_VERSION
-from ._version import __version__
+from .._base.redact import Redactor
+from .._base.schema import SCHEMA_VERSION
+from .._capture import settings as _config
+from .._version import __version__
+from .cassette import CASSETTE, cassette_text
 
 __all__ = ["BUNDLE_VERSION", "BundleExists", "export_incident", "load_bundle", "load_manifest"]
 
@@ -52,8 +52,8 @@ def export_incident(
     target = Path(out) / incident
     if target.exists() and not force:
         raise BundleExists(f"{target} already exists: pass --force to replace it")
-    from ._progress import Progress
-    from ._query import connect
+    from .._base.progressbar import Progress
+    from .._query.views import connect
 
     root = store if store is not None else _config.settings().store
     with Progress(4, f"exporting {incident}") as bar, connect(root) as con:
@@ -75,7 +75,7 @@ def export_incident(
 
 def _incident_runs(con: Any, runs: list[str]) -> list[str]:
     """The named runs and every run under them (sub-agents, at any depth)."""
-    from ._query import resolve_run
+    from .._query.views import resolve_run
 
     named = sorted({resolve_run(con, r) for r in runs})
     rows = con.execute(

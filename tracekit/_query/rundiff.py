@@ -12,7 +12,7 @@ import json
 from dataclasses import dataclass, field
 from typing import Any
 
-from ._query import resolve_run
+from .views import resolve_run
 
 __all__ = ["RunDiff", "diff_runs"]
 
@@ -106,7 +106,7 @@ def _clip(text: str) -> str:
 
 def _differences(left: list[tuple[Any, ...]], right: list[tuple[Any, ...]]) -> list[str]:
     """A structural diff of the step where the runs part: per decision, what changed."""
-    from ._agentreplay import differences as paths
+    from .._replay.agent import differences as paths
 
     out = []
     for index in range(max(len(left), len(right))):

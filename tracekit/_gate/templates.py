@@ -1,4 +1,4 @@
-"""Jinja2 templates shipped with tracekit (``templates/`` in the source tree, inside the wheel)."""
+"""Jinja2 templates shipped with tracekit (``tracekit/templates/``, package data)."""
 
 from __future__ import annotations
 
@@ -11,12 +11,12 @@ __all__ = ["render_template", "templates_dir"]
 
 
 def templates_dir() -> Path:
-    """Where the templates are: inside the installed package, or beside it in a source tree."""
-    here = Path(__file__).resolve().parent
-    for candidate in (here / "templates", here.parent / "templates"):
-        if candidate.is_dir():
-            return candidate
-    raise FileNotFoundError(f"tracekit's templates are missing (looked in {here}); reinstall it")
+    """Where the templates are: ``tracekit/templates`` inside the installed package."""
+    folder = Path(__file__).resolve().parent.parent / "templates"
+    if not folder.is_dir():
+        raise FileNotFoundError(f"tracekit's templates are missing (looked in {folder}); "
+                                "reinstall it")
+    return folder
 
 
 @cache

@@ -23,11 +23,11 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from ._encode import dump_plain
-from ._ledger import LedgerWriter
-from ._redact import Redactor
-from ._schema import EVENT_SCHEMA, ROW_FIELDS, SCHEMA_VERSION, STATIC_FIELDS
-from ._store import SegmentWriter, Store, TracekitWarning
+from .._base.encode import dump_plain
+from .._base.redact import Redactor
+from .._base.schema import EVENT_SCHEMA, ROW_FIELDS, SCHEMA_VERSION, STATIC_FIELDS
+from .._store.layout import SegmentWriter, Store, TracekitWarning
+from .._store.ledger import LedgerWriter
 
 __all__ = ["Recorder"]
 

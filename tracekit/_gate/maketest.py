@@ -16,9 +16,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ._incident import NAME_RE, load_manifest
-from ._replay import Verdict, project_guard, replay
-from ._templates import render_template
+from .._export.bundle import NAME_RE, load_manifest
+from .._replay.policy import Verdict, project_guard, replay
+from .templates import render_template
 
 __all__ = ["HandEdited", "MadeTest", "make_test"]
 

@@ -17,7 +17,7 @@ from typing import Any
 
 import pyarrow as pa
 
-from ._guard import Guard
+from .._contain.guard import Guard
 
 __all__ = ["Postmortem", "build_postmortem", "chart", "render_html", "render_markdown"]
 
@@ -47,14 +47,14 @@ def build_postmortem(run_id: str | None = None, incident: str | os.PathLike[str]
     if (run_id is None) == (incident is None):
         raise ValueError("give one of --run RUN or --incident NAME")
     if incident is not None:
-        from ._incident import load_bundle
+        from .._export.bundle import load_bundle
 
         manifest, events, ledger = load_bundle(incident)
         title, guard = f"incident {manifest['name']}", manifest.get("guard") or _guard_now()
     else:
         events, ledger, title = _from_store(str(run_id), store)
         guard = _guard_now()
-    from ._replay import decisions
+    from .._replay.policy import decisions
 
     events = _clipped(events)
     rows = decisions(events)
@@ -66,8 +66,8 @@ def build_postmortem(run_id: str | None = None, incident: str | os.PathLike[str]
 
 def _guard_now() -> dict[str, Any]:
     """The guard configured now (the process's, else the project's): its bounds on the charts."""
-    from . import _config
-    from ._replay import project_guard
+    from .._capture import settings as _config
+    from .._replay.policy import project_guard
 
     guard = _config.settings().guard or project_guard()
     return guard.model_dump(mode="json") if guard is not None else {}
@@ -79,7 +79,7 @@ _BOUNDS_UP_TO = 3000  # decisions: beyond, the page points at `tracekit suggest-
 def _bounds(rows: list[dict[str, Any]], ledger: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """The tightest setting of each bound that contains the incident (policy replay over
     candidate thresholds; false halts need the store: `tracekit suggest-bounds`)."""
-    from ._bounds import _FLOAT_BOUNDS, _INT_BOUNDS, _suggest
+    from .._replay.suggest import _FLOAT_BOUNDS, _INT_BOUNDS, _suggest
 
     if len(rows) > _BOUNDS_UP_TO:
         return []
@@ -109,8 +109,8 @@ def _clipped(events: pa.Table) -> pa.Table:
 
 def _from_store(run_id: str, store: str | os.PathLike[str] | None) -> tuple[pa.Table,
                                                                               pa.Table, str]:
-    from . import _config
-    from ._query import connect, resolve_run
+    from .._capture import settings as _config
+    from .._query.views import connect, resolve_run
 
     root = store if store is not None else _config.settings().store
     with connect(root) as con:
@@ -194,7 +194,7 @@ def _scope(ledger: list[dict[str, Any]]) -> list[dict[str, Any]]:
 
 def _signature(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """Which detectors would have fired, and when: each bound of a reference guard alone."""
-    from ._replay import first_halt
+    from .._replay.policy import first_halt
 
     found = []
     for bound, value in _SIGNATURE_GUARD.model_dump(exclude_defaults=True).items():

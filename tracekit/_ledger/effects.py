@@ -22,14 +22,14 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from . import _config
-from ._control import ControlError
-from ._encode import canonical_json
-from ._guard import Halted
-from ._ids import new_id
+from .._base.encode import canonical_json
+from .._base.ids import new_id
+from .._capture import settings as _config
+from .._contain.guard import Halted
+from .._control.stores import ControlError
 
 if TYPE_CHECKING:
-    from ._run import Run, ToolSpec
+    from .._capture.run import Run, ToolSpec
 
 __all__ = ["DuplicateInFlight", "Effect", "IdempotencyConflict", "ReplayedFailure"]
 

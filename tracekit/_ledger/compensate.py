@@ -17,10 +17,10 @@ import sys
 from collections.abc import Callable
 from typing import Any
 
-from . import _config
-from ._control import ControlError
-from ._encode import canonical_json
-from ._query import connect, resolve_run
+from .._base.encode import canonical_json
+from .._capture import settings as _config
+from .._control.stores import ControlError
+from .._query.views import connect, resolve_run
 
 __all__ = ["compensation_plan", "execute_compensation", "register_compensator"]
 

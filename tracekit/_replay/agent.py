@@ -35,11 +35,12 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from . import _config, _run
-from ._cassette import serving
-from ._encode import canonical_json
-from ._guard import Guard
-from ._redact import MARKER
+from .._base.encode import canonical_json
+from .._base.redact import MARKER
+from .._capture import run as _run
+from .._capture import settings as _config
+from .._contain.guard import Guard
+from .._export.cassette import serving
 
 __all__ = ["RecordingEnds", "ReplayDivergence", "agent_replay", "load_entrypoint"]
 
@@ -506,7 +507,7 @@ class Served:
     @_serving
     def model(self, run: _run.Run, spec: Any, prompt: str) -> Any:
         """A model call: the recorded answer (or error), the model not called."""
-        from ._agent import record_output
+        from .._capture.decorators import record_output
 
         call = self._prompt(run, prompt)
         row = call.result
@@ -644,7 +645,7 @@ def _no_network() -> Iterator[None]:
 
 def _http_divergence(exc: Exception) -> ReplayDivergence:
     """vcrpy's near miss, its URLs and text scrubbed (the agent's own key is in them)."""
-    from .http import scrub_url
+    from ..http import scrub_url
 
     text = re.sub(r"https?://\S+", lambda m: scrub_url(m.group(0)), str(exc))
     text = _config.settings().redactor.redact_text(text)[0]
@@ -657,7 +658,7 @@ def agent_replay(bundle: Path, events: pa.Table, ledger: pa.Table, entrypoint: s
                                          str | None]:
     """Run ``entrypoint`` against the recording. Returns the replay's event rows, the effects
     that would have fired, and why it stopped early (the recording ended) if it did."""
-    from ._replay import memory_runtime
+    from .policy import memory_runtime
 
     fn = load_entrypoint(entrypoint)
     runs = _load_runs(events, _Prompts(bundle / "events.parquet").rows())

@@ -28,7 +28,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from ._schema import SORT_KEYS, TABLES
+from .._base.schema import SORT_KEYS, TABLES
 
 __all__ = [
     "ForeignFile",
@@ -203,7 +203,7 @@ class Store:
 
     def recover(self) -> tuple[int, int]:
         """Compact every segment whose writer is gone; returns (segments, rows) recovered."""
-        from ._progress import Progress
+        from .._base.progressbar import Progress
 
         segments = rows = 0
         paths = list(self.segment_paths())

@@ -14,7 +14,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
-from ._encode import dump_plain
+from .encode import dump_plain
 
 __all__ = ["DEFAULT_KEYS", "DEFAULT_PATTERNS", "MARKER", "Redactor"]
 

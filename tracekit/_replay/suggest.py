@@ -17,8 +17,8 @@ from typing import Any
 
 import pyarrow as pa
 
-from ._guard import Guard, Halted, RunGuard
-from ._incident import load_bundle
+from .._contain.guard import Guard, Halted, RunGuard
+from .._export.bundle import load_bundle
 
 __all__ = ["BoundTrial", "Suggestion", "suggest_bounds"]
 
@@ -75,7 +75,7 @@ def suggest_bounds(bundle: str | os.PathLike[str],
                    store: str | os.PathLike[str] | None = None,
                    healthy_limit: int = 1000) -> Suggestions:
     """Try candidate thresholds of every bound on the incident and on the store's other runs."""
-    from ._replay import decisions
+    from .policy import decisions
 
     manifest, events, ledger = load_bundle(bundle, prompts=False)
     incident = decisions(events)
@@ -91,9 +91,9 @@ def _healthy(store: str | os.PathLike[str] | None, incident: set[str],
              limit: int) -> list[dict[str, Any]]:
     """The decisions of the store's most recent runs outside the incident (none without a
     store)."""
-    from ._query import connect
-    from ._replay import decisions
-    from ._store import Store, resolve_root
+    from .._query.views import connect
+    from .._store.layout import Store, resolve_root
+    from .policy import decisions
 
     root = resolve_root(store)
     if not Store(root).exists():
@@ -110,7 +110,7 @@ def _healthy(store: str | os.PathLike[str] | None, incident: set[str],
 def _suggest(bound: str, incident: list[dict[str, Any]], fired: list[dict[str, Any]],
              healthy: list[dict[str, Any]]) -> Suggestion:
     trials = []
-    from ._replay import first_halt
+    from .policy import first_halt
 
     for value in _candidates(bound, incident):
         guard = Guard(**{bound: value})
@@ -158,7 +158,7 @@ def _spend(rows: list[dict[str, Any]]) -> float:
 
 def _halted_runs(rows: list[dict[str, Any]], guard: Guard) -> set[str]:
     """The runs ``guard`` would have stopped (each run goes on until its own halt)."""
-    from ._replay import _decide, memory_runtime
+    from .policy import _decide, memory_runtime
 
     clock = [0.0]
     runtime = memory_runtime(guard, clock)

@@ -5,9 +5,9 @@ from __future__ import annotations
 import os
 from typing import Any
 
-from ._control import ControlStore, flag_key, now_info, open_control
-from ._guard import load_project_settings
-from ._store import resolve_root
+from .._control.stores import ControlStore, flag_key, now_info, open_control
+from .._store.layout import resolve_root
+from .guard import load_project_settings
 
 __all__ = ["NothingToUnhalt", "ReleaseStillHalted", "halt", "open_control_for", "status", "unhalt"]
 

@@ -14,8 +14,8 @@ from pathlib import Path
 import duckdb
 import pyarrow as pa
 
-from ._schema import EVENT_SCHEMA, TABLES
-from ._store import Store, load_segment, resolve_root, split_by_day
+from .._base.schema import EVENT_SCHEMA, TABLES
+from .._store.layout import Store, load_segment, resolve_root, split_by_day
 
 __all__ = [
     "VIEWS", "UnknownRun", "connect", "list_runs", "resolve_run", "run_query", "scope", "timeline",

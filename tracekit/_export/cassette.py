@@ -20,7 +20,7 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from ._redact import MARKER
+from .._base.redact import MARKER
 
 __all__ = ["CASSETTE", "cassette_text", "serving"]
 
@@ -73,7 +73,7 @@ def _query(r1: Any, r2: Any) -> None:
 
 def _shown(query: list[tuple[str, str]]) -> list[tuple[str, str]]:
     """A query as a near-miss message may show it: secret values masked."""
-    from .http import _secret_param
+    from ..http import _secret_param
 
     return [(k, MARKER if _secret_param(k) else v) for k, v in query]
 
@@ -81,7 +81,7 @@ def _shown(query: list[tuple[str, str]]) -> list[tuple[str, str]]:
 def _body(r1: Any, r2: Any) -> None:
     """Request bodies match (a prompt sent over HTTP must be the recorded one): as JSON when
     both are, where a redacted recorded value matches any value."""
-    from ._agentreplay import _same
+    from .._replay.agent import _same
 
     a, b = _text(r1.body), _text(r2.body)
     if a == b:

@@ -17,8 +17,8 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from ._config import Release
-from ._guard import (
+from .._capture.settings import Release
+from .._contain.guard import (
     Guard,
     GuardRuntime,
     Halted,
@@ -27,7 +27,7 @@ from ._guard import (
     guard_from_mapping,
     load_project_settings,
 )
-from ._incident import load_bundle
+from .._export.bundle import load_bundle
 
 __all__ = ["MemoryControl", "Verdict", "decisions", "first_halt", "memory_runtime",
            "project_guard", "replay"]
@@ -288,7 +288,7 @@ def _halted(halt: Halted, row: dict[str, Any], spend: float, writes: list[dict[s
 
 def _agent_verdict(bundle: Path, events: pa.Table, ledger: pa.Table, entrypoint: str,
                    guard: Guard, runs: int) -> Verdict:
-    from ._agentreplay import agent_replay
+    from .agent import agent_replay
 
     rows, effects, ended = agent_replay(bundle, events, ledger, entrypoint, guard)
     spend = 0.0

@@ -16,9 +16,9 @@ from typing import Any
 
 import pyarrow as pa
 
-from ._redact import Redactor
-from ._schema import LEDGER_SCHEMA, SCHEMA_VERSION
-from ._store import SegmentWriter, Store
+from .._base.redact import Redactor
+from .._base.schema import LEDGER_SCHEMA, SCHEMA_VERSION
+from .layout import SegmentWriter, Store
 
 __all__ = ["LedgerWriter"]
 

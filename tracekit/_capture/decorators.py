@@ -20,9 +20,9 @@ from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any, TypeVar, overload
 
-from . import _run
-from ._encode import canonical_json
-from ._redact import MARKER
+from .._base.encode import canonical_json
+from .._base.redact import MARKER
+from . import run as _run
 
 __all__ = ["entrypoint", "model", "now", "random"]
 

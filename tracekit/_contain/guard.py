@@ -24,10 +24,10 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from ._control import ControlError, ControlStore, RedisControl, flag_key, now_info
+from .._control.stores import ControlError, ControlStore, RedisControl, flag_key, now_info
 
 if TYPE_CHECKING:
-    from ._run import Run
+    from .._capture.run import Run
 
 __all__ = ["Alert", "Guard", "GuardRuntime", "Halted", "OutOfScope", "RunGuard"]
 

@@ -10,13 +10,13 @@ from collections.abc import Callable
 from contextvars import ContextVar, Token
 from typing import Any, TypeVar, overload
 
-from . import _config
-from ._config import Release
-from ._control import ControlError
-from ._effects import Effect
-from ._encode import canonical_json
-from ._guard import Halted, RunGuard
-from ._ids import new_id
+from .._base.encode import canonical_json
+from .._base.ids import new_id
+from .._contain.guard import Halted, RunGuard
+from .._control.stores import ControlError
+from .._ledger.effects import Effect
+from . import settings as _config
+from .settings import Release
 
 __all__ = ["Run", "current_run", "run", "tool"]
 
@@ -394,7 +394,7 @@ class ToolSpec:
                             "idempotency_key, reversible, compensate, retry_on, amount, "
                             "currency, action")
         if self.compensate is not None:
-            from ._compensate import register_compensator
+            from .._ledger.compensate import register_compensator
 
             register_compensator(name, self.compensate)
         self.bounds = dict(bounds or {})
@@ -534,7 +534,7 @@ FROM events WHERE run_id = $1
 def _trace_so_far(run_id: str) -> dict[str, Any] | None:
     """What the durable trace shows of a run: steps, next seq, cost, progress marks, the last
     change of state and the tool calls made (it may be ahead of the guard's saved state)."""
-    from ._query import connect
+    from .._query.views import connect
 
     _config.flush()
     try:

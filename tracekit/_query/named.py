@@ -90,7 +90,7 @@ class NamedQuery:
 @functools.cache
 def named_queries() -> dict[str, NamedQuery]:
     """Every named query shipped in the package, by name."""
-    folder = resources.files("tracekit") / "queries"
+    folder = resources.files("tracekit._query") / "queries"
     found = (_parse(entry.name[:-4], entry.read_text()) for entry in folder.iterdir()
              if entry.name.endswith(".sql"))
     return {q.name: q for q in sorted(found, key=lambda q: q.name)}

@@ -1,0 +1,3 @@
+"""Capture: runs, tools, the model and entry-point decorators, the recorder, the process
+state.
+"""

@@ -1,0 +1,3 @@
+"""The control plane: halt flags, counters, leases and idempotency keys (SQLite, Redis or
+in memory).
+"""

@@ -1,0 +1,1 @@
+"""Export: incident bundles and the cassette of their HTTP exchanges."""

@@ -1,0 +1,1 @@
+"""The side-effect ledger: idempotent writes, written ahead of the effect, and compensation."""

@@ -1,0 +1,1 @@
+"""Understand: DuckDB views over the store, the named postmortem queries, run diffs."""

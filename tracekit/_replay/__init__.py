@@ -1,0 +1,1 @@
+"""Replay: policy replay, agent replay and its serving, suggest-bounds."""
