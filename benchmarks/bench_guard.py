@@ -54,7 +54,7 @@ class RedisServer:
         for _ in range(200):
             try:
                 client.ping()
-                from tracekit._control.stores import RedisControl
+                from tracekit._control.redis import RedisControl
 
                 RedisControl(self.url).close()  # initialised, as `tracekit status --init` does
                 return
@@ -140,7 +140,8 @@ _WORKER = textwrap.dedent("""
 
 def bench_propagation(control: str, store: Path, reps: int) -> dict[str, Any]:
     """From set_flag in this process to the worker's first refused call, in ms."""
-    from tracekit._control.stores import flag_key, now_info, open_control
+    from tracekit._control.backends import open_control
+    from tracekit._control.base import flag_key, now_info
 
     con = open_control(control, store)
     worker = subprocess.Popen([sys.executable, "-c", _WORKER, str(store), control],
@@ -191,7 +192,7 @@ _SPENDER = textwrap.dedent("""
 def bench_spend(control: str, store: Path, procs: int = 4, calls: int = 500) -> dict[str, Any]:
     """4 processes spend at once; compare the shared window total with the true sum."""
     from tracekit._contain.guard import Guard, _spend_bucket_s
-    from tracekit._control.stores import open_control
+    from tracekit._control.backends import open_control
 
     workers = [subprocess.Popen([sys.executable, "-c", _SPENDER, str(store), control,
                                  str(calls)], stdout=subprocess.PIPE, text=True)

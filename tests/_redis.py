@@ -54,7 +54,7 @@ class RedisServer:
 
     def initialise(self) -> RedisServer:
         """Make it a tracekit control store, as `tracekit status --init` does."""
-        from tracekit._control.stores import RedisControl
+        from tracekit._control.redis import RedisControl
 
         RedisControl(self.url).close()
         return self

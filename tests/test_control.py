@@ -22,14 +22,11 @@ from typing import Any
 import pytest
 from _redis import RedisServer
 
-from tracekit._control.stores import (
-    CONTROL_VERSION,
-    ControlError,
-    RedisControl,
-    SQLiteControl,
-    flag_key,
-    open_control,
-)
+from tracekit._control.backends import open_control
+from tracekit._control.base import CONTROL_VERSION, flag_key
+from tracekit._control.redis import RedisControl
+from tracekit._control.sqlite import SQLiteControl
+from tracekit.errors import ControlError
 
 redis = pytest.importorskip("redis")
 

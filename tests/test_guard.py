@@ -24,7 +24,9 @@ from pydantic import ValidationError
 
 import tracekit
 from tracekit._capture import settings as _config
-from tracekit._control.stores import RedisControl, SQLiteControl, flag_key, now_info
+from tracekit._control.base import flag_key, now_info
+from tracekit._control.redis import RedisControl
+from tracekit._control.sqlite import SQLiteControl
 
 redis = pytest.importorskip("redis")
 

@@ -23,10 +23,10 @@ import click
 from ._capture import settings as _config
 from ._contain import oncall as oncall
 from ._contain.guard import Halted
-from ._control.stores import ControlError
 from ._query.format import FORMATS, render
 from ._store.layout import Store, resolve_root
 from ._version import __version__
+from .errors import ControlError
 
 if TYPE_CHECKING:
     import duckdb

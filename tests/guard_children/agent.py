@@ -29,7 +29,7 @@ def _say(payload: dict[str, Any]) -> None:
 
 
 def add(spec: str, counter: str, n: str, amount: str, gofile: str) -> None:
-    from tracekit._control.stores import open_control
+    from tracekit._control.backends import open_control
 
     control = open_control(spec, Path("."))
     go = Path(gofile)
@@ -98,7 +98,8 @@ def resume(store: str, run_id: str, guard_json: str, cost: str, steps: str) -> N
 
 
 def halt(spec: str, store: str, key: str) -> None:
-    from tracekit._control.stores import now_info, open_control
+    from tracekit._control.backends import open_control
+    from tracekit._control.base import now_info
 
     control = open_control(spec, Path(store))
     control.set_flag(key, now_info("halted from another process", by="test"))

@@ -13,8 +13,8 @@ from typing import Any, TypeVar, overload
 from .._base.encode import canonical_json
 from .._base.ids import new_id
 from .._contain.guard import Halted, RunGuard
-from .._control.stores import ControlError
 from .._ledger.effects import Effect
+from ..errors import ControlError
 from . import settings as _config
 from .settings import Release
 

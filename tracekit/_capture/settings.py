@@ -17,8 +17,10 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from .._base.redact import Redactor, make_redactor
 from .._contain.guard import Guard, GuardRuntime, Halted, guard_from_mapping, load_project_settings
-from .._control.stores import ControlError, ControlStore, open_control
+from .._control.backends import open_control
+from .._control.base import ControlStore
 from .._store.layout import Store, resolve_root
+from ..errors import ControlError
 from .recorder import Recorder
 
 __all__ = [

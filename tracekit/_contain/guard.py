@@ -24,7 +24,9 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from .._control.stores import ControlError, ControlStore, RedisControl, flag_key, now_info
+from .._control.base import ControlStore, flag_key, now_info
+from .._control.redis import RedisControl
+from ..errors import ControlError, Halted, OutOfScope
 
 if TYPE_CHECKING:
     from .._capture.run import Run
@@ -33,40 +35,6 @@ __all__ = ["Alert", "Guard", "GuardRuntime", "Halted", "OutOfScope", "RunGuard"]
 
 _MINUTE = 60.0
 _monotonic = time.monotonic
-
-
-class Halted(Exception):
-    """A guarded call was refused: the run, tenant, release or fleet is halted, or a bound tripped.
-
-    ``level`` is global, tenant, release, run, tool or store (the control store could not vouch
-    for the flags: fail closed); ``signal``, ``value`` and ``threshold`` name what tripped.
-    """
-
-    tracekit_halt = True
-
-    def __init__(self, level: str, target: str | None, reason: str, signal: str | None = None,
-                 value: float | None = None, threshold: float | None = None) -> None:
-        self.level, self.target, self.reason = level, target, reason
-        self.signal, self.value, self.threshold = signal, value, threshold
-        where = level if target is None else f"{level} {target}"
-        super().__init__(f"{self.verb} ({where}): {reason}")
-
-    verb = "halted"
-    status = "halted"  # the guard event's status
-
-    def as_attrs(self) -> dict[str, Any]:
-        return {"level": self.level, "target": self.target, "reason": self.reason,
-                "signal": self.signal, "value": self.value, "threshold": self.threshold}
-
-
-class OutOfScope(Halted):
-    """A call outside the run's scope (a tool it may not use, an argument out of bounds).
-
-    The call is refused; the run goes on until ``max_scope_violations`` is reached.
-    """
-
-    verb = "refused"
-    status = "refused"
 
 
 class Alert(Halted):

@@ -5,19 +5,13 @@ from __future__ import annotations
 import os
 from typing import Any
 
-from .._control.stores import ControlStore, flag_key, now_info, open_control
+from .._control.backends import open_control
+from .._control.base import ControlStore, flag_key, now_info
 from .._store.layout import resolve_root
+from ..errors import NothingToUnhalt, ReleaseStillHalted
 from .guard import load_project_settings
 
 __all__ = ["NothingToUnhalt", "ReleaseStillHalted", "halt", "open_control_for", "status", "unhalt"]
-
-
-class ReleaseStillHalted(RuntimeError):
-    """Unhalting a tenant or run whose release is halted: roll the release back first."""
-
-
-class NothingToUnhalt(LookupError):
-    """There is no such halt (or freeze) to lift."""
 
 
 def open_control_for(

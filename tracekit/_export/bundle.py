@@ -23,6 +23,7 @@ from .._base.redact import Redactor
 from .._base.schema import SCHEMA_VERSION
 from .._capture import settings as _config
 from .._version import __version__
+from ..errors import BundleExists
 from .cassette import CASSETTE, cassette_text
 
 __all__ = ["BUNDLE_VERSION", "BundleExists", "export_incident", "load_bundle", "load_manifest"]
@@ -33,10 +34,6 @@ NAME_RE = re.compile(r"^[A-Za-z0-9._-]+$")
 _EVENT_TEXT = ("name", "error")
 _PROMPT_GROUP_ROWS = 256
 _EVENT_JSON = ("args", "output", "attrs")
-
-
-class BundleExists(FileExistsError):
-    """An incident bundle of that name is already there (pass force=True / --force)."""
 
 
 def export_incident(

@@ -19,8 +19,8 @@ from typing import Any
 
 from .._base.encode import canonical_json
 from .._capture import settings as _config
-from .._control.stores import ControlError
 from .._query.views import connect, resolve_run
+from ..errors import ControlError
 
 __all__ = ["compensation_plan", "execute_compensation", "register_compensator"]
 

@@ -26,7 +26,7 @@ from .._base.encode import canonical_json
 from .._base.ids import new_id
 from .._capture import settings as _config
 from .._contain.guard import Halted
-from .._control.stores import ControlError
+from ..errors import ControlError, DuplicateInFlight, IdempotencyConflict, ReplayedFailure
 
 if TYPE_CHECKING:
     from .._capture.run import Run, ToolSpec
@@ -34,19 +34,6 @@ if TYPE_CHECKING:
 __all__ = ["DuplicateInFlight", "Effect", "IdempotencyConflict", "ReplayedFailure"]
 
 _PENDING_WAIT_S = 5.0
-
-
-class IdempotencyConflict(RuntimeError):
-    """The same idempotency key with different arguments: the effect does not run."""
-
-
-class ReplayedFailure(RuntimeError):
-    """A retry of a write whose first attempt failed (not declared retryable): the failure is
-    replayed, the effect does not run again."""
-
-
-class DuplicateInFlight(RuntimeError):
-    """The first call with this key has not settled yet (it may have fired): not run again."""
 
 
 def _digest(text: str) -> str:

@@ -19,15 +19,13 @@ from dataclasses import dataclass, field
 from importlib import resources
 from typing import Any
 
+from ..errors import UnknownQuery
+
 __all__ = ["NamedQuery", "UnknownQuery", "named_queries", "named_query", "run_named"]
 
 _PARAM = re.compile(r"^--\s*param:\s*(\w+)\s+(int|float|text)(?:\s*=\s*(.+?))?\s*$")
 _REQUIRED = object()
 _CAST = {"int": int, "float": float, "text": str}
-
-
-class UnknownQuery(ValueError):
-    """No named query by that name (the message lists the closest ones)."""
 
 
 @dataclass(frozen=True)

@@ -16,6 +16,7 @@ import pyarrow as pa
 
 from .._base.schema import EVENT_SCHEMA, TABLES
 from .._store.layout import Store, load_segment, resolve_root, split_by_day
+from ..errors import UnknownRun
 
 __all__ = [
     "VIEWS", "UnknownRun", "connect", "list_runs", "resolve_run", "run_query", "scope", "timeline",
@@ -132,16 +133,6 @@ def _live_table(segments: dict[str, pa.Table], parts: list[Path],
 
 def _sql_str(path: Path) -> str:
     return "'" + str(path).replace("'", "''") + "'"
-
-
-class UnknownRun(LookupError):
-    """No run with that id in the store; carries the closest run ids."""
-
-    def __init__(self, run_id: str, suggestions: list[str]) -> None:
-        self.run_id = run_id
-        self.suggestions = suggestions
-        hint = f"; did you mean {', '.join(suggestions)}?" if suggestions else ""
-        super().__init__(f"no run {run_id!r} in the store{hint}")
 
 
 def resolve_run(con: duckdb.DuckDBPyConnection, run_id: str) -> str:

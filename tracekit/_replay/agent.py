@@ -41,6 +41,7 @@ from .._capture import run as _run
 from .._capture import settings as _config
 from .._contain.guard import Guard
 from .._export.cassette import serving
+from ..errors import RecordingEnds, ReplayDivergence, ReplayedToolError
 
 __all__ = ["RecordingEnds", "ReplayDivergence", "agent_replay", "load_entrypoint"]
 
@@ -48,28 +49,6 @@ _COLUMNS = ("run_id", "parent_run_id", "tenant", "seq", "step", "ts", "kind", "n
             "args", "output", "status", "error", "cost_usd", "latency_ms", "attrs")
 _SHOWN = 3  # nearest recorded calls named in a divergence
 _DIFF_LINES = 40
-
-
-class ReplayDivergence(AssertionError):
-    """The agent did something the recording does not have: the replay stops there.
-
-    ``run_id``, ``step``, ``kind`` (tool_call, prompt, clock, random, run, http, network),
-    ``actual`` and ``recorded`` (the nearest recorded call, if any) say where and what.
-    """
-
-    def __init__(self, message: str, *, run_id: str | None = None, step: int | None = None,
-                 kind: str | None = None, actual: Any = None, recorded: Any = None) -> None:
-        super().__init__(message)
-        self.run_id, self.step, self.kind = run_id, step, kind
-        self.actual, self.recorded = actual, recorded
-
-
-class RecordingEnds(ReplayDivergence):
-    """The agent went on past the end of the recording: today's guard let it through."""
-
-
-class ReplayedToolError(RuntimeError):
-    """A tool call that failed in the recording fails again in replay, with the recorded error."""
 
 
 @dataclass

@@ -27,83 +27,11 @@ from .._contain.guard import (
     guard_from_mapping,
     load_project_settings,
 )
+from .._control.memory import MemoryControl
 from .._export.bundle import load_bundle
 
-__all__ = ["MemoryControl", "Verdict", "decisions", "first_halt", "memory_runtime",
+__all__ = ["Verdict", "decisions", "first_halt", "memory_runtime",
            "project_guard", "replay"]
-
-
-class MemoryControl:
-    """A control store in a dict: for replays and tests (one process, nothing shared)."""
-
-    url = "memory:"
-
-    def __init__(self) -> None:
-        self._flags: dict[str, dict[str, Any]] = {}
-        self._counters: dict[tuple[str, int], float] = {}
-        self._docs: dict[str, dict[str, Any]] = {}
-        self._trips: list[dict[str, Any]] = []
-        self._idem: dict[str, dict[str, Any]] = {}
-
-    def check_alive(self) -> None:
-        return None
-
-    def set_flag(self, key: str, info: dict[str, Any]) -> None:
-        self._flags[key] = info
-
-    def clear_flag(self, key: str) -> bool:
-        return self._flags.pop(key, None) is not None
-
-    def flags(self) -> dict[str, dict[str, Any]]:
-        return dict(self._flags)
-
-    def add(self, counter: str, bucket: int, amount: float, ttl_s: float | None = None) -> None:
-        self._counters[(counter, bucket)] = self._counters.get((counter, bucket), 0.0) + amount
-
-    def total(self, counter: str, since_bucket: int, until_bucket: int | None = None) -> float:
-        top = until_bucket if until_bucket is not None else 2**62
-        return sum(v for (c, b), v in self._counters.items()
-                   if c == counter and since_bucket <= b <= top)
-
-    def put(self, key: str, value: dict[str, Any]) -> None:
-        self._docs[key] = value
-
-    def get(self, key: str) -> dict[str, Any] | None:
-        return self._docs.get(key)
-
-    def log_trip(self, trip: dict[str, Any]) -> None:
-        self._trips.insert(0, trip)
-
-    def trips(self, limit: int = 20) -> list[dict[str, Any]]:
-        return self._trips[:limit]
-
-    def acquire(self, name: str, holder: str, limit: int, expires: float, now: float) -> bool:
-        return True
-
-    def release(self, name: str, holder: str) -> None:
-        return None
-
-    def reserve(self, key: str, doc: dict[str, Any]) -> dict[str, Any] | None:
-        if key in self._idem:
-            return self._idem[key]
-        self._idem[key] = doc
-        return None
-
-    def settle(self, key: str, doc: dict[str, Any]) -> None:
-        self._idem[key] = doc
-
-    def peek(self, key: str) -> dict[str, Any] | None:
-        return self._idem.get(key)
-
-    def replace_failed(self, key: str, entry_id: str, doc: dict[str, Any]) -> bool:
-        held = self._idem.get(key)
-        if held and held.get("entry_id") == entry_id and held.get("status") == "failed":
-            self._idem[key] = doc
-            return True
-        return False
-
-    def close(self) -> None:
-        return None
 
 
 @dataclass

@@ -29,6 +29,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from .._base.schema import SORT_KEYS, TABLES
+from ..errors import ForeignFile, TracekitWarning
 
 __all__ = [
     "ForeignFile",
@@ -51,10 +52,6 @@ DICTIONARY_COLUMNS = frozenset({
 _US_PER_DAY = 86_400_000_000
 _PART_RE = re.compile(r"^part-[A-Za-z0-9_.-]+\.parquet$")
 _SEGMENT_SUFFIX = ".arrows"
-
-
-class TracekitWarning(UserWarning):
-    """A file in the store was skipped (truncated, foreign) and left in place for inspection."""
 
 
 def resolve_root(store: str | os.PathLike[str] | None = None) -> Path:
@@ -264,10 +261,6 @@ class _dead_segment:
     def __exit__(self, *exc: object) -> None:
         if self.fd is not None:
             os.close(self.fd)
-
-
-class ForeignFile(ValueError):
-    """A file in the store that tracekit did not write (or whose header is damaged)."""
 
 
 def _iter_batches(path: Path) -> Iterator[pa.RecordBatch]:

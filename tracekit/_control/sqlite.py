@@ -1,0 +1,179 @@
+"""The embedded control store: one SQLite file (WAL), shared by every process on the machine."""
+
+from __future__ import annotations
+
+import json
+import os
+import sqlite3
+import threading
+from collections.abc import Callable, Iterable
+from pathlib import Path
+from typing import Any
+
+from .base import CONTROL_VERSION, ControlError
+
+__all__ = ["SQLiteControl"]
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS meta (name TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS flags (key TEXT PRIMARY KEY, info TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS counters (
+    name TEXT NOT NULL, bucket INTEGER NOT NULL, value REAL NOT NULL,
+    PRIMARY KEY (name, bucket)
+);
+CREATE TABLE IF NOT EXISTS docs (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS trips (id INTEGER PRIMARY KEY AUTOINCREMENT, info TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS idempotency (key TEXT PRIMARY KEY, doc TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS leases (
+    name TEXT NOT NULL, holder TEXT NOT NULL, expires REAL NOT NULL,
+    PRIMARY KEY (name, holder)
+);
+"""
+
+
+class SQLiteControl:
+    """The embedded control store: one SQLite file, shared by every process on the machine."""
+
+    def __init__(self, path: str | os.PathLike[str], timeout_s: float = 0.25) -> None:
+        self.path = Path(path)
+        self.url = f"sqlite:{self.path}"
+        self.timeout_s = timeout_s
+        self._lock = threading.Lock()
+        self._con = self._run(self._open)
+        self._identity = self._run(self._file_identity)
+
+    def _file_identity(self) -> tuple[int, int]:
+        st = os.stat(self.path)
+        return st.st_dev, st.st_ino
+
+    def _open(self) -> sqlite3.Connection:
+        if not self.path.parent.is_dir():
+            raise ControlError(f"control store folder {self.path.parent} does not exist")
+        con = sqlite3.connect(self.path, timeout=self.timeout_s, isolation_level=None,
+                              check_same_thread=False)
+        con.execute("PRAGMA journal_mode=WAL")
+        con.execute("PRAGMA synchronous=NORMAL")
+        con.executescript(_SCHEMA)
+        con.execute("INSERT OR IGNORE INTO meta VALUES ('version', ?)", (str(CONTROL_VERSION),))
+        (version,) = con.execute("SELECT value FROM meta WHERE name = 'version'").fetchone()
+        if version != str(CONTROL_VERSION):
+            raise ControlError(
+                f"{self.path} is control store version {version}; this tracekit reads version "
+                f"{CONTROL_VERSION}: upgrade tracekit"
+            )
+        return con
+
+    def _run(self, fn: Callable[..., Any], *args: Any) -> Any:
+        try:
+            with self._lock:
+                return fn(*args)
+        except ControlError:
+            raise
+        except (sqlite3.Error, OSError) as exc:
+            raise ControlError(f"control store {self.path}: {exc}") from exc
+
+    def _exec(self, sql: str, params: Iterable[Any] = ()) -> list[Any]:
+        def go() -> list[Any]:
+            try:  # removed or replaced under us: never answer from a ghost file
+                same = self._file_identity() == self._identity
+            except FileNotFoundError:
+                same = False
+            if not same:
+                raise ControlError(f"control store {self.path} was removed or replaced")
+            return self._con.execute(sql, tuple(params)).fetchall()
+        return self._run(go)  # type: ignore[no-any-return]
+
+    def check_alive(self) -> None:
+        """Raise ControlError unless the store is there and still tracekit's."""
+        self._exec("SELECT 1 FROM meta WHERE name = 'version'")
+
+    def set_flag(self, key: str, info: dict[str, Any]) -> None:
+        self._exec("INSERT OR REPLACE INTO flags VALUES (?, ?)", (key, json.dumps(info)))
+
+    def clear_flag(self, key: str) -> bool:
+        return bool(self._exec("DELETE FROM flags WHERE key = ? RETURNING key", (key,)))
+
+    def flags(self) -> dict[str, dict[str, Any]]:
+        return {k: json.loads(v) for k, v in self._exec("SELECT key, info FROM flags")}
+
+    def add(self, counter: str, bucket: int, amount: float, ttl_s: float | None = None) -> None:
+        self._exec(
+            "INSERT INTO counters VALUES (?, ?, ?) ON CONFLICT (name, bucket) "
+            "DO UPDATE SET value = value + excluded.value", (counter, bucket, amount),
+        )
+
+    def total(self, counter: str, since_bucket: int, until_bucket: int | None = None) -> float:
+        rows = self._exec("SELECT coalesce(sum(value), 0) FROM counters WHERE name = ? "
+                          "AND bucket >= ? AND bucket <= ?",
+                          (counter, since_bucket, 2**62 if until_bucket is None else until_bucket))
+        return float(rows[0][0])
+
+    def put(self, key: str, value: dict[str, Any]) -> None:
+        self._exec("INSERT OR REPLACE INTO docs VALUES (?, ?)", (key, json.dumps(value)))
+
+    def get(self, key: str) -> dict[str, Any] | None:
+        rows = self._exec("SELECT value FROM docs WHERE key = ?", (key,))
+        return json.loads(rows[0][0]) if rows else None
+
+    def log_trip(self, trip: dict[str, Any]) -> None:
+        self._exec("INSERT INTO trips (info) VALUES (?)", (json.dumps(trip),))
+
+    def trips(self, limit: int = 20) -> list[dict[str, Any]]:
+        rows = self._exec("SELECT info FROM trips ORDER BY id DESC LIMIT ?", (limit,))
+        return [json.loads(r[0]) for r in rows]
+
+    def acquire(self, name: str, holder: str, limit: int, expires: float, now: float) -> bool:
+        """Take (or renew) one of ``limit`` slots of ``name`` until ``expires``; False if full."""
+        def go() -> bool:
+            con = self._con
+            con.execute("BEGIN IMMEDIATE")
+            try:
+                con.execute("DELETE FROM leases WHERE name = ? AND expires < ?", (name, now))
+                held = con.execute("SELECT 1 FROM leases WHERE name = ? AND holder = ?",
+                                   (name, holder)).fetchone()
+                (count,) = con.execute("SELECT count(*) FROM leases WHERE name = ?",
+                                       (name,)).fetchone()
+                ok = held is not None or count < limit
+                if ok:
+                    con.execute("INSERT OR REPLACE INTO leases VALUES (?, ?, ?)",
+                                (name, holder, expires))
+                con.execute("COMMIT")
+                return ok
+            except BaseException:
+                con.execute("ROLLBACK")
+                raise
+        return self._run(go)  # type: ignore[no-any-return]
+
+    def release(self, name: str, holder: str) -> None:
+        self._exec("DELETE FROM leases WHERE name = ? AND holder = ?", (name, holder))
+
+    def reserve(self, key: str, doc: dict[str, Any]) -> dict[str, Any] | None:
+        """Take ``key`` atomically: None if this call took it, else the holder's document."""
+        taken = self._exec("INSERT INTO idempotency VALUES (?, ?) ON CONFLICT (key) DO NOTHING "
+                           "RETURNING key", (key, json.dumps(doc)))
+        if taken:
+            return None
+        rows = self._exec("SELECT doc FROM idempotency WHERE key = ?", (key,))
+        return json.loads(rows[0][0]) if rows else None
+
+    def settle(self, key: str, doc: dict[str, Any]) -> None:
+        """Record the outcome under ``key`` (or hand the key to a retry)."""
+        self._exec("INSERT OR REPLACE INTO idempotency VALUES (?, ?)", (key, json.dumps(doc)))
+
+    def peek(self, key: str) -> dict[str, Any] | None:
+        rows = self._exec("SELECT doc FROM idempotency WHERE key = ?", (key,))
+        return json.loads(rows[0][0]) if rows else None
+
+    def replace_failed(self, key: str, entry_id: str, doc: dict[str, Any]) -> bool:
+        """Atomically hand a key whose attempt ``entry_id`` failed to a retry; False if another
+        retry got there first."""
+        return bool(self._exec(
+            "UPDATE idempotency SET doc = ? WHERE key = ? AND "
+            "json_extract(doc, '$.entry_id') = ? AND json_extract(doc, '$.status') = 'failed' "
+            "RETURNING key", (json.dumps(doc), key, entry_id)))
+
+    def close(self) -> None:
+        with self._lock:
+            self._con.close()
+
+
