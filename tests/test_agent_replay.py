@@ -26,7 +26,7 @@ from _replaying import bundle_events, export, replay
 
 import tracekit
 from tracekit import _demo
-from tracekit._capture.decorators import _from_us
+from tracekit._capture.clock import from_us as _from_us
 from tracekit._demo import DEMO_GUARD
 
 KNOBS: dict[str, Any] = {}

@@ -28,7 +28,7 @@ from _replaying import bundle_events, export, replay
 import tracekit
 import tracekit.http
 from tracekit._capture import run as _run
-from tracekit._capture import settings as _config
+from tracekit._capture.state import PROCESS
 from tracekit.testing import Recording
 
 KNOBS: dict[str, Any] = {}
@@ -65,9 +65,9 @@ def _bump(counter: str) -> int:
 
 def replay_state() -> dict[str, Any]:
     """What an agent replay sets aside while it runs: all of it back once it is over."""
-    return {"replay": _run._replay, "pinned": _config._pinned,
-            "settings": _config._settings, "recorder": _config._recorder,
-            "runtime": _config._runtime, "connect": socket.socket.connect,
+    return {"replay": PROCESS.replay, "pinned": PROCESS.pinned,
+            "settings": PROCESS._settings, "recorder": PROCESS.sink,
+            "runtime": PROCESS.runtime, "connect": socket.socket.connect,
             "getaddrinfo": socket.getaddrinfo,
             "httpx": (httpx.HTTPTransport.handle_request, httpx.Client._send_single_request)}
 
@@ -534,8 +534,8 @@ def test_configure_in_the_entry_point_is_undone_after_replay(store: Path,
     verdict = replay(bundle, configuring_agent)
     assert not verdict.contained and verdict.note is None
     assert replay_state() == before
-    assert _config.settings().store == store
-    assert _config.settings().release.model != "prod"
+    assert PROCESS.settings().store == store
+    assert PROCESS.settings().release.model != "prod"
     assert not prod.exists()
     with tracekit.run(tenant="after"):
         pass

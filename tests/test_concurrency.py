@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 
 import tracekit
-from tracekit._capture import settings as _config
+from tracekit._capture.state import PROCESS
 
 PROCESSES = 4
 THREADS = 4
@@ -163,7 +163,7 @@ def test_processes_and_threads_share_one_store(tmp_path: Path) -> None:
 @pytest.fixture
 def local_store(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
     """Configure this process to record into tmp_path; restore the process settings after."""
-    monkeypatch.setattr(_config, "_settings", _config._settings)
+    monkeypatch.setattr(PROCESS, "_settings", PROCESS._settings)
     monkeypatch.delenv("TRACEKIT_SEGMENT_ROWS", raising=False)
     monkeypatch.delenv("TRACEKIT_FLUSH_INTERVAL", raising=False)
     store = tmp_path / "store"

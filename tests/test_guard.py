@@ -23,7 +23,7 @@ from _redis import RedisServer
 from pydantic import ValidationError
 
 import tracekit
-from tracekit._capture import settings as _config
+from tracekit._capture.state import PROCESS
 from tracekit._control.base import flag_key, now_info
 from tracekit._control.redis import RedisControl
 from tracekit._control.sqlite import SQLiteControl
@@ -405,7 +405,7 @@ def test_tenant_spend_is_summed_across_processes(
         assert result_of(proc) == {"halted": None}  # each spent 0.25: the tenant is at 0.5
     control = control_of(root)
     assert control.total("spend:acme", 0) == pytest.approx(0.5)
-    rt = _config.guard_runtime()
+    rt = PROCESS.guard_runtime()
     assert rt is not None
     with tracekit.run(tenant="acme") as run:
         run.model_output("mine", cost_usd=0.25)
@@ -433,7 +433,7 @@ def test_tenant_spend_counts_only_the_window(guarded: Callable[..., Path]) -> No
     clock = FakeClock()
     root = guarded(tenant_spend_usd=1.0, spend_window_s=300.0, clock=clock)
     with tracekit.run(tenant="acme") as run:
-        rt = _config.guard_runtime()
+        rt = PROCESS.guard_runtime()
         assert rt is not None
         control = control_of(root)
         run.model_output("old spend", cost_usd=0.75)
@@ -655,7 +655,7 @@ def test_each_halt_level_stops_the_right_runs(
 
 def test_halt_levels_are_checked_in_order(guarded: Callable[..., Path]) -> None:
     root = guarded()
-    rt = _config.guard_runtime()
+    rt = PROCESS.guard_runtime()
     assert rt is not None
     with tracekit.run(tenant="a", release=R1) as run:
         keys = [flag_key("global"), flag_key("tenant", "a"), flag_key("release", R1.release_id),
@@ -678,7 +678,7 @@ def test_halt_levels_are_checked_in_order(guarded: Callable[..., Path]) -> None:
 
 def test_a_frozen_tool_refuses_only_that_tool(guarded: Callable[..., Path]) -> None:
     root = guarded()
-    rt = _config.guard_runtime()
+    rt = PROCESS.guard_runtime()
     assert rt is not None
     with tracekit.run(tenant="a") as run, tracekit.run(tenant="b") as other:
         rt.control.set_flag(flag_key("tool", "refund"), now_info("refunds double-paying"))
@@ -790,7 +790,7 @@ def test_redis_killed_mid_run_fails_closed_and_halts_survive(
     guarded(control=durable_redis.url, staleness_s=0.3, refresh_s=0.05)
     with tracekit.run(tenant="acme") as run, tracekit.run(tenant="acme") as halted:
         assert refused(run) is None and refused(halted) is None
-        rt = _config.guard_runtime()
+        rt = PROCESS.guard_runtime()
         assert rt is not None
         rt.control.set_flag(flag_key("run", halted.run_id), now_info("before the outage"))
         assert wait_for(lambda: refused(halted))
@@ -811,7 +811,7 @@ def test_a_redis_restart_without_persistence_fails_closed_until_an_operator_look
 ) -> None:
     guarded(control=redis_server.url, staleness_s=0.3, refresh_s=0.05)
     with tracekit.run(tenant="acme") as run, tracekit.run(tenant="acme") as halted:
-        rt = _config.guard_runtime()
+        rt = PROCESS.guard_runtime()
         assert rt is not None
         rt.control.set_flag(flag_key("run", halted.run_id), now_info("before the outage"))
         assert wait_for(lambda: refused(halted))
@@ -930,7 +930,7 @@ def test_pyproject_guard_table_is_picked_up(
     monkeypatch.chdir(project)
     try:
         tracekit.configure(store=tmp_path / "store")
-        guard = _config.settings().guard
+        guard = PROCESS.settings().guard
         assert guard is not None and guard.max_steps == 2
         with tracekit.run(tenant="acme") as run:
             run.model_output("1")

@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 import tracekit
+from tracekit._capture.state import PROCESS
 
 
 @pytest.fixture
@@ -69,7 +70,7 @@ def test_new_destination_alert_records_and_lets_the_write_through(guarded: Path)
     assert [a[0].split("'")[1] for a in alerts] == ["example.com", "elsewhere.test"]
     assert con.execute("SELECT count(*) FROM tool_calls WHERE tool = 'send_email'").fetchone() \
         == (3,)
-    trips = tracekit._capture.settings.guard_runtime().control.trips()
+    trips = PROCESS.guard_runtime().control.trips()
     assert {t["destination"] for t in trips} == {"example.com", "elsewhere.test"}
 
 

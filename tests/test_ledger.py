@@ -27,9 +27,9 @@ import pytest
 from _redis import RedisServer
 
 import tracekit
-from tracekit._capture import settings as _config
+from tracekit._capture.state import PROCESS
 from tracekit._ledger import effects as _effects
-from tracekit._ledger.effects import DuplicateInFlight, IdempotencyConflict, ReplayedFailure
+from tracekit.errors import DuplicateInFlight, IdempotencyConflict, ReplayedFailure
 
 redis = pytest.importorskip("redis")
 
@@ -420,7 +420,7 @@ def test_concurrent_retries_after_retryable_failure_fire_once(sqlite_store: Path
         transfer(5.0)
 
     # two retriers, in two runs, both read the retryable failure before either takes the key
-    control = _config.control_store()
+    control = PROCESS.ledger_control()
     both_read = threading.Barrier(2, timeout=2)
     settle = control.settle
 

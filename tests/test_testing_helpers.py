@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import tracekit
+from tracekit._capture.state import PROCESS
 from tracekit.testing import recording
 
 
@@ -27,5 +28,5 @@ def test_recording_sees_what_the_agent_did_and_restores_settings(tmp_path: Path)
         kinds = [e["kind"] for e in rec.events(run.run_id)]
         assert kinds == ["run_start", "model_output", "tool_call", "tool_result", "tool_call",
                          "tool_result", "run_end"]
-    assert tracekit._capture.settings.settings().store == before.store
+    assert PROCESS.settings().store == before.store
     tracekit.shutdown()

@@ -20,18 +20,33 @@ Query it: ``tracekit.connect().execute("SELECT * FROM runs").fetchall()``. Test 
 
 from typing import TYPE_CHECKING, Any
 
+from . import errors
 from ._base.encode import canonical_json
 from ._base.redact import Redactor
 from ._base.schema import EVENT_SCHEMA, SCHEMA_VERSION
-from ._capture.decorators import entrypoint, model, now, random
-from ._capture.run import Run, current_run, run, tool
-from ._capture.settings import Release, Settings, configure, flush, shutdown
-from ._contain.guard import Guard, Halted, OutOfScope
-from ._ledger.effects import DuplicateInFlight, IdempotencyConflict, ReplayedFailure
+from ._base.vocab import EventKind, EventStatus, HaltLevel, LedgerStatus, Signal
+from ._capture.clock import now, random
+from ._capture.decorators import entrypoint, model, tool
+from ._capture.run import Run, current_run, run
+from ._capture.settings import Release, Settings
+from ._capture.state import configure, flush, shutdown
+from ._contain.settings import Guard
+from ._oncall import Status, Switched, compensate, halt, scope, status, unhalt
 from ._query.named import named_queries, run_named
-from ._replay.agent import RecordingEnds, ReplayDivergence, ReplayedToolError
-from ._store.layout import TracekitWarning, resolve_root
+from ._store.layout import resolve_root
 from ._version import __version__
+from .errors import (
+    DuplicateInFlight,
+    Halted,
+    IdempotencyConflict,
+    OutOfScope,
+    RecordingEnds,
+    ReplayDivergence,
+    ReplayedFailure,
+    ReplayedToolError,
+    TracekitError,
+    TracekitWarning,
+)
 
 if TYPE_CHECKING:
     from ._export.bundle import export_incident
@@ -43,9 +58,13 @@ __all__ = [
     "EVENT_SCHEMA",
     "SCHEMA_VERSION",
     "DuplicateInFlight",
+    "EventKind",
+    "EventStatus",
     "Guard",
+    "HaltLevel",
     "Halted",
     "IdempotencyConflict",
+    "LedgerStatus",
     "OutOfScope",
     "RecordingEnds",
     "Redactor",
@@ -55,18 +74,25 @@ __all__ = [
     "ReplayedToolError",
     "Run",
     "Settings",
+    "Signal",
+    "Status",
+    "Switched",
+    "TracekitError",
     "TracekitWarning",
     "Verdict",
     "__version__",
     "build_postmortem",
     "canonical_json",
     "chart",
+    "compensate",
     "configure",
     "connect",
     "current_run",
     "entrypoint",
+    "errors",
     "export_incident",
     "flush",
+    "halt",
     "model",
     "named_queries",
     "now",
@@ -76,8 +102,11 @@ __all__ = [
     "resolve_root",
     "run",
     "run_named",
+    "scope",
     "shutdown",
+    "status",
     "tool",
+    "unhalt",
 ]
 
 
@@ -99,6 +128,7 @@ def __getattr__(name: str) -> Any:
 
 def recover(store: str | None = None) -> tuple[int, int]:
     """Compact every segment left by a dead writer; returns (segments, rows) recovered."""
+    from ._store.compaction import recover as compact_dead
     from ._store.layout import Store
 
-    return Store(resolve_root(store)).recover()
+    return compact_dead(Store(resolve_root(store)))

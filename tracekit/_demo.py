@@ -13,11 +13,12 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ._base.ids import new_id
-from ._capture import settings as _config
-from ._capture.decorators import entrypoint, model
-from ._capture.run import Run, run, tool
+from ._capture.decorators import entrypoint, model, tool
+from ._capture.run import Run, run
 from ._capture.settings import Release
-from ._contain.guard import Guard, Halted
+from ._capture.state import configure, shutdown
+from ._contain.settings import Guard
+from .errors import Halted
 
 __all__ = ["DEMO_GUARD", "DEMO_RELEASE", "DemoResult", "handle_ticket", "run_demo"]
 
@@ -200,11 +201,11 @@ def run_demo(
 
     if runaway_steps < 1:
         raise ValueError("runaway_steps must be at least 1")
-    settings = _config.configure(store=store, release=DEMO_RELEASE,
+    settings = configure(store=store, release=DEMO_RELEASE,
                                  guard=DEMO_GUARD if guarded else False, control="sqlite")
     healthy = [_healthy(ticket) for ticket in _TICKETS]
     runaway, halt = _runaway(runaway_steps)
-    _config.shutdown()
+    shutdown()
     ids = [*healthy, runaway]
     with connect(settings.store) as con:
         info = _summary(con, ids)

@@ -13,6 +13,7 @@ import re
 import sys
 import warnings
 from collections.abc import Callable
+from dataclasses import asdict
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from types import ModuleType
@@ -20,13 +21,13 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
-from ._capture import settings as _config
-from ._contain import oncall as oncall
-from ._contain.guard import Halted
+from . import _oncall as oncall
+from ._capture.state import configure, shutdown
 from ._query.format import FORMATS, render
+from ._store.compaction import recover as compact_dead
 from ._store.layout import Store, resolve_root
 from ._version import __version__
-from .errors import ControlError
+from .errors import ControlError, Halted
 
 if TYPE_CHECKING:
     import duckdb
@@ -274,17 +275,15 @@ def scope(run_id: str | None, tenant: str | None, release: str | None, since: st
     """The side effects that landed: by destination and action, with counts, amounts,
     duplicates suppressed, may-have-fired, reversible and irreversible, and what still stands.
     """
-    with _connect(store) as con:
-        report = _q().scope(con, run_id, tenant, release, parse_since(since))
+    report = oncall.scope(run_id, tenant, release, parse_since(since), _existing_store(store))
     if as_json:
-        rows = [dict(zip(report["columns"], r, strict=True)) for r in report["rows"]]
-        click.echo(json.dumps({**report, "rows": rows, "columns": None}, indent=2, default=str))
+        click.echo(json.dumps({**report.as_dict(), "columns": None}, indent=2, default=str))
         return
-    if not report["rows"]:
+    if not report.rows:
         click.echo("no side effects recorded for that scope")
         return
-    click.echo(render(report["columns"], report["rows"], "table", 40))
-    standing = report["standing"]
+    click.echo(render(report.columns, report.rows, "table", 40))
+    standing = report.standing
     reversible = [s for s in standing if s["reversible"]]
     maybe = sum(s["status"] == "reserved" for s in standing)
     click.echo(f"\n{len(standing)} effects stand ({maybe} may have fired); "
@@ -302,14 +301,10 @@ def compensate(run_id: str, execute: bool, imports: tuple[str, ...], store: Path
     """Undo a run's side effects: the plan by default; with --execute, each registered
     compensator runs once (idempotent: running it twice undoes nothing twice).
     """
-    from ._ledger.compensate import compensation_plan, execute_compensation
-
     root = _existing_store(store)
     if execute:
-        _config.configure(store=root, guard=False)
-        plan = execute_compensation(run_id, root, imports)
-    else:
-        plan = compensation_plan(run_id, root, imports)
+        configure(store=root, guard=False)
+    plan = oncall.compensate(run_id, root, execute, imports)
     if not plan:
         click.echo("nothing stands: no fired or may-have-fired effects for that run")
         return
@@ -318,7 +313,7 @@ def compensate(run_id: str, execute: bool, imports: tuple[str, ...], store: Path
         keys.append("outcome")
     click.echo(render(keys, [[row.get(k) for k in keys] for row in plan], "table", 60))
     if execute:
-        _config.shutdown()
+        shutdown()
 
 
 @cli.command()
@@ -368,8 +363,8 @@ def replay(incident: str, fixtures: Path, entrypoint: str | None, as_json: bool)
     """
     from dataclasses import asdict
 
-    from ._replay.agent import ReplayDivergence
     from ._replay.policy import replay as run_replay
+    from .errors import ReplayDivergence
 
     _project_on_path()
     try:
@@ -476,7 +471,7 @@ def make_test(incident: str, fixtures: Path, tests_dir: Path, halt_by: int | Non
     """
     from ._gate.maketest import HandEdited
     from ._gate.maketest import make_test as write_test
-    from ._replay.agent import ReplayDivergence
+    from .errors import ReplayDivergence
 
     _project_on_path()
     try:
@@ -505,7 +500,7 @@ def recover(store: Path | None) -> None:
     Safe to run at any time: live writers' segments are left alone.
     """
     root = _existing_store(store)
-    segments, rows = Store(root).recover()
+    segments, rows = compact_dead(Store(root))
     click.echo(f"recovered {rows} events from {segments} dead writer segment(s) in {root}")
 
 
@@ -590,11 +585,11 @@ def status(store: Path | None, control: str | None, trips: int, as_json: bool,
     """Every active halt and frozen tool (when, by whom, why) and the last detector trips."""
     report = oncall.status(store=store, control=control, trips=trips, init=init)
     if as_json:
-        click.echo(json.dumps(report, indent=2, default=str))
+        click.echo(json.dumps(asdict(report), indent=2, default=str))
         return
-    click.echo(f"control store: {report['control']}")
-    _echo_flags(report["halts"])
-    _echo_trips(report["trips"])
+    click.echo(f"control store: {report.control}")
+    _echo_flags(report.halts)
+    _echo_trips(report.trips)
 
 
 def _when(ts: float | None) -> str:

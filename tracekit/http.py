@@ -25,68 +25,15 @@ import time
 import zlib
 from collections.abc import AsyncIterator, Callable, Iterable, Iterator
 from typing import Any
-from urllib.parse import parse_qsl, quote, unquote, urlencode, urlsplit, urlunsplit
+from urllib.parse import urlsplit
 
 from ._base.encode import canonical_json
 from ._base.redact import MARKER
-from ._capture import settings as _config
+from ._base.urls import SECRET_HEADERS, scrub_headers, scrub_url, secrets_in
 from ._capture.run import Run, current_run
+from ._capture.state import PROCESS
 
 __all__ = ["SECRET_HEADERS", "AsyncHTTPXTransport", "HTTPXTransport", "instrument_requests"]
-
-#: headers whose value is a credential: recorded as the redaction marker
-SECRET_HEADERS = frozenset({
-    "authorization", "proxy-authorization", "cookie", "set-cookie", "x-api-key", "api-key",
-    "x-goog-api-key", "x-auth-token", "x-amz-security-token",
-})
-_SECRET_PARAMS = frozenset({
-    "key", "apikey", "api_key", "api-key", "token", "access_token", "refresh_token", "id_token",
-    "secret", "client_secret", "password", "passwd", "pwd", "signature", "sig", "auth",
-    "credential", "credentials", "session", "sessionid", "x-amz-signature",
-    "x-amz-credential", "x-amz-security-token", "code",
-})
-_SECRET_SUFFIXES = ("_key", "-key", "_token", "-token", "_secret", "-secret", "_password")
-
-
-def _headers(items: Iterable[tuple[str, str]]) -> dict[str, str]:
-    out: dict[str, str] = {}
-    for name, value in items:
-        name = name.lower()
-        value = MARKER if name in SECRET_HEADERS else value
-        out[name] = f"{out[name]}, {value}" if name in out else value
-    return out
-
-
-def scrub_url(url: str) -> str:
-    """The URL with its password and the values of secret-looking query parameters replaced."""
-    parts = urlsplit(url)
-    if parts.password:
-        hidden = quote(MARKER)  # brackets are not allowed in a URL's host part
-        parts = parts._replace(netloc=parts.netloc.replace(f":{parts.password}@", f":{hidden}@"))
-    if parts.query:
-        pairs = [(k, MARKER if _secret_param(k) else v)
-                 for k, v in parse_qsl(parts.query, keep_blank_values=True)]
-        parts = parts._replace(query=urlencode(pairs, safe="[]"))
-    return urlunsplit(parts)
-
-
-def _secret_param(name: str) -> bool:
-    """A query parameter whose value is a credential: by its whole name, or a ``_key`` /
-    ``_token`` / ``_secret`` suffix (``keyword`` or ``max_tokens`` are not)."""
-    lowered = name.lower()
-    return lowered in _SECRET_PARAMS or lowered.endswith(_SECRET_SUFFIXES)
-
-
-def secrets_in(url: str, headers: Iterable[tuple[str, str]]) -> list[str]:
-    """The secret values a request carries (to scrub them from an error message too)."""
-    parts = urlsplit(url)
-    found = [v for k, v in parse_qsl(parts.query) if _secret_param(k)]
-    found += [raw.partition("=")[2] for raw in parts.query.split("&")  # as sent: encoded
-              if _secret_param(unquote(raw.partition("=")[0]))]
-    found += [v for k, v in headers if k.lower() in SECRET_HEADERS]
-    found += [parts.password] if parts.password else []
-    return sorted({v for v in found if len(v) >= 4}, key=len, reverse=True)
-
 
 def _body(data: bytes | None) -> dict[str, Any]:
     """A body as its text, byte for byte (replay serves it back as it came), run through the
@@ -98,7 +45,7 @@ def _body(data: bytes | None) -> dict[str, Any]:
         text = data.decode("utf-8")
     except UnicodeDecodeError:
         return {"base64": base64.b64encode(data).decode("ascii")}
-    return {"text": _config.settings().redactor.redact_json(text)[0]}
+    return {"text": PROCESS.settings().redactor.redact_json(text)[0]}
 
 
 def _decoded(data: bytes, encoding: str | None) -> tuple[bytes, bool]:
@@ -121,13 +68,13 @@ def _decoded(data: bytes, encoding: str | None) -> tuple[bytes, bool]:
 
 def request_doc(method: str, url: str, headers: Iterable[tuple[str, str]],
                 body: bytes | None) -> dict[str, Any]:
-    return {"method": method.upper(), "url": scrub_url(url), "headers": _headers(headers),
+    return {"method": method.upper(), "url": scrub_url(url), "headers": scrub_headers(headers),
             **_body(body)}
 
 
 def response_doc(status: int, reason: str, headers: Iterable[tuple[str, str]], raw: bytes,
                  streamed: bool) -> dict[str, Any]:
-    listed = _headers(headers)
+    listed = scrub_headers(headers)
     data, decoded = _decoded(raw, listed.get("content-encoding"))
     if decoded:
         listed.pop("content-encoding", None)

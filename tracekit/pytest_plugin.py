@@ -15,8 +15,7 @@ from typing import Any
 
 import pytest
 
-from ._contain.guard import Guard
-from ._replay.policy import project_guard
+from ._contain.settings import Guard, project_guard
 
 _RESULTS_KEY = pytest.StashKey[dict[str, int]]()
 

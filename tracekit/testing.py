@@ -16,7 +16,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from ._capture import settings as _config
+from ._capture import state as _state
 
 __all__ = ["Recording", "incident_bundle", "recording"]
 
@@ -31,7 +31,7 @@ class Recording:
         """Run SQL over the views; one dict per row."""
         from ._query.views import connect
 
-        _config.flush()
+        _state.flush()
         with connect(self.store) as con:
             cursor = con.execute(sql, params or [])
             names = [d[0] for d in cursor.description or []]
@@ -58,13 +58,13 @@ def recording(
     store: os.PathLike[str] | str, release: Any = None, redact: Any = None
 ) -> Iterator[Recording]:
     """Record into ``store`` for the duration of the block, then restore the previous settings."""
-    previous = _config.settings()
-    _config.configure(store=store, release=release, redact=redact)
+    previous = _state.settings()
+    _state.configure(store=store, release=release, redact=redact)
     try:
         yield Recording(store)
     finally:
-        _config.shutdown()
-        _config.configure(
+        _state.shutdown()
+        _state.configure(
             store=previous.store, release=previous.release, redact=previous.redactor
         )
 

@@ -48,7 +48,7 @@ def _halt_attrs(halt: Any) -> dict[str, Any]:
 
 def spend(store: str, tenant: str, n: str, cost: str, bound: str) -> None:
     import tracekit
-    from tracekit._capture import settings as _config
+    from tracekit._capture.state import PROCESS
 
     tracekit.configure(store=store, guard=tracekit.Guard(
         tenant_spend_usd=float(bound), refresh_s=0.05, staleness_s=10.0))
@@ -60,7 +60,7 @@ def spend(store: str, tenant: str, n: str, cost: str, bound: str) -> None:
             except tracekit.Halted as halt:
                 halted = _halt_attrs(halt)
                 break
-        runtime = _config.guard_runtime()
+        runtime = PROCESS.guard_runtime()
         deadline = time.monotonic() + 10
         # wait for the background sync to push this process's spend to the control store
         while getattr(runtime, "_unsynced", None) and time.monotonic() < deadline:

@@ -37,12 +37,12 @@ def _append_line(path: str, line: str) -> None:
 
 def race(store: str, control: str, key: str, effects: str, gofile: str, hold_s: str) -> None:
     import tracekit
-    from tracekit._capture import settings as _config
+    from tracekit._capture.state import PROCESS
 
     tracekit.configure(store=store, control=None if control == "sqlite" else control,
                        guard=False)
-    _config.control_store()  # opened before the start, so the race is on the reservation
-    _config.get_recorder()
+    PROCESS.ledger_control()  # opened before the start, so the race is on the reservation
+    PROCESS.recorder()
 
     @tracekit.tool(writes=True, idempotency_key=key, destination="bank:acct-1", amount=25.0,
                    currency="USD", action="charge")

@@ -1,11 +1,12 @@
-"""Identifiers: short, sortable by time, safe to type at 3am."""
+"""Identifiers (short, sortable by time, safe to type at 3am) and digests."""
 
 from __future__ import annotations
 
+import hashlib
 import os
 import time
 
-__all__ = ["new_id"]
+__all__ = ["digest", "new_id"]
 
 _CROCKFORD = "0123456789abcdefghjkmnpqrstvwxyz"
 
@@ -23,3 +24,9 @@ def new_id(prefix: str = "") -> str:
     millis = time.time_ns() // 1_000_000
     rand = int.from_bytes(os.urandom(7), "big") >> 6  # 50 random bits
     return f"{prefix}{_base32(millis, 10)}{_base32(rand, 10)}"
+
+
+def digest(text: str, length: int = 64) -> str:
+    """A stable hash of ``text`` (hex, ``length`` characters): what the control store keeps
+    instead of arguments, URLs or idempotency keys, which may hold secrets."""
+    return hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()[:length]

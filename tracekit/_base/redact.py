@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -122,6 +122,41 @@ class Redactor:
         if not text or not self.might_match(text):
             return text, 0
         return self._redact_string(text)
+
+    def redact_columns(self, columns: dict[str, Sequence[Any]], json_columns: Iterable[str],
+                       text_columns: Iterable[str] = ()) -> dict[int, int]:
+        """Redact whole columns of a table in place (JSON documents in ``json_columns``, free
+        text in ``text_columns``); returns {row: values replaced} for the rows that changed.
+
+        Each distinct value is checked once (a looping agent repeats its payloads), and a
+        column whose values cannot match any rule is passed over in one scan. The recorder,
+        the ledger writer and export all redact through here.
+        """
+        counts: dict[int, int] = {}
+        for name, scrub in ((n, self.redact_json) for n in json_columns):
+            self._redact_column(columns, name, scrub, counts)
+        for name, scrub in ((n, self.redact_text) for n in text_columns):
+            self._redact_column(columns, name, scrub, counts)
+        return counts
+
+    def _redact_column(self, columns: dict[str, Sequence[Any]], name: str,
+                       scrub: Callable[[str], tuple[str, int]], counts: dict[int, int]) -> None:
+        column = columns.get(name)
+        if column is None:
+            return
+        distinct = [v for v in set(column) if type(v) is str]
+        if not self.might_match("\x00".join(distinct)):
+            return
+        done = {v: scrub(v) for v in distinct if self.might_match(v)}
+        if not any(n for _, n in done.values()):
+            return
+        values = list(column)
+        for i, value in enumerate(values):
+            hit = done.get(value) if type(value) is str else None
+            if hit is not None and hit[1]:
+                values[i] = hit[0]
+                counts[i] = counts.get(i, 0) + hit[1]
+        columns[name] = values
 
     def _redact_string(self, text: str) -> tuple[str, int]:
         lowered = text.lower()

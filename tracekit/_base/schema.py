@@ -1,21 +1,23 @@
-"""The event table's Arrow schema, in one place."""
+"""The data plane's tables: their Arrow schemas, column order and sort keys, in one place."""
 
 from __future__ import annotations
 
+from typing import TypedDict
+
 import pyarrow as pa
+
+from .vocab import EventKind, LedgerStatus
 
 __all__ = [
     "EVENT_KINDS", "EVENT_SCHEMA", "LEDGER_SCHEMA", "LEDGER_STATUSES", "ROW_FIELDS",
-    "SCHEMA_VERSION", "SORT_KEYS", "STATIC_FIELDS", "TABLES",
+    "SCHEMA_VERSION", "SORT_KEYS", "STATIC_FIELDS", "TABLES", "LedgerRow",
 ]
 
 #: version stamped on every row; readers accept every version up to this one
 SCHEMA_VERSION = 1
 
-EVENT_KINDS = (
-    "run_start", "prompt", "model_output", "tool_call", "tool_result",
-    "guard", "progress", "error", "run_end",
-)
+#: every event kind (the ``kind`` column's vocabulary)
+EVENT_KINDS = tuple(EventKind)
 
 _TS = pa.timestamp("us", tz="UTC")
 
@@ -62,7 +64,31 @@ ROW_FIELDS = (
     "tokens_in", "tokens_out", "cost_usd", "latency_ms", "attrs",
 )
 
-LEDGER_STATUSES = ("reserved", "fired", "failed", "suppressed_duplicate", "compensated")
+LEDGER_STATUSES = tuple(LedgerStatus)
+
+
+class LedgerRow(TypedDict, total=False):
+    """One ledger row as the ledger hands it to the writer (``ts`` and ``schema_version`` are
+    filled in when it is written)."""
+
+    entry_id: str
+    run_id: str
+    tenant: str
+    call_id: str
+    ts: int  # microseconds since the epoch, UTC
+    tool: str
+    destination: str | None
+    action: str
+    idempotency_key: str | None
+    request_hash: str | None
+    status: str
+    amount: float | None
+    currency: str | None
+    reversible: bool | None
+    compensates: str | None
+    result: str | None
+    release_id: str
+    schema_version: int
 
 #: one row per state change of a side effect; rows of one effect share its entry_id
 LEDGER_SCHEMA = pa.schema(

@@ -1,106 +1,100 @@
-"""What agent code calls so that agent replay can run it again exactly.
+"""The decorators agent code puts on its tools, its model calls and its entry point.
 
-- ``@tracekit.entrypoint`` records the input of the function that starts a run, so a replay can
-  call it with the same arguments;
+- ``@tracekit.tool`` records each call made inside a run (guarded, and through the side-effect
+  ledger for a write tool);
 - ``@tracekit.model`` records a model call (its prompt and its answer) and, in agent replay,
   serves the recorded answer instead of calling the model;
-- ``tracekit.now()`` and ``tracekit.random()`` are the clock and the dice, recorded as ``clock``
-  and ``random`` events and served from the recording in replay.
+- ``@tracekit.entrypoint`` records the input of the function that starts a run, so a replay
+  can call it again with the same arguments.
 
-Outside a run each of them is the plain thing: the function is called, the time is now.
+Outside a run each of them calls the function as it is. A sync and an async function get the
+same wrapper around one shared core.
 """
 
 from __future__ import annotations
 
 import functools
 import inspect
-import random as _random
 import time
 from collections.abc import Callable
-from datetime import UTC, datetime, timedelta
 from typing import Any, TypeVar, overload
 
 from .._base.encode import canonical_json
 from .._base.redact import MARKER
-from . import run as _run
+from .._base.vocab import EventKind, EventStatus
+from .run import Run, _current, describe, entry, exception_attrs
+from .specs import Bounds, ModelSpec, ToolSpec, named_args, param_names
+from .state import PROCESS
 
-__all__ = ["entrypoint", "model", "now", "random"]
+__all__ = ["entrypoint", "model", "record_output", "tool"]
 
 F = TypeVar("F", bound=Callable[..., Any])
-_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
+# -- @tracekit.tool ---------------------------------------------------------------------------
 @overload
-def entrypoint(fn: F, /) -> F: ...
+def tool(fn: F, /) -> F: ...
 @overload
-def entrypoint(*, secrets: tuple[str, ...] = ()) -> Callable[[F], F]: ...
-def entrypoint(fn: F | None = None, /, *, secrets: tuple[str, ...] = ()) -> Any:
-    """Record the arguments the decorated function was called with in the first run it opens.
+def tool(*, name: str | None = None, writes: bool = False, bounds: Bounds | None = None,
+         destination: str | Callable[..., Any] | None = None,
+         idempotency_key: str | Callable[..., Any] | None = None,
+         reversible: bool | None = None, compensate: Callable[..., Any] | str | None = None,
+         retry_on: tuple[type[BaseException], ...] = (),
+         amount: float | Callable[..., Any] | None = None,
+         currency: str | Callable[..., Any] | None = None,
+         action: str | None = None) -> Callable[[F], F]: ...
+def tool(fn: F | None = None, /, *, name: str | None = None, writes: bool = False,
+         bounds: Bounds | None = None, destination: str | Callable[..., Any] | None = None,
+         **ledger: Any) -> Any:
+    """Record every call of the decorated function made inside a run as a tool call.
 
-    ``tracekit make-test NAME --entrypoint module:function`` calls it again with them (decoded
-    from JSON) to replay the incident through the real agent code. The arguments named in
-    ``secrets`` (say an API key) are recorded redacted, as are those the redaction rules catch;
-    in replay the function gets the redaction marker for them.
+    Outside a run the function is called as it is. ``writes=True`` marks a tool that changes the
+    world (the guard and the side-effect ledger act on it). ``bounds`` limits numeric arguments,
+    e.g. ``{"amount": (0, 200)}``: a call outside them is refused before it runs.
+    ``destination`` (a value, or a callable of the arguments) names where a write goes, for the
+    guard's first-seen-destination detector and the ledger.
+
+    A write tool goes through the side-effect ledger: ``idempotency_key`` (a value or a callable
+    of the arguments; default: the run, the tool and the canonical arguments) makes a repeated
+    call return the first outcome instead of firing again; ``retry_on`` names the exceptions a
+    retry may run again for; ``reversible``, ``compensate``, ``amount``, ``currency`` and
+    ``action`` describe the effect for ``tracekit scope`` and compensation.
     """
-    if fn is None:
-        return lambda func: _entrypoint(func, frozenset(secrets))
-    return _entrypoint(fn, frozenset(secrets))
+    def decorate(func: F) -> F:
+        return _wrap_tool(func, ToolSpec(name or func.__name__, writes, bounds, destination,
+                                         **ledger))
+    return decorate(fn) if fn is not None else decorate
 
 
-def _entrypoint(fn: F, secrets: frozenset[str]) -> F:
-    params = _run._param_names(fn)
-    target = f"{fn.__module__}:{fn.__qualname__}"
+def _wrap_tool(func: F, spec: ToolSpec) -> F:
+    params = param_names(func)
 
-    def bind(args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
-        named = _run._named(params, args, kwargs)
-        if secrets:
-            named = {k: MARKER if k in secrets else v for k, v in named.items()}
-        return _run._entry.set([target, canonical_json(named), False])
+    def current() -> Run | None:
+        run = _current.get()
+        if run is None and PROCESS.replay is not None:
+            PROCESS.replay.outside_run(spec.name)
+        return run
 
-    if inspect.iscoroutinefunction(fn):
-        @functools.wraps(fn)
-        async def async_entry(*args: Any, **kwargs: Any) -> Any:
-            token = bind(args, kwargs)
-            try:
-                return await fn(*args, **kwargs)
-            finally:
-                _run._entry.reset(token)
-        return async_entry  # type: ignore[return-value]
-
-    @functools.wraps(fn)
-    def entry(*args: Any, **kwargs: Any) -> Any:
-        token = bind(args, kwargs)
-        try:
-            return fn(*args, **kwargs)
-        finally:
-            _run._entry.reset(token)
-    return entry  # type: ignore[return-value]
+    if inspect.iscoroutinefunction(func):
+        @functools.wraps(func)
+        async def async_wrapper(*args: Any, **kwargs: Any) -> Any:
+            run = current()
+            if run is None:
+                return await func(*args, **kwargs)
+            return await run._ainvoke(spec, func, params, args, kwargs)
+        wrapper: Any = async_wrapper
+    else:
+        @functools.wraps(func)
+        def wrapper(*args: Any, **kwargs: Any) -> Any:
+            run = current()
+            if run is None:
+                return func(*args, **kwargs)
+            return run._invoke(spec, func, params, args, kwargs)
+    wrapper.__tracekit_tool__ = {"name": spec.name, "writes": spec.writes}
+    return wrapper  # type: ignore[no-any-return]
 
 
-class ModelSpec:
-    """What ``@tracekit.model`` knows: the model's name and how to read cost and usage."""
-
-    __slots__ = ("cost", "decode", "name", "params", "usage")
-
-    def __init__(self, fn: Callable[..., Any], name: str | None,
-                 cost: Callable[[Any], float | None] | None,
-                 usage: Callable[[Any], Any] | None,
-                 decode: Callable[[Any], Any] | None) -> None:
-        self.name = name
-        self.params = _run._param_names(fn)
-        self.cost = cost
-        self.usage = usage or _usage_of
-        self.decode = decode
-
-    def prompt_of(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> str:
-        """The prompt recorded for a call: its ``messages`` argument, else all its arguments."""
-        named = _run._named(self.params, args, kwargs)
-        return canonical_json(named.get("messages", named))
-
-    def cost_of(self, result: Any) -> float | None:
-        return None if self.cost is None else _run._float_or_none(self.cost(result))
-
-
+# -- @tracekit.model ------------------------------------------------------------------------------
 @overload
 def model(fn: F, /) -> F: ...
 @overload
@@ -124,98 +118,123 @@ def model(fn: F | None = None, /, *, name: str | None = None,
         if inspect.iscoroutinefunction(func):
             @functools.wraps(func)
             async def async_wrapper(*args: Any, **kwargs: Any) -> Any:
-                current = _run._current.get()
-                if current is None:
-                    return await func(*args, **kwargs)
-                if current._served is not None:  # agent replay: the recorded answer
-                    return current._served.model(current, spec, spec.prompt_of(args, kwargs))
-                call_id = _begin_model(current, spec, args, kwargs)
-                started = time.perf_counter()
+                call = ModelCall.start(spec, args, kwargs)
+                if call is None or call.done:
+                    return await func(*args, **kwargs) if call is None else call.result
                 try:
                     result = await func(*args, **kwargs)
                 except Exception as exc:
-                    _model_failed(current, spec, call_id, exc)
+                    call.failed(exc)
                     raise
-                return _end_model(current, spec, call_id, result, started)
+                return call.answered(result)
             return async_wrapper  # type: ignore[return-value]
 
         @functools.wraps(func)
         def wrapper(*args: Any, **kwargs: Any) -> Any:
-            current = _run._current.get()
-            if current is None:
-                return func(*args, **kwargs)
-            if current._served is not None:
-                return current._served.model(current, spec, spec.prompt_of(args, kwargs))
-            call_id = _begin_model(current, spec, args, kwargs)
-            started = time.perf_counter()
+            call = ModelCall.start(spec, args, kwargs)
+            if call is None or call.done:
+                return func(*args, **kwargs) if call is None else call.result
             try:
                 result = func(*args, **kwargs)
             except Exception as exc:
-                _model_failed(current, spec, call_id, exc)
+                call.failed(exc)
                 raise
-            return _end_model(current, spec, call_id, result, started)
+            return call.answered(result)
         return wrapper  # type: ignore[return-value]
     return decorate(fn) if fn is not None else decorate
 
 
-def _begin_model(run: _run.Run, spec: ModelSpec, args: tuple[Any, ...],
-                 kwargs: dict[str, Any]) -> str:
-    """Record the prompt of a model call; its call id links the answer."""
-    call_id = f"call_{next(run._calls)}"
-    run._record("prompt", name=spec.name or run.release.model, call_id=call_id,
-                args=spec.prompt_of(args, kwargs))
-    return call_id
+class ModelCall:
+    """One model call in flight: its prompt recorded, its answer (or error) to come."""
+
+    __slots__ = ("call_id", "done", "result", "run", "spec", "started")
+
+    def __init__(self, run: Run, spec: ModelSpec, call_id: str) -> None:
+        self.run, self.spec, self.call_id = run, spec, call_id
+        self.done, self.result = False, None
+        self.started = time.perf_counter()
+
+    @classmethod
+    def start(cls, spec: ModelSpec, args: tuple[Any, ...],
+              kwargs: dict[str, Any]) -> ModelCall | None:
+        """None outside a run; a done call in agent replay (the recorded answer)."""
+        run = _current.get()
+        if run is None:
+            return None
+        prompt = spec.prompt_of(args, kwargs)
+        if run._served is not None:  # agent replay: the recorded answer
+            call = cls(run, spec, "")
+            call.done, call.result = True, run._served.model(run, spec, prompt)
+            return call
+        call = cls(run, spec, f"call_{next(run._calls)}")
+        run._record(EventKind.PROMPT, name=spec.name or run.release.model,
+                    call_id=call.call_id, args=prompt)
+        return call
+
+    def answered(self, result: Any) -> Any:
+        record_output(self.run, self.spec, self.call_id, result, canonical_json(result),
+                      (time.perf_counter() - self.started) * 1000.0)
+        return result
+
+    def failed(self, exc: BaseException) -> None:
+        """A model call that raised: an ``error`` event with its call id (replay raises it
+        again)."""
+        run = self.run
+        run._record(EventKind.ERROR, name=self.spec.name or run.release.model,
+                    call_id=self.call_id, status=EventStatus.ERROR, error=describe(exc),
+                    attrs=exception_attrs(exc))
 
 
-def _end_model(run: _run.Run, spec: ModelSpec, call_id: str, result: Any,
-               started: float) -> Any:
-    record_output(run, spec, call_id, result, canonical_json(result),
-                  (time.perf_counter() - started) * 1000.0)
-    return result
-
-
-def _model_failed(run: _run.Run, spec: ModelSpec, call_id: str, exc: BaseException) -> None:
-    """A model call that raised: an ``error`` event with its call id (replay raises it again)."""
-    run._record("error", name=spec.name or run.release.model, call_id=call_id, status="error",
-                error=_run._describe(exc), attrs=_run.exception_attrs(exc))
-
-
-def record_output(run: _run.Run, spec: ModelSpec, call_id: str, result: Any, encoded: str,
+def record_output(run: Run, spec: ModelSpec, call_id: str, result: Any, encoded: str,
                   latency_ms: float | None) -> None:
     """The model output event of a model call (recorded or served)."""
     run._output(encoded, spec.usage(result), spec.cost_of(result), spec.name, latency_ms,
                 call_id=call_id)
 
 
-def _usage_of(result: Any) -> Any:
-    if isinstance(result, dict):
-        return result.get("usage")
-    return getattr(result, "usage", None)
+# -- @tracekit.entrypoint ---------------------------------------------------------------------
+@overload
+def entrypoint(fn: F, /) -> F: ...
+@overload
+def entrypoint(*, secrets: tuple[str, ...] = ()) -> Callable[[F], F]: ...
+def entrypoint(fn: F | None = None, /, *, secrets: tuple[str, ...] = ()) -> Any:
+    """Record the arguments the decorated function was called with in the first run it opens.
+
+    ``tracekit make-test NAME --entrypoint module:function`` calls it again with them (decoded
+    from JSON) to replay the incident through the real agent code. The arguments named in
+    ``secrets`` (say an API key) are recorded redacted, as are those the redaction rules catch;
+    in replay the function gets the redaction marker for them.
+    """
+    if fn is None:
+        return lambda func: _entrypoint(func, frozenset(secrets))
+    return _entrypoint(fn, frozenset(secrets))
 
 
-def now() -> datetime:
-    """The current time (UTC), recorded in the run as a ``clock`` event; replay serves it."""
-    current = _run._current.get()
-    replay = _run._replay
-    if replay is not None:
-        return _from_us(replay.draw(current, "clock"))
-    us = time.time_ns() // 1000
-    if current is not None:
-        current._record("clock", name="now", output=str(us))
-    return _from_us(us)
+def _entrypoint(fn: F, secrets: frozenset[str]) -> F:
+    params = param_names(fn)
+    target = f"{fn.__module__}:{fn.__qualname__}"
 
+    def bind(args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+        named = named_args(params, args, kwargs)
+        if secrets:
+            named = {k: MARKER if k in secrets else v for k, v in named.items()}
+        return entry.set([target, canonical_json(named), False])
 
-def random() -> float:
-    """A random float in [0, 1), recorded as a ``random`` event; replay serves it."""
-    current = _run._current.get()
-    replay = _run._replay
-    if replay is not None:
-        return float(replay.draw(current, "random"))
-    value = _random.random()
-    if current is not None:
-        current._record("random", name="random", output=repr(value))
-    return value
+    if inspect.iscoroutinefunction(fn):
+        @functools.wraps(fn)
+        async def async_entry(*args: Any, **kwargs: Any) -> Any:
+            token = bind(args, kwargs)
+            try:
+                return await fn(*args, **kwargs)
+            finally:
+                entry.reset(token)
+        return async_entry  # type: ignore[return-value]
 
-
-def _from_us(us: int | float) -> datetime:
-    return _EPOCH + timedelta(microseconds=int(us))
+    @functools.wraps(fn)
+    def sync_entry(*args: Any, **kwargs: Any) -> Any:
+        token = bind(args, kwargs)
+        try:
+            return fn(*args, **kwargs)
+        finally:
+            entry.reset(token)
+    return sync_entry  # type: ignore[return-value]

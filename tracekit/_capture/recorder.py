@@ -9,7 +9,6 @@ segments into Parquet and recovers segments left by dead writers.
 from __future__ import annotations
 
 import functools
-import json
 import os
 import queue
 import secrets
@@ -18,25 +17,18 @@ import time
 import warnings
 from collections import deque
 from collections.abc import Callable
-from typing import Any
 
 import pyarrow as pa
-import pyarrow.compute as pc
 
-from .._base.encode import dump_plain
 from .._base.redact import Redactor
-from .._base.schema import EVENT_SCHEMA, ROW_FIELDS, SCHEMA_VERSION, STATIC_FIELDS
-from .._store.layout import SegmentWriter, Store, TracekitWarning
+from .._store.compaction import close_and_compact, recover
+from .._store.layout import Store
 from .._store.ledger import LedgerWriter
+from .._store.segments import SegmentWriter
+from ..errors import TracekitWarning
+from .rows import EventRow, to_batch
 
 __all__ = ["Recorder"]
-
-_ROW = {name: i + 1 for i, name in enumerate(ROW_FIELDS)}  # column 0 is the run's static tuple
-_JSON_COLUMNS = (_ROW["args"], _ROW["output"], _ROW["attrs"])
-_TEXT_COLUMNS = (_ROW["error"], _ROW["name"])
-_ATTRS_COLUMN = _ROW["attrs"]
-_TYPES = {f.name: f.type for f in EVENT_SCHEMA}
-
 
 class Recorder:
     """Buffers events in memory and makes them durable in the store from a background thread."""
@@ -59,7 +51,7 @@ class Recorder:
         self.max_queue = max_queue
         self.interval = interval
         self.last_error: BaseException | None = None
-        self._queue: deque[tuple[Any, ...]] = deque()
+        self._queue: deque[EventRow] = deque()
         self._cond = threading.Condition()
         self._taken = 0
         self._durable = 0
@@ -69,7 +61,7 @@ class Recorder:
         self._segment_no = 0
         self._segment_started = 0.0
         self._event_no = 0
-        self._retry: list[tuple[Any, ...]] = []
+        self._retry: list[EventRow] = []
         self._jobs: queue.SimpleQueue[Callable[[], None] | None] = queue.SimpleQueue()
         self._jobs.put(self._recover)
         self._compactor = threading.Thread(
@@ -88,7 +80,7 @@ class Recorder:
         return self._ledger
 
     # -- hot path -------------------------------------------------------------------------
-    def emit(self, row: tuple[Any, ...]) -> None:
+    def emit(self, row: EventRow) -> None:
         """Enqueue one event row; never does I/O. Waits only if the writer is far behind."""
         queue = self._queue
         queue.append(row)
@@ -147,7 +139,7 @@ class Recorder:
                 break
         self._rotate()
 
-    def _take(self) -> list[tuple[Any, ...]]:
+    def _take(self) -> list[EventRow]:
         queue = self._queue
         with self._cond:
             items, self._retry = self._retry, []
@@ -162,18 +154,19 @@ class Recorder:
             self._maybe_rotate()
             return
         try:
-            batch = self._convert(items)
+            batch = to_batch(items, self.redactor, self.writer_id, self._event_no)
             self._append(batch)
         except BaseException as exc:  # disk full, permissions: keep the rows, retry later
             self._failed(items, exc)
             return
+        self._event_no += len(items)
         with self._cond:
             self._durable += len(items)
             self.last_error = None
             self._cond.notify_all()
         self._maybe_rotate()
 
-    def _failed(self, items: list[tuple[Any, ...]], exc: BaseException) -> None:
+    def _failed(self, items: list[EventRow], exc: BaseException) -> None:
         with self._cond:
             self._retry = items + self._retry
             first = self.last_error is None
@@ -221,7 +214,7 @@ class Recorder:
 
     def _compact(self, seg: SegmentWriter) -> None:
         try:
-            seg.close_and_compact()
+            close_and_compact(seg)
         except Exception as exc:  # left on disk: recovery compacts it later
             warnings.warn(
                 f"tracekit could not compact {seg.path}: {exc}; it stays a segment and is "
@@ -232,132 +225,6 @@ class Recorder:
 
     def _recover(self) -> None:
         try:
-            self.store.recover()
+            recover(self.store)
         except Exception as exc:
             warnings.warn(f"tracekit recovery failed: {exc}", TracekitWarning, stacklevel=1)
-
-    # -- rows to Arrow --------------------------------------------------------------------
-    def _convert(self, items: list[tuple[Any, ...]]) -> pa.RecordBatch:
-        """One record batch. A row that will not convert is coerced, or at worst kept as a
-        placeholder naming the problem: one bad row never holds back the others."""
-        try:
-            return self._to_batch(items)
-        except Exception:
-            return self._to_batch([self._convertible(row) for row in items])
-
-    def _convertible(self, row: tuple[Any, ...]) -> tuple[Any, ...]:
-        for candidate in (row, _coerce(row)):
-            try:
-                self._to_batch([candidate])
-            except Exception as exc:
-                problem = exc
-            else:
-                return candidate
-        return _placeholder(row, problem)
-
-    def _to_batch(self, items: list[tuple[Any, ...]]) -> pa.RecordBatch:
-        n = len(items)
-        cols = list(zip(*items, strict=True))
-        redacted = self._redact(cols)
-        arrays: dict[str, pa.Array] = {}
-        arrays.update(_static_arrays(cols[0]))
-        for name, i in _ROW.items():
-            arrays[name] = pa.array(cols[i], _TYPES[name])
-        if redacted:
-            arrays["attrs"] = pa.array(_with_redaction_counts(cols[_ATTRS_COLUMN], redacted),
-                                       pa.string())
-        arrays["event_id"] = self._event_ids(cols[_ROW["ts"]], n)
-        arrays["schema_version"] = pa.repeat(pa.scalar(SCHEMA_VERSION, pa.int16()), n)
-        return pa.RecordBatch.from_arrays([arrays[f.name] for f in EVENT_SCHEMA],
-                                          schema=EVENT_SCHEMA)
-
-    def _event_ids(self, ts: tuple[int, ...], n: int) -> pa.Array:
-        """Sortable unique ids: 16-digit microsecond time, writer id, per-writer counter."""
-        start = self._event_no
-        self._event_no += n
-        ts_text = pc.utf8_lpad(pc.cast(pa.array(ts, pa.int64()), pa.string()), 16, "0")
-        counter = pc.utf8_lpad(
-            pc.cast(pa.array(range(start, start + n), pa.int64()), pa.string()), 9, "0"
-        )
-        return pc.binary_join_element_wise(ts_text, self.writer_id, counter, "")
-
-    def _redact(self, cols: list[tuple[Any, ...]]) -> dict[int, int]:
-        """Redact the JSON and text columns in place; returns {row: values replaced}.
-
-        Each distinct value is checked once (a looping agent repeats its payloads), and a
-        column whose values cannot match any rule is passed over in one scan.
-        """
-        counts: dict[int, int] = {}
-        red = self.redactor
-        for c in (*_JSON_COLUMNS, *_TEXT_COLUMNS):
-            column = cols[c]
-            distinct = [v for v in set(column) if type(v) is str]
-            if not red.might_match("\x00".join(distinct)):
-                continue
-            scrub = red.redact_text if c in _TEXT_COLUMNS else red.redact_json
-            done = {v: scrub(v) for v in distinct if red.might_match(v)}
-            if not done:
-                continue
-            values = list(column)
-            for i, value in enumerate(values):
-                hit = done.get(value) if type(value) is str else None
-                if hit is not None and hit[1]:
-                    values[i] = hit[0]
-                    counts[i] = counts.get(i, 0) + hit[1]
-            cols[c] = tuple(values)
-        return counts
-
-
-def _static_arrays(statics: tuple[tuple[Any, ...], ...]) -> dict[str, pa.Array]:
-    """Expand the per-run static tuples into columns without a per-row, per-column loop."""
-    encoded = pa.array(list(map(id, statics)), pa.int64()).dictionary_encode()
-    by_id = dict(zip(map(id, statics), statics, strict=True))
-    rows = [by_id[key] for key in encoded.dictionary.to_pylist()]
-    return {
-        name: pa.array([r[j] for r in rows], pa.string()).take(encoded.indices)
-        for j, name in enumerate(STATIC_FIELDS)
-    }
-
-
-def _with_redaction_counts(attrs: tuple[str | None, ...], counts: dict[int, int]) -> list[Any]:
-    out = list(attrs)
-    for i, n in counts.items():
-        current = json.loads(out[i]) if out[i] else {}
-        if not isinstance(current, dict):
-            current = {"value": current}
-        before = current.get("redacted")
-        current["redacted"] = (before if type(before) is int else 0) + n
-        out[i] = dump_plain(dict(sorted(current.items())))
-    return out
-
-
-_INT_FIELDS = {_ROW[n] for n in ("seq", "step", "ts", "tokens_in", "tokens_out")}
-_INT64 = range(-(2**63), 2**63)
-_FLOAT_FIELDS = {_ROW[n] for n in ("cost_usd", "latency_ms")}
-
-
-def _coerce(row: tuple[Any, ...]) -> tuple[Any, ...]:
-    """A row whose every value has its column's type (a value that will not convert is None)."""
-    out = list(row)
-    for i in range(1, len(out)):
-        value = out[i]
-        if value is None:
-            continue
-        try:
-            if i in _INT_FIELDS:
-                out[i] = int(value) if int(value) in _INT64 else None
-            elif i in _FLOAT_FIELDS:
-                out[i] = float(value)
-            else:
-                out[i] = str(value).encode("utf-8", "backslashreplace").decode("utf-8")
-        except (TypeError, ValueError, OverflowError):
-            out[i] = None
-    return tuple(out)
-
-
-def _placeholder(row: tuple[Any, ...], problem: BaseException) -> tuple[Any, ...]:
-    """The row's identity and order kept, its payload replaced by what went wrong."""
-    static, seq, step, ts, kind = row[:5]
-    note = f"tracekit could not record this event's payload: {type(problem).__name__}"
-    return (static, seq, step, ts, kind, None, None, None, None, "error", note,
-            None, None, None, None, None)

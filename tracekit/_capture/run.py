@@ -1,33 +1,41 @@
-"""Runs and tools: the recording API an agent loop calls."""
+"""Runs: the recording API an agent loop calls, with the guard checked before every tool call.
+
+A run records its decisions in order (``seq`` gap-free, ``step`` = model outputs so far) as
+event rows handed to the process's sink. When a guard is configured each tool call goes
+through the run's guard first (a refusal is recorded as a ``guard`` event and raised), and a
+write tool through the side-effect ledger.
+"""
 
 from __future__ import annotations
 
-import functools
-import inspect
 import itertools
 import time
 from collections.abc import Callable
 from contextvars import ContextVar, Token
-from typing import Any, TypeVar, overload
+from typing import Any
 
 from .._base.encode import canonical_json
 from .._base.ids import new_id
-from .._contain.guard import Halted, RunGuard
+from .._base.vocab import EventKind, EventStatus
+from .._contain.runguard import Call, RunGuard
 from .._ledger.effects import Effect
-from ..errors import ControlError
-from . import settings as _config
+from ..errors import ControlError, Halted
+from .resume import trace_so_far
+from .rows import RunStatic, event_row
 from .settings import Release
+from .specs import ToolSpec, float_or_none, named_args, token_usage
+from .state import PROCESS
 
-__all__ = ["Run", "current_run", "run", "tool"]
-
-F = TypeVar("F", bound=Callable[..., Any])
+__all__ = ["Run", "current_run", "exception_attrs", "run"]
 
 _current: ContextVar[Run | None] = ContextVar("tracekit_run", default=None)
-_entry: ContextVar[list[Any] | None] = ContextVar("tracekit_entry", default=None)
+#: the entry point's [target, input, recorded?] (set by @tracekit.entrypoint)
+entry: ContextVar[list[Any] | None] = ContextVar("tracekit_entry", default=None)
 _now_us = time.time_ns
-#: the agent replay in progress (set by tracekit._agentreplay), else None
-_replay: Any = None
-_WRITES_ATTRS = canonical_json({"writes": True})
+_emit = PROCESS.emit
+_perf = time.perf_counter
+_TOOL_CALL, _TOOL_RESULT, _GUARD = EventKind.TOOL_CALL, EventKind.TOOL_RESULT, EventKind.GUARD
+_OK, _STARTED, _DUPLICATE = EventStatus.OK, EventStatus.STARTED, EventStatus.DUPLICATE
 
 
 def current_run() -> Run | None:
@@ -40,7 +48,8 @@ class Run:
 
     __slots__ = (
         "_calls", "_guard", "_parent", "_seq", "_served", "_static", "_token", "attrs", "depth",
-        "parent_run_id", "release", "root_run_id", "run_id", "step", "tenant", "tools",
+        "parent_run_id", "release", "release_id", "root_run_id", "run_id", "step", "tenant",
+        "tools",
     )
 
     def __init__(
@@ -55,40 +64,53 @@ class Run:
         if not isinstance(tenant, str) or not tenant:
             raise ValueError("tracekit.run(tenant=...) needs a non-empty tenant name")
         self.tenant = tenant
-        self._served = _replay
-        if _replay is not None:  # agent replay: the recorded run this one replays
-            run_id = _replay.run_id_for(tenant, run_id, parent, attrs)
+        self._served = replay = PROCESS.replay
+        if replay is not None:  # agent replay: the recorded run this one replays
+            run_id = replay.run_id_for(tenant, run_id, parent, attrs)
         self.run_id = run_id or new_id("run_")
         self.parent_run_id, self.root_run_id, self.depth = _lineage(self.run_id, parent)
-        self.release = release or _config.settings().release
+        self.release = release or PROCESS.settings().release
+        self.release_id = self.release.release_id
         self.attrs = attrs or {}
         self.tools = set(tools) if tools is not None else None
         self._parent = parent if isinstance(parent, Run) else None
         self._guard: RunGuard | None = None
         self.step = 0
-        self._seq = itertools.count()
+        self._seq = 0
         self._calls = itertools.count(1)
         self._token: Token[Run | None] | None = None
-        self._static = (
-            self.run_id, self.parent_run_id, self.root_run_id, tenant, self.release.release_id,
+        self._static: RunStatic = (
+            self.run_id, self.parent_run_id, self.root_run_id, tenant, self.release_id,
             self.release.model, self.release.prompt, self.release.tools,
         )
 
-    # -- the one place an event row is built ------------------------------------------------
+    # -- every event of the run goes through here -------------------------------------------
     def _record(
         self, kind: str, name: str | None = None, call_id: str | None = None,
         args: str | None = None, output: str | None = None, status: str | None = None,
         error: str | None = None, tokens_in: int | None = None, tokens_out: int | None = None,
         cost_usd: float | None = None, latency_ms: float | None = None, attrs: str | None = None,
     ) -> None:
-        _config.emit((
-            self._static, next(self._seq), self.step, _now_us() // 1000, kind, name, call_id,
-            args, output, status, error, tokens_in, tokens_out, cost_usd, latency_ms, attrs,
-        ))
+        seq = self._seq
+        self._seq = seq + 1
+        _emit(event_row(self._static, seq, self.step, _now_us() // 1000, kind, name, call_id,
+                        args, output, status, error, tokens_in, tokens_out, cost_usd,
+                        latency_ms, attrs))
+
+    def next_seq(self) -> int:
+        """The seq the next event will get (without taking it)."""
+        return self._seq
+
+    def rebind(self, run_id: str) -> None:
+        """This run replays another recorded run (agent replay matched it again)."""
+        self.run_id = run_id
+        self._static = (run_id, *self._static[1:])  # type: ignore[assignment]
+        if self._guard is not None:
+            self._guard.rebind(run_id)
 
     # -- context management -----------------------------------------------------------------
     def __enter__(self) -> Run:
-        runtime = _config.guard_runtime()
+        runtime = PROCESS.guard_runtime()
         if runtime is not None:
             self._guard = RunGuard(runtime, self, self.tools)
             if self._parent is None and self.parent_run_id is not None:
@@ -96,19 +118,22 @@ class Run:
             self._resume(self._guard)
         self._token = _current.set(self)
         attrs = canonical_json(self.attrs) if self.attrs else None
-        self._record("run_start", status="running", attrs=attrs)
-        entry = _entry.get()
-        if entry is not None and not entry[2] and self.parent_run_id is None:
-            entry[2] = True  # the entry point's input, for agent replay
-            self._record("entry", name=entry[0], args=entry[1])
+        self._record(EventKind.RUN_START, status=EventStatus.RUNNING, attrs=attrs)
+        self._record_entry()
         if self._guard is not None:
             try:
-                self._guard.check_start()
+                self._guard.start()
             except Halted as halt:
                 self._refused(halt)
                 self.__exit__(type(halt), halt, None)
                 raise
         return self
+
+    def _record_entry(self) -> None:
+        found = entry.get()
+        if found is not None and not found[2] and self.parent_run_id is None:
+            found[2] = True  # the entry point's input, for agent replay
+            self._record(EventKind.ENTRY, name=found[0], args=found[1])
 
     def _adopt_lineage(self, guard: RunGuard) -> None:
         """A parent given by id (from another process): its depth and root, if it was guarded."""
@@ -119,7 +144,7 @@ class Run:
             return
         if lineage is not None:
             self.depth, self.root_run_id = lineage
-            self._static = (self._static[0], self._static[1], self.root_run_id, *self._static[3:])
+            self._static = (*self._static[:2], self.root_run_id, *self._static[3:])  # type: ignore[assignment]
 
     def _resume(self, guard: RunGuard) -> None:
         """A run_id seen before continues: its steps, spend and windows do not restart.
@@ -130,24 +155,17 @@ class Run:
         try:
             saved = guard.resume()
         except ControlError as exc:  # fail closed: a budget never restarts from zero
-            raise Halted("store", guard.rt.control.url,
-                         f"cannot resume run {self.run_id}: {exc}", signal="store_error") from None
+            raise Halted.store_unavailable(guard.rt.control.url, exc,
+                                           f"cannot resume run {self.run_id}") from None
         if not saved:
             return
         step, seq = int(saved.get("steps", 0)), int(saved.get("seq", 0))
-        trace = _trace_so_far(self.run_id)
+        trace = trace_so_far(self.run_id)
         if trace is not None:
-            step, seq = max(step, trace["steps"]), max(seq, trace["seq"])
+            step, seq = max(step, trace.steps), max(seq, trace.seq)
             guard.adopt_trace(trace)
         self.step = step
-        self._seq = itertools.count(seq)
-
-    def next_seq(self) -> int:
-        """The seq the next event will get (without taking it)."""
-        try:
-            return int(self._seq.__reduce__()[1][0])  # type: ignore[index]
-        except Exception:
-            return 0
+        self._seq = seq
 
     def _refused(self, halt: Halted, name: str | None = None, args: str | None = None,
                  writes: bool = False) -> None:
@@ -155,16 +173,16 @@ class Run:
         attrs = halt.as_attrs()
         if writes:
             attrs["writes"] = True
-        self._record("guard", name=name or halt.signal, args=args, status=halt.status,
+        self._record(_GUARD, name=name or halt.signal, args=args, status=halt.status,
                      error=str(halt), attrs=canonical_json(attrs))
 
     def __exit__(self, exc_type: Any, exc: BaseException | None, tb: Any) -> None:
         if self._guard is not None:
             self._guard.finish()
         if exc is None:
-            self._record("run_end", status="ok")
+            self._record(EventKind.RUN_END, status=_OK)
         else:
-            self._record("run_end", status=_status_of(exc), error=_describe(exc))
+            self._record(EventKind.RUN_END, status=status_of(exc), error=describe(exc))
         if self._token is not None:
             _current.reset(self._token)
             self._token = None
@@ -181,7 +199,7 @@ class Run:
         encoded = canonical_json(messages)
         if self._served is not None:
             self._served.prompt(self, encoded)
-        self._record("prompt", name=model or self.release.model, args=encoded,
+        self._record(EventKind.PROMPT, name=model or self.release.model, args=encoded,
                      attrs=canonical_json(attrs) if attrs else None)
 
     def model_output(
@@ -200,28 +218,28 @@ class Run:
                 call_id: str | None = None) -> None:
         """Record a model output (a new step), then let the guard see its cost."""
         self.step += 1
-        tokens_in, tokens_out = _usage(usage)
-        self._record("model_output", name=model or self.release.model, call_id=call_id,
-                     output=encoded, status="ok", tokens_in=tokens_in, tokens_out=tokens_out,
+        tokens_in, tokens_out = token_usage(usage)
+        self._record(EventKind.MODEL_OUTPUT, name=model or self.release.model, call_id=call_id,
+                     output=encoded, status=_OK, tokens_in=tokens_in, tokens_out=tokens_out,
                      cost_usd=cost_usd, latency_ms=latency_ms, attrs=attrs)
         if self._guard is not None:
             try:
-                self._guard.after_model_output(_float_or_none(cost_usd))
+                self._guard.after_model_output(float_or_none(cost_usd))
             except Halted as halt:
                 self._refused(halt)
                 raise
 
     def progress(self, label: str, **attrs: Any) -> None:
         """Mark a closed loop or a real change of state (the runaway detectors count these)."""
-        self._record("progress", name=str(label), status="ok",
+        self._record(EventKind.PROGRESS, name=str(label), status=_OK,
                      attrs=canonical_json(attrs) if attrs else None)
         if self._guard is not None:
             self._guard.after_progress()
 
     def error(self, error: BaseException | str, **attrs: Any) -> None:
         """Record an error the agent handled (an unhandled one ends the run with it)."""
-        text = _describe(error) if isinstance(error, BaseException) else str(error)
-        self._record("error", status="error", error=text,
+        text = describe(error) if isinstance(error, BaseException) else str(error)
+        self._record(EventKind.ERROR, status=EventStatus.ERROR, error=text,
                      attrs=canonical_json(attrs) if attrs else None)
 
     def event(
@@ -244,111 +262,140 @@ class Run:
 
     def flush(self, timeout: float | None = None) -> bool:
         """Block until everything recorded so far (by any run in this process) is durable."""
-        return _config.flush(timeout)
+        return PROCESS.flush(timeout)
 
-    # -- tools --------------------------------------------------------------------------------
-    def _begin_call(
-        self, spec: ToolSpec, params: tuple[str, ...] | None, args: tuple[Any, ...],
-        kwargs: dict[str, Any],
-    ) -> tuple[str, dict[str, Any], str]:
-        named = _named(params, args, kwargs)
+    # -- tools: one core for sync and async tools ------------------------------------------------
+    def _invoke(self, spec: ToolSpec, fn: Callable[..., Any], params: tuple[str, ...] | None,
+                args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+        call = self._start_call(spec, params, args, kwargs)
+        if call.done:
+            return call.result
+        try:
+            result = fn(*args, **kwargs)
+        except BaseException as exc:
+            call.failed(exc)
+            raise
+        return call.returned(result)
+
+    async def _ainvoke(self, spec: ToolSpec, fn: Callable[..., Any],
+                       params: tuple[str, ...] | None, args: tuple[Any, ...],
+                       kwargs: dict[str, Any]) -> Any:
+        call = self._start_call(spec, params, args, kwargs)
+        if call.done:
+            return call.result
+        try:
+            result = await fn(*args, **kwargs)
+        except BaseException as exc:
+            call.failed(exc)
+            raise
+        return call.returned(result)
+
+    def _start_call(self, spec: ToolSpec, params: tuple[str, ...] | None,
+                    args: tuple[Any, ...], kwargs: dict[str, Any]) -> ToolCall:
+        """Up to the tool running: served (agent replay), checked, recorded, reserved."""
+        if self._served is not None:  # agent replay: served from the recording, never run
+            return ToolCall.served(self._served.tool(self, spec, params, args, kwargs))
+        named = named_args(params, args, kwargs)
         encoded = canonical_json(named)
         if self._guard is not None:
-            self._check(spec, named, encoded)
+            self.check(spec, named, encoded)
         call_id = f"call_{next(self._calls)}"
-        self._record("tool_call", name=spec.name, call_id=call_id, args=encoded,
-                     status="started", attrs=spec.attrs)
-        return call_id, named, encoded
+        self._record(_TOOL_CALL, name=spec.name, call_id=call_id, args=encoded, status=_STARTED,
+                     attrs=spec.attrs)
+        call = ToolCall(self, spec, call_id)
+        if spec.writes:
+            call.reserve(named, encoded)
+        return call
 
-    def _check(self, spec: ToolSpec, named: dict[str, Any], encoded: str) -> None:
+    def check(self, spec: ToolSpec, named: dict[str, Any], encoded: str) -> None:
+        """The guard, before the tool runs: a refusal is recorded, then raised."""
         guard = self._guard
         assert guard is not None
         try:
-            guard.check_call(spec.name, encoded, spec.writes)
-            if spec.bounds:
-                guard.check_bounds(spec.name, spec.bounds, named)
-            if spec.destination is not None:
-                alert = guard.check_destination(spec.name, spec.destination_of(named))
-                if alert is not None:
-                    self._refused(alert, spec.name, encoded)
-            guard.passed(spec.name, encoded)
+            for alert in guard.check_call(Call(spec.name, encoded, spec.writes, spec, named)):
+                self._refused(alert, spec.name, encoded)
         except Halted as halt:
             self._refused(halt, spec.name, encoded, spec.writes)
             raise
 
-    def _end_call(self, name: str, call_id: str, started: float, result: Any) -> None:
-        self._record("tool_result", name=name, call_id=call_id, output=canonical_json(result),
-                     status="ok", latency_ms=(time.perf_counter() - started) * 1000.0)
-
-    def _fail_call(self, name: str, call_id: str, started: float, exc: BaseException) -> None:
-        self._record("tool_result", name=name, call_id=call_id, status=_status_of(exc),
-                     error=_describe(exc), latency_ms=(time.perf_counter() - started) * 1000.0,
-                     attrs=exception_attrs(exc))
-
-    def _invoke(
-        self, spec: ToolSpec, fn: Callable[..., Any], params: tuple[str, ...] | None,
-        args: tuple[Any, ...], kwargs: dict[str, Any],
-    ) -> Any:
-        if self._served is not None:  # agent replay: served from the recording, never run
-            return self._served.tool(self, spec, params, args, kwargs)
-        call_id, named, encoded = self._begin_call(spec, params, args, kwargs)
-        started = time.perf_counter()
-        effect = self._reserve(spec, call_id, named, encoded, started) if spec.writes else None
-        if effect is not None and effect[0] is None:
-            return effect[1]  # a duplicate: the first outcome, the tool not run again
-        try:
-            result = fn(*args, **kwargs)
-        except BaseException as exc:
-            if effect is not None:
-                effect[0].failed(exc)
-            self._fail_call(spec.name, call_id, started, exc)
-            raise
-        if effect is not None:
-            effect[0].fired(result)
-        self._end_call(spec.name, call_id, started, result)
-        return result
-
-    async def _ainvoke(
-        self, spec: ToolSpec, fn: Callable[..., Any], params: tuple[str, ...] | None,
-        args: tuple[Any, ...], kwargs: dict[str, Any],
-    ) -> Any:
-        if self._served is not None:
-            return self._served.tool(self, spec, params, args, kwargs)
-        call_id, named, encoded = self._begin_call(spec, params, args, kwargs)
-        started = time.perf_counter()
-        effect = self._reserve(spec, call_id, named, encoded, started) if spec.writes else None
-        if effect is not None and effect[0] is None:
-            return effect[1]
-        try:
-            result = await fn(*args, **kwargs)
-        except BaseException as exc:
-            if effect is not None:
-                effect[0].failed(exc)
-            self._fail_call(spec.name, call_id, started, exc)
-            raise
-        if effect is not None:
-            effect[0].fired(result)
-        self._end_call(spec.name, call_id, started, result)
-        return result
-
-    def _reserve(self, spec: ToolSpec, call_id: str, named: dict[str, Any], encoded: str,
-                 started: float) -> tuple[Effect | None, Any]:
-        """Through the ledger: (effect, None) to run it; (None, first result) for a duplicate."""
-        effect = Effect(self, spec, call_id, named, encoded)
-        try:
-            owner, result = effect.reserve()
-        except BaseException as exc:
-            self._fail_call(spec.name, call_id, started, exc)
-            raise
-        if owner:
-            return effect, None
-        self._record("tool_result", name=spec.name, call_id=call_id,
-                     output=canonical_json(result), status="duplicate",
-                     latency_ms=(time.perf_counter() - started) * 1000.0)
-        return None, result
+    def result(self, name: str, call_id: str, started: float | None, output: str | None,
+               status: str = _OK, error: str | None = None, attrs: str | None = None,
+               latency_ms: float | None = None) -> None:
+        """Record a tool's result (and let the guard see whether it failed)."""
+        if started is not None:
+            latency_ms = (_perf() - started) * 1000.0
+        self._record(_TOOL_RESULT, name=name, call_id=call_id, output=output, status=status,
+                     error=error, latency_ms=latency_ms, attrs=attrs)
+        if self._guard is not None:
+            self._guard.after_result(name, status != EventStatus.ERROR)
 
     def __repr__(self) -> str:
         return f"<tracekit.Run {self.run_id} tenant={self.tenant!r} step={self.step}>"
+
+
+class ToolCall:
+    """One tool call in flight: what happens when the tool returns or raises."""
+
+    __slots__ = ("call_id", "done", "effect", "result", "run", "spec", "started")
+
+    def __init__(self, run: Run | None, spec: ToolSpec | None, call_id: str) -> None:
+        self.run, self.spec, self.call_id = run, spec, call_id
+        self.effect: Effect | None = None
+        self.done = False
+        self.result: Any = None
+        self.started = _perf()
+
+    @classmethod
+    def served(cls, result: Any) -> ToolCall:
+        """A call that does not run: its result is already known."""
+        call = cls(None, None, "")
+        call.done, call.result = True, result
+        return call
+
+    def reserve(self, named: dict[str, Any], encoded: str) -> None:
+        """A write goes through the ledger first; a duplicate returns the first outcome."""
+        run, spec = self.run, self.spec
+        assert run is not None and spec is not None
+        try:  # not yet this call's effect: a failure here fires nothing, settles nothing
+            effect = _effect(run, spec, self.call_id, named, encoded)
+            owner, first = effect.reserve()
+        except BaseException as exc:
+            self.failed(exc)
+            raise
+        if owner:
+            self.effect = effect
+        else:
+            self.done, self.result = True, first
+            run.result(spec.name, self.call_id, self.started, canonical_json(first),
+                       status=_DUPLICATE)
+
+    def returned(self, result: Any) -> Any:
+        run, spec = self.run, self.spec
+        assert run is not None and spec is not None
+        if self.effect is not None:
+            self.effect.fired(result)
+        run.result(spec.name, self.call_id, self.started, canonical_json(result))
+        return result
+
+    def failed(self, exc: BaseException) -> None:
+        run, spec, effect = self.run, self.spec, self.effect
+        assert run is not None and spec is not None
+        if effect is not None:
+            effect.failed(exc)
+        run.result(spec.name, self.call_id, self.started, None, status=status_of(exc),
+                   error=describe(exc), attrs=exception_attrs(exc))
+
+
+def _effect(run: Run, spec: ToolSpec, call_id: str, named: dict[str, Any],
+            encoded: str) -> Effect:
+    try:
+        control = PROCESS.ledger_control()
+    except ControlError as exc:  # no reservation, no effect: fail closed
+        raise Halted.store_unavailable(None, exc, "control store unavailable for an "
+                                                  "idempotent write") from None
+    return Effect(run, spec, call_id, named, encoded, control=control,
+                  ledger=PROCESS.recorder().ledger,  # type: ignore[attr-defined]
+                  redactor=PROCESS.settings().redactor)
 
 
 def run(
@@ -369,134 +416,6 @@ def run(
     return Run(tenant, run_id=run_id, parent=parent, release=release, attrs=attrs, tools=tools)
 
 
-class ToolSpec:
-    """What the decorator knows about a tool: its name, whether it writes, its argument bounds."""
-
-    __slots__ = ("action", "amount", "attrs", "bounds", "compensate", "currency", "destination",
-                 "idempotency_key", "name", "retry_on", "reversible", "writes")
-
-    def __init__(self, name: str, writes: bool = False,
-                 bounds: dict[str, tuple[float | None, float | None]] | None = None,
-                 destination: str | Callable[..., Any] | None = None,
-                 **ledger: Any) -> None:
-        self.name = name
-        self.writes = writes
-        self.destination = destination
-        self.idempotency_key = ledger.pop("idempotency_key", None)
-        self.reversible = ledger.pop("reversible", None)
-        self.compensate = ledger.pop("compensate", None)
-        self.retry_on = tuple(ledger.pop("retry_on", ()) or ())
-        self.amount = ledger.pop("amount", None)
-        self.currency = ledger.pop("currency", None)
-        self.action = ledger.pop("action", None)
-        if ledger:
-            raise TypeError(f"@tracekit.tool got unknown options {sorted(ledger)}; known: "
-                            "idempotency_key, reversible, compensate, retry_on, amount, "
-                            "currency, action")
-        if self.compensate is not None:
-            from .._ledger.compensate import register_compensator
-
-            register_compensator(name, self.compensate)
-        self.bounds = dict(bounds or {})
-        for arg, pair in self.bounds.items():
-            if not (isinstance(pair, tuple) and len(pair) == 2):
-                raise ValueError(f"bounds for {name}({arg}=...) must be a (low, high) pair; "
-                                 "use None for an open end, e.g. {'amount': (0, 200)}")
-        self.attrs = _WRITES_ATTRS if writes else None
-
-    def destination_of(self, named: dict[str, Any]) -> str | None:
-        """Where a write goes: the declared value, or the callable's answer for these args."""
-        dest = self.destination
-        if dest is None or not self.writes:
-            return None
-        if callable(dest):
-            try:
-                dest = dest(**named)
-            except Exception as exc:
-                return f"<destination unknown: {type(exc).__name__}>"
-        return None if dest is None else str(dest)
-
-
-@overload
-def tool(fn: F, /) -> F: ...
-@overload
-def tool(*, name: str | None = None, writes: bool = False,
-         bounds: dict[str, tuple[float | None, float | None]] | None = None,
-         destination: str | Callable[..., Any] | None = None,
-         ) -> Callable[[F], F]: ...
-def tool(fn: F | None = None, /, *, name: str | None = None, writes: bool = False,
-         bounds: dict[str, tuple[float | None, float | None]] | None = None,
-         destination: str | Callable[..., Any] | None = None, **ledger: Any) -> Any:
-    """Record every call of the decorated function made inside a run as a tool call.
-
-    Outside a run the function is called as it is. ``writes=True`` marks a tool that changes the
-    world (the guard and the side-effect ledger act on it). ``bounds`` limits numeric arguments,
-    e.g. ``{"amount": (0, 200)}``: a call outside them is refused before it runs.
-    ``destination`` (a value, or a callable of the arguments) names where a write goes, for the
-    guard's first-seen-destination detector and the ledger.
-
-    A write tool goes through the side-effect ledger: ``idempotency_key`` (a value or a callable
-    of the arguments; default: the run, the tool and the canonical arguments) makes a repeated
-    call return the first outcome instead of firing again; ``retry_on`` names the exceptions a
-    retry may run again for; ``reversible``, ``compensate``, ``amount``, ``currency`` and
-    ``action`` describe the effect for ``tracekit scope`` and compensation.
-    """
-    def decorate(func: F) -> F:
-        return _wrap(func, ToolSpec(name or func.__name__, writes, bounds, destination, **ledger))
-    return decorate(fn) if fn is not None else decorate
-
-
-def _wrap(func: F, spec: ToolSpec) -> F:
-    params = _param_names(func)
-    if inspect.iscoroutinefunction(func):
-        @functools.wraps(func)
-        async def async_wrapper(*args: Any, **kwargs: Any) -> Any:
-            current = _current.get()
-            if current is None:
-                if _replay is not None:
-                    _replay.outside_run(spec.name)
-                return await func(*args, **kwargs)
-            return await current._ainvoke(spec, func, params, args, kwargs)
-        wrapper: Any = async_wrapper
-    else:
-        @functools.wraps(func)
-        def wrapper(*args: Any, **kwargs: Any) -> Any:
-            current = _current.get()
-            if current is None:
-                if _replay is not None:
-                    _replay.outside_run(spec.name)
-                return func(*args, **kwargs)
-            return current._invoke(spec, func, params, args, kwargs)
-    wrapper.__tracekit_tool__ = {"name": spec.name, "writes": spec.writes}
-    return wrapper  # type: ignore[no-any-return]
-
-
-def _param_names(func: Callable[..., Any]) -> tuple[str, ...] | None:
-    """Names for positional arguments; None when the signature cannot name them all."""
-    try:
-        sig = inspect.signature(func)
-    except (TypeError, ValueError):
-        return None
-    kinds = (inspect.Parameter.POSITIONAL_ONLY, inspect.Parameter.POSITIONAL_OR_KEYWORD)
-    return tuple(p.name for p in sig.parameters.values() if p.kind in kinds)
-
-
-def _named(
-    params: tuple[str, ...] | None, args: tuple[Any, ...], kwargs: dict[str, Any]
-) -> dict[str, Any]:
-    if not args:
-        return kwargs
-    if params is None or len(args) > len(params):
-        named = dict(zip(params or (), args, strict=False))
-        named["*args"] = list(args[len(named):])
-    else:
-        named = dict(zip(params, args, strict=False))
-    named.pop("self", None)
-    named.pop("cls", None)
-    named.update(kwargs)
-    return named
-
-
 def _lineage(run_id: str, parent: Run | str | None) -> tuple[str | None, str, int]:
     if parent is None:
         return None, run_id, 0
@@ -507,69 +426,12 @@ def _lineage(run_id: str, parent: Run | str | None) -> tuple[str | None, str, in
     raise TypeError("tracekit.run(parent=...) takes a Run or a run id")
 
 
-def _usage(usage: Any) -> tuple[int | None, int | None]:
-    """Token counts from an OpenAI- or Anthropic-style usage dict or object."""
-    if usage is None:
-        return None, None
-    get = usage.get if isinstance(usage, dict) else lambda k: getattr(usage, k, None)
-    tokens_in = get("input_tokens")
-    if tokens_in is None:
-        tokens_in = get("prompt_tokens")
-    tokens_out = get("output_tokens")
-    if tokens_out is None:
-        tokens_out = get("completion_tokens")
-    return _int_or_none(tokens_in), _int_or_none(tokens_out)
-
-
-_TRACE_SQL = """
-SELECT max(step), max(seq) + 1, coalesce(sum(cost_usd), 0),
-       count(*) FILTER (WHERE kind = 'progress'),
-       greatest(coalesce(max(step) FILTER (WHERE kind = 'progress'), 0),
-                coalesce((SELECT max(first) FROM (SELECT min(step) AS first FROM events
-                          WHERE run_id = $1 AND kind = 'tool_call' GROUP BY name, args)), 0))
-FROM events WHERE run_id = $1
-"""
-
-
-def _trace_so_far(run_id: str) -> dict[str, Any] | None:
-    """What the durable trace shows of a run: steps, next seq, cost, progress marks, the last
-    change of state and the tool calls made (it may be ahead of the guard's saved state)."""
-    from .._query.views import connect
-
-    _config.flush()
-    try:
-        with connect(_config.settings().store) as con:
-            row = con.execute(_TRACE_SQL, [run_id]).fetchone()
-            calls = con.execute("SELECT DISTINCT name, args FROM events WHERE run_id = ? AND "
-                                "kind = 'tool_call'", [run_id]).fetchall()
-    except Exception:  # the saved state alone, then
-        return None
-    if row is None or row[1] is None:
-        return None
-    return {"steps": int(row[0] or 0), "seq": int(row[1]), "cost": float(row[2]),
-            "progress": int(row[3]), "last_change_step": int(row[4] or 0), "calls": calls}
-
-
 def _as_json(value: Any) -> str | None:
     return value if value is None or type(value) is str else canonical_json(value)
 
 
-def _float_or_none(value: Any) -> float | None:
-    try:
-        return None if value is None else float(value)
-    except (TypeError, ValueError):
-        return None
-
-
-def _int_or_none(value: Any) -> int | None:
-    try:
-        return None if value is None else int(value)
-    except (TypeError, ValueError):
-        return None
-
-
-def _status_of(exc: BaseException) -> str:
-    return "halted" if getattr(exc, "tracekit_halt", False) else "error"
+def status_of(exc: BaseException) -> str:
+    return EventStatus.HALTED if getattr(exc, "tracekit_halt", False) else EventStatus.ERROR
 
 
 def exception_attrs(exc: BaseException) -> str:
@@ -578,5 +440,5 @@ def exception_attrs(exc: BaseException) -> str:
     return canonical_json({"exception": f"{kind.__module__}:{kind.__qualname__}"})
 
 
-def _describe(exc: BaseException) -> str:
-    return f"{type(exc).__name__}: {exc}"
+def describe(exc: BaseException | str) -> str:
+    return f"{type(exc).__name__}: {exc}" if isinstance(exc, BaseException) else str(exc)

@@ -1,31 +1,27 @@
-"""Process-wide settings and the recorder they select."""
+"""What ``tracekit.configure`` sets: the store, the release triple, the redaction rules, the
+guard, the control store and the guard's clock, validated once (never on the hot path).
+
+Unset, each comes from the environment (``TRACEKIT_HOME``, ``TRACEKIT_CONTROL``) or the
+project's ``[tool.tracekit]`` (a tracekit.toml, or the nearest pyproject.toml).
+"""
 
 from __future__ import annotations
 
-import atexit
 import hashlib
 import json
 import os
-import threading
-import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from .._base.project import find_project_settings
 from .._base.redact import Redactor, make_redactor
-from .._contain.guard import Guard, GuardRuntime, Halted, guard_from_mapping, load_project_settings
-from .._control.backends import open_control
-from .._control.base import ControlStore
-from .._store.layout import Store, resolve_root
-from ..errors import ControlError
-from .recorder import Recorder
+from .._contain.settings import Guard, guard_from_mapping
+from .._store.layout import resolve_root
 
-__all__ = [
-    "Release", "Settings", "configure", "emit", "flush", "get_recorder", "settings", "shutdown",
-]
+__all__ = ["Release", "Settings", "default_settings", "make_settings"]
 
 
 class Release(BaseModel):
@@ -64,15 +60,7 @@ class Settings(BaseModel):
         return value
 
 
-_lock = threading.RLock()
-_settings: Settings | None = None
-_recorder: Recorder | None = None
-_runtime: GuardRuntime | None = None
-_control: ControlStore | None = None  # the ledger's, when no guard has one
-_pinned = False  # an agent replay holds the recorder and the guard: configure() keeps them
-
-
-def configure(
+def make_settings(
     store: str | os.PathLike[str] | None = None,
     release: Release | dict[str, str] | None = None,
     redact: Redactor | dict[str, Any] | None = None,
@@ -80,17 +68,9 @@ def configure(
     control: str | None = None,
     clock: Callable[[], float] | None = None,
 ) -> Settings:
-    """Set the store, the release triple, redaction rules and the guard for this process.
-
-    ``guard`` is a ``tracekit.Guard`` (or its settings as a dict); None reads
-    ``[tool.tracekit.guard]`` from the project's pyproject.toml (or a tracekit.toml) if there is
-    one, and False turns the guard off. ``control`` is ``"sqlite"`` (the default, control.db in
-    the store) or ``"redis://host:port/db"``; ``clock`` is the guard's clock (seconds).
-    Events recorded before the call are flushed to the store they were recorded for.
-    """
-    global _settings
+    """Settings from ``configure``'s arguments (see ``tracekit.configure``)."""
     project_guard, project_control = _project_guard() if guard is None else (None, None)
-    new = Settings(
+    return Settings(
         store=resolve_root(store),
         release=release if isinstance(release, Release) else Release(**(release or {})),
         redactor=make_redactor(redact),
@@ -98,11 +78,12 @@ def configure(
         control=control or os.environ.get("TRACEKIT_CONTROL") or project_control,
         clock=clock,
     )
-    with _lock:
-        if not _pinned:
-            _reset_recorder()
-        _settings = new
-    return new
+
+
+def default_settings() -> Settings:
+    """The settings of a process that never called ``configure``."""
+    guard, control = _project_guard()
+    return Settings(store=resolve_root(None), guard=guard, control=control)
 
 
 def _guard_setting(guard: Guard | dict[str, Any] | bool) -> Guard | None:
@@ -118,149 +99,9 @@ def _guard_setting(guard: Guard | dict[str, Any] | bool) -> Guard | None:
 
 
 def _project_guard() -> tuple[Guard | None, str | None]:
-    found = load_project_settings()
+    found = find_project_settings()
     if found is None:
         return None, None
-    table, source = found
-    control = table.get("control")
-    guard = table.get("guard")
-    if guard is not None and not isinstance(guard, dict):
-        raise ValueError(f"{source}: 'guard' must be a table of settings")
-    return (guard_from_mapping(guard, source) if guard is not None else None,
-            str(control) if control else None)
-
-
-def settings() -> Settings:
-    global _settings
-    with _lock:
-        if _settings is None:
-            guard, control = _project_guard()
-            _settings = Settings(store=resolve_root(None), guard=guard, control=control)
-        return _settings
-
-
-def guard_runtime() -> GuardRuntime | None:
-    """The process's guard (None when no guard is configured), started on first use."""
-    global _runtime
-    rt = _runtime
-    if rt is not None:
-        return rt
-    current = settings()
-    if current.guard is None:
-        return None
-    with _lock:
-        if _runtime is None:
-            try:
-                control = open_control(  # SQLite is made on first use; Redis never is
-                    current.control, current.store, current.guard.timeout_s,
-                    create=not _is_redis(current.control))
-            except ControlError as exc:  # fail closed: no control store, no guarded call
-                raise Halted("store", current.control or "sqlite", str(exc),
-                             signal="store_error") from None
-            redactor = current.redactor
-            _runtime = GuardRuntime(current.guard, control, current.clock or time.time,
-                                    scrub=lambda text: redactor.redact_text(text)[0])
-        return _runtime
-
-
-def get_recorder() -> Recorder:
-    """The process's recorder for the configured store, started on first use."""
-    global _recorder
-    rec = _recorder
-    if rec is not None:
-        return rec
-    with _lock:
-        if _recorder is None:
-            current = settings()
-            _recorder = Recorder(Store(current.store), current.redactor, **_tuning())
-        return _recorder
-
-
-def _tuning() -> dict[str, Any]:
-    """Writer tuning from the environment (used by crash tests and benchmarks)."""
-    tuning: dict[str, Any] = {}
-    if rows := os.environ.get("TRACEKIT_SEGMENT_ROWS"):
-        tuning["rotate_rows"] = int(rows)
-    if interval := os.environ.get("TRACEKIT_FLUSH_INTERVAL"):
-        tuning["interval"] = float(interval)
-    return tuning
-
-
-def control_store() -> ControlStore:
-    """The control store idempotent writes reserve in: the guard's, else one of its own."""
-    global _control
-    runtime = guard_runtime()
-    if runtime is not None:
-        return runtime.control
-    with _lock:
-        if _control is None:
-            current = settings()
-            _control = open_control(current.control, current.store,
-                                    create=not _is_redis(current.control))
-        return _control
-
-
-def _is_redis(spec: str | None) -> bool:
-    return bool(spec) and not str(spec).startswith("sqlite")
-
-
-def flush(timeout: float | None = None) -> bool:
-    """Block until every event recorded so far in this process is durable."""
-    rec = _recorder
-    return True if rec is None else rec.flush(timeout)
-
-
-def shutdown(timeout: float = 30.0) -> bool:
-    """Flush, stop the writer and compact its segment into Parquet. Recording restarts on use."""
-    with _lock:
-        return True if _pinned else _reset_recorder(timeout)
-
-
-def _reset_recorder(timeout: float = 30.0) -> bool:
-    global _recorder, _runtime, _control
-    rec, _recorder = _recorder, None
-    runtime, _runtime = _runtime, None
-    control, _control = _control, None
-    if runtime is not None:
-        runtime.close()
-    if control is not None:
-        control.close()
-    return True if rec is None else rec.shutdown(timeout)
-
-
-@contextmanager
-def pinned(recorder: Any, runtime: GuardRuntime | None) -> Iterator[None]:
-    """Route every event to ``recorder`` and every guard check to ``runtime`` for the block
-    (an agent replay): the process's own recorder and guard are set aside, then restored."""
-    global _recorder, _runtime, _pinned, _settings
-    with _lock:
-        if _pinned:
-            raise RuntimeError("an agent replay is already running in this process")
-        saved = (_recorder, _runtime, _settings)
-        _recorder, _runtime, _pinned = recorder, runtime, True
-    try:
-        yield
-    finally:
-        with _lock:  # settings too: an entry point that calls configure() leaves no trace
-            _recorder, _runtime, _settings = saved
-            _pinned = False
-
-
-def _after_fork_in_child() -> None:
-    global _recorder, _lock, _runtime, _control
-    _lock = threading.RLock()
-    _runtime = None
-    _control = None
-    _recorder = None  # the parent writes what it buffered; the child gets its own writer
-
-
-os.register_at_fork(after_in_child=_after_fork_in_child)
-atexit.register(shutdown)
-
-
-def emit(row: tuple[Any, ...]) -> None:
-    """Hand one event row to the current recorder (the hot path's only call into config)."""
-    rec = _recorder
-    if rec is None:
-        rec = get_recorder()
-    rec.emit(row)
+    table = found.guard
+    return (guard_from_mapping(table, found.source) if table is not None else None,
+            found.control)

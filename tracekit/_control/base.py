@@ -55,9 +55,11 @@ def flag_key(level: str, target: str | None = None) -> str:
     return f"freeze:tool:{target}" if level == HaltLevel.TOOL else f"halt:{level}:{target}"
 
 
-def level_of(key: str) -> HaltLevel:
-    """The halt level of a flag key."""
-    return HaltLevel.TOOL if key.startswith("freeze:") else HaltLevel(key.split(":")[1])
+def level_of(key: str) -> str:
+    """The halt level of a flag key (``halt:tenant:acme`` -> ``tenant``)."""
+    if key.startswith("freeze:"):
+        return HaltLevel.TOOL
+    return key.split(":")[1] if ":" in key else key
 
 
 def now_info(reason: str, by: str | None = None, **extra: Any) -> dict[str, Any]:

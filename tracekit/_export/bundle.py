@@ -21,7 +21,7 @@ import pyarrow.parquet as pq
 
 from .._base.redact import Redactor
 from .._base.schema import SCHEMA_VERSION
-from .._capture import settings as _config
+from .._capture.state import PROCESS
 from .._version import __version__
 from ..errors import BundleExists
 from .cassette import CASSETTE, cassette_text
@@ -52,7 +52,7 @@ def export_incident(
     from .._base.progressbar import Progress
     from .._query.views import connect
 
-    root = store if store is not None else _config.settings().store
+    root = store if store is not None else PROCESS.settings().store
     with Progress(4, f"exporting {incident}") as bar, connect(root) as con:
         ids = _incident_runs(con, runs)
         bar.advance(f"{len(ids)} run(s): reading events")
@@ -60,7 +60,7 @@ def export_incident(
         ledger = _rows(con, "ledger_history", "ORDER BY run_id, ts, entry_id", ids)
         summary = _summary(con, ids)
         bar.advance(f"{events.num_rows:,} events: scrubbing")
-        redactor = _config.settings().redactor
+        redactor = PROCESS.settings().redactor
         if redactor.keys or redactor.patterns:  # the defaults already ran when it was recorded
             events, ledger = _scrub_events(events, redactor), _scrub_ledger(ledger, redactor)
         bar.advance("writing the bundle")
@@ -145,7 +145,7 @@ def _manifest(incident: str, ids: list[str], events: pa.Table,
     first = events.slice(0, 1).to_pylist()[0] if events.num_rows else {}
     ts = [v for v in pc.min_max(events["ts"]).values() if v.is_valid] if events.num_rows else []
     ts = [v.as_py() for v in ts]
-    guard = _config.settings().guard
+    guard = PROCESS.settings().guard
     return {
         "bundle_version": BUNDLE_VERSION, "name": incident, "runs": ids,
         "tenants": summary["tenants"],

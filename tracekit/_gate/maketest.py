@@ -16,8 +16,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from .._contain.settings import project_guard
 from .._export.bundle import NAME_RE, load_manifest
-from .._replay.policy import Verdict, project_guard, replay
+from .._replay.policy import Verdict, replay
 from ..errors import HandEdited
 from .templates import render_template
 

@@ -11,33 +11,50 @@ A write tool's call, in order:
 A repeated key returns the first outcome without running the tool again (``suppressed_duplicate``);
 the same key with different arguments raises ``IdempotencyConflict``. A failure is replayed to a
 retry, as payment APIs replay errors, unless the tool declared it retryable (``retry_on``).
+
+The ledger sees a run through the guard's ``RunView`` and a tool through ``WriteSpec``; the
+caller hands it the control store, the ledger writer and the redaction rules.
 """
 
 from __future__ import annotations
 
-import hashlib
 import json
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 from .._base.encode import canonical_json
-from .._base.ids import new_id
-from .._capture import settings as _config
-from .._contain.guard import Halted
-from ..errors import ControlError, DuplicateInFlight, IdempotencyConflict, ReplayedFailure
+from .._base.ids import digest, new_id
+from .._base.protocols import RunView
+from .._base.redact import Redactor
+from .._base.vocab import LedgerStatus
+from .._control.base import LedgerControl
+from ..errors import (
+    ControlError,
+    DuplicateInFlight,
+    Halted,
+    IdempotencyConflict,
+    ReplayedFailure,
+)
+from .compensate import LedgerAppender
 
-if TYPE_CHECKING:
-    from .._capture.run import Run, ToolSpec
-
-__all__ = ["DuplicateInFlight", "Effect", "IdempotencyConflict", "ReplayedFailure"]
+__all__ = ["Effect", "WriteSpec"]
 
 _PENDING_WAIT_S = 5.0
 
 
-def _digest(text: str) -> str:
-    return hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()
+class WriteSpec(Protocol):
+    """What the ledger reads of a write tool's declaration (``@tracekit.tool(writes=True)``)."""
+
+    name: str
+    idempotency_key: Any
+    amount: Any
+    currency: Any
+    action: str | None
+    reversible: bool | None
+    retry_on: tuple[type[BaseException], ...]
+
+    def destination_of(self, named: dict[str, Any]) -> str | None: ...
 
 
 def _value_of(spec_value: Any, named: dict[str, Any]) -> Any:
@@ -49,30 +66,25 @@ def _value_of(spec_value: Any, named: dict[str, Any]) -> Any:
     return spec_value
 
 
-@dataclass
 class Effect:
     """One write-tool call going through the ledger."""
 
-    run: Run
-    spec: ToolSpec
-    call_id: str
-    named: dict[str, Any]
-    encoded: str
-    key: str = ""
-    request_hash: str = ""
-    entry_id: str = ""
-
-    def __post_init__(self) -> None:
-        declared = _value_of(self.spec.idempotency_key, self.named)
-        self.key = str(declared) if declared is not None else _digest(
-            f"{self.run.run_id}\x00{self.spec.name}\x00{self.encoded}")
-        self.request_hash = _digest(self.encoded)
+    def __init__(self, run: RunView, spec: WriteSpec, call_id: str, named: dict[str, Any],
+                 encoded: str, *, control: LedgerControl, ledger: LedgerAppender,
+                 redactor: Redactor) -> None:
+        self.run, self.spec, self.call_id = run, spec, call_id
+        self.named, self.encoded = named, encoded
+        self.control, self.ledger, self.redactor = control, ledger, redactor
+        declared = _value_of(spec.idempotency_key, named)
+        self.key = str(declared) if declared is not None else digest(
+            f"{run.run_id}\x00{spec.name}\x00{encoded}")
+        self.request_hash = digest(encoded)
         self.entry_id = new_id("fx_")
 
     # -- the protocol ------------------------------------------------------------------------
     def reserve(self) -> tuple[bool, Any]:
         """(True, None) when this call owns the effect; (False, result) for a duplicate."""
-        control = _control()
+        control = self.control
         mine = {"entry_id": self.entry_id, "request_hash": self.request_hash,
                 "run_id": self.run.run_id, "call_id": self.call_id, "status": "reserved",
                 "at": time.time()}
@@ -83,20 +95,20 @@ class Effect:
             else:  # another retry did: wait for its outcome like any duplicate
                 held = self._store(control.peek, self.key) or held
         if held is None:
-            self._row("reserved")
+            self._row(LedgerStatus.RESERVED)
             return True, None
         return False, self._duplicate(held)
 
     def fired(self, result: Any) -> None:
-        encoded = _redactor().redact_json(canonical_json(result))[0]  # kept for duplicates
-        self._row("fired", result=encoded, durable=False)
+        encoded = self.redactor.redact_json(canonical_json(result))[0]  # kept for duplicates
+        self._row(LedgerStatus.FIRED, result=encoded, durable=False)
         self._settle({"status": "fired", "result": encoded})
 
     def failed(self, exc: BaseException) -> None:
         retryable = bool(self.spec.retry_on) and isinstance(exc, self.spec.retry_on)
-        error = _redactor().redact_text(f"{type(exc).__name__}: {exc}")[0]
-        self._row("failed", result=canonical_json({"error": error, "retryable": retryable}),
-                  durable=False)
+        error = self.redactor.redact_text(f"{type(exc).__name__}: {exc}")[0]
+        self._row(LedgerStatus.FAILED,
+                  result=canonical_json({"error": error, "retryable": retryable}), durable=False)
         self._settle({"status": "failed", "error": error, "retryable": retryable})
 
     # -- pieces ----------------------------------------------------------------------------
@@ -106,14 +118,14 @@ class Effect:
 
     def _duplicate(self, held: dict[str, Any]) -> Any:
         if held.get("request_hash") != self.request_hash:
-            self._row("suppressed_duplicate", result=canonical_json({"conflict": True}))
+            self._row(LedgerStatus.SUPPRESSED_DUPLICATE, result=canonical_json({"conflict": True}))
             raise IdempotencyConflict(
                 f"{self.spec.name}: idempotency key {self.key!r} was used by call "
                 f"{held.get('call_id')} of run {held.get('run_id')} with different arguments; "
                 "the effect did not run (use a new key for a different request)"
             )
         held = self._settled(held)
-        self._row("suppressed_duplicate", result=held.get("result"))
+        self._row(LedgerStatus.SUPPRESSED_DUPLICATE, result=held.get("result"))
         status = held.get("status")
         if status == "fired":
             return json.loads(held["result"]) if held.get("result") else None
@@ -126,49 +138,34 @@ class Effect:
     def _settled(self, held: dict[str, Any]) -> dict[str, Any]:
         """A duplicate of an in-flight call waits a moment for its outcome."""
         deadline = time.monotonic() + _PENDING_WAIT_S
-        control = _control()
         while held.get("status") == "reserved" and time.monotonic() < deadline:
             if time.time() - float(held.get("at", 0)) > _PENDING_WAIT_S * 4:
                 break  # its owner is long gone: may have fired
             time.sleep(0.01)
-            held = self._store(control.peek, self.key) or held
+            held = self._store(self.control.peek, self.key) or held
         return held
 
     def _settle(self, outcome: dict[str, Any]) -> None:
         doc = {"entry_id": self.entry_id, "request_hash": self.request_hash,
                "run_id": self.run.run_id, "call_id": self.call_id, "at": time.time(), **outcome}
-        self._store(_control().settle, self.key, doc)
+        self._store(self.control.settle, self.key, doc)
 
-    def _row(self, status: str, result: str | None = None, durable: bool = True) -> None:
+    def _row(self, status: LedgerStatus, result: str | None = None, durable: bool = True) -> None:
         spec, named = self.spec, self.named
         amount = _value_of(spec.amount, named)
-        _config.get_recorder().ledger.append({
+        self.ledger.append({
             "entry_id": self.entry_id, "run_id": self.run.run_id, "tenant": self.run.tenant,
             "call_id": self.call_id, "tool": spec.name,
             "destination": spec.destination_of(named), "action": spec.action or spec.name,
-            "idempotency_key": _digest(self.key)[:32], "request_hash": self.request_hash,
+            "idempotency_key": digest(self.key)[:32], "request_hash": self.request_hash,
             "status": status, "amount": float(amount) if isinstance(amount, int | float) else None,
             "currency": _value_of(spec.currency, named), "reversible": spec.reversible,
-            "compensates": None, "result": result, "release_id": self.run.release.release_id,
+            "compensates": None, "result": result, "release_id": self.run.release_id,
         }, durable=durable)
 
-    @staticmethod
-    def _store(op: Callable[..., Any], *args: Any) -> Any:
+    def _store(self, op: Callable[..., Any], *args: Any) -> Any:
         try:
             return op(*args)
         except ControlError as exc:  # no reservation, no effect: fail closed
-            raise Halted("store", None, f"control store unavailable for an idempotent write: "
-                         f"{exc}", signal="store_error") from None
-
-
-def _control() -> Any:
-    try:
-        return _config.control_store()
-    except ControlError as exc:  # no reservation, no effect: fail closed
-        raise Halted("store", None, f"control store unavailable for an idempotent write: "
-                     f"{exc}", signal="store_error") from None
-
-
-def _redactor() -> Any:
-    """Nothing secret reaches the control store either."""
-    return _config.settings().redactor
+            raise Halted.store_unavailable(None, exc, "control store unavailable for an "
+                                                      "idempotent write") from None

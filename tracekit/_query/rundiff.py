@@ -12,6 +12,7 @@ import json
 from dataclasses import dataclass, field
 from typing import Any
 
+from .._base.matching import differences as paths
 from .views import resolve_run
 
 __all__ = ["RunDiff", "diff_runs"]
@@ -106,8 +107,6 @@ def _clip(text: str) -> str:
 
 def _differences(left: list[tuple[Any, ...]], right: list[tuple[Any, ...]]) -> list[str]:
     """A structural diff of the step where the runs part: per decision, what changed."""
-    from .._replay.agent import differences as paths
-
     out = []
     for index in range(max(len(left), len(right))):
         a = left[index] if index < len(left) else None

@@ -12,14 +12,15 @@ from datetime import datetime
 from pathlib import Path
 
 import duckdb
-import pyarrow as pa
 
-from .._base.schema import EVENT_SCHEMA, TABLES
-from .._store.layout import Store, load_segment, resolve_root, split_by_day
+from .._base.schema import TABLES
+from .._store.layout import Store, resolve_root
+from .._store.reading import live_rows, segment_tables
 from ..errors import UnknownRun
 
 __all__ = [
-    "VIEWS", "UnknownRun", "connect", "list_runs", "resolve_run", "run_query", "scope", "timeline",
+    "VIEWS", "UnknownRun", "connect", "filters", "list_runs", "resolve_run", "run_query",
+    "timeline",
 ]
 
 _RUNS_SQL = """
@@ -87,13 +88,13 @@ def connect(
 
 def _create_table_view(con: duckdb.DuckDBPyConnection, store: Store, table: str,
                        view: str) -> None:
-    # Segments first, Parquet after: a segment compacted in between is then in the Parquet
-    # list, and its rows are dropped from the live table. No row is seen twice or missed.
+    # segments first, Parquet after: a segment compacted in between is then in the Parquet
+    # list, and its rows are dropped from the live table (no row is seen twice or missed)
     schema = TABLES[table]
-    segments = _segment_tables(store, table)
+    segments = segment_tables(store, table)
     parts = store.readable_parquet_paths(table)
     live = f"_tracekit_live_{table}"
-    con.register(live, _live_table(segments, parts, schema))
+    con.register(live, live_rows(segments, parts, table))
     columns = ", ".join(f.name for f in schema)
     if not parts:
         con.execute(f"CREATE OR REPLACE VIEW {view} AS SELECT {columns} FROM {live}")
@@ -105,30 +106,6 @@ def _create_table_view(con: duckdb.DuckDBPyConnection, store: Store, table: str,
         f"union_by_name = true) "
         f"UNION ALL BY NAME SELECT {columns} FROM {live}"
     )
-
-
-def _segment_tables(store: Store, table: str) -> dict[str, pa.Table]:
-    """Rows of every segment of ``table`` on disk (a live or a dead writer's), by stem."""
-    tables = {}
-    for path in store.segment_paths(table):
-        table = load_segment(path)
-        if table is not None and table.num_rows:
-            tables[path.stem] = table
-    return tables
-
-
-def _live_table(segments: dict[str, pa.Table], parts: list[Path],
-                schema: pa.Schema = EVENT_SCHEMA) -> pa.Table:
-    """The segments' rows minus those whose Parquet part is already in ``parts``."""
-    compacted: dict[str, list[str]] = {}  # segment stem -> dates already in Parquet
-    for part in parts:
-        stem = part.name[len("part-"): -len(".parquet")]
-        compacted.setdefault(stem, []).append(part.parent.name[len("date="):])
-    tables = []
-    for stem, table in segments.items():
-        done = set(compacted.get(stem, ()))
-        tables.extend(rows for day, rows in split_by_day(table) if day not in done)
-    return pa.concat_tables(tables) if tables else schema.empty_table()
 
 
 def _sql_str(path: Path) -> str:
@@ -167,7 +144,7 @@ def list_runs(
     limit: int = 20,
 ) -> tuple[list[str], list[tuple[object, ...]]]:
     """Newest runs first, filtered; returns (column names, rows)."""
-    where, params = _filters({"tenant": tenant, "status": status}, ("started", since))
+    where, params = filters({"tenant": tenant, "status": status}, ("started", since))
     sql = (
         "SELECT run_id, tenant, status, started, steps, tool_calls, round(cost_usd, 4) AS "
         f"cost_usd, release_id, parent_run_id FROM runs WHERE {where} "
@@ -202,56 +179,7 @@ def run_query(con: duckdb.DuckDBPyConnection, sql: str) -> Rows:
     return _fetch(con, sql)
 
 
-_SCOPE_SQL = """
-SELECT coalesce(destination, '') AS destination, action,
-    count(*) FILTER (WHERE status = 'fired') AS fired,
-    round(coalesce(sum(amount) FILTER (WHERE status = 'fired'), 0), 2) AS amount_fired,
-    count(*) FILTER (WHERE status = 'reserved') AS may_have_fired,
-    count(*) FILTER (WHERE status = 'suppressed_duplicate') AS duplicates_suppressed,
-    count(*) FILTER (WHERE status = 'failed') AS failed,
-    count(*) FILTER (WHERE status = 'compensated') AS compensated,
-    count(*) FILTER (WHERE status IN ('fired', 'reserved') AND reversible) AS reversible,
-    count(*) FILTER (WHERE status IN ('fired', 'reserved') AND NOT coalesce(reversible, false))
-        AS irreversible,
-    coalesce(any_value(currency), '') AS currency
-FROM ledger WHERE {where}
-GROUP BY ALL ORDER BY fired DESC, destination, action
-"""
-
-_OPEN_SQL = """
-SELECT entry_id, run_id, tool, coalesce(destination, '') AS destination, status, amount,
-    coalesce(currency, '') AS currency, coalesce(reversible, false) AS reversible
-FROM ledger WHERE {where} AND status IN ('fired', 'reserved')
-ORDER BY ts
-"""
-
-
-def scope(
-    con: duckdb.DuckDBPyConnection, run: str | None = None, tenant: str | None = None,
-    release: str | None = None, since: datetime | None = None,
-) -> dict[str, object]:
-    """The side effects that landed for a run, a tenant (since a time) or a release: by
-    destination and action, and every entry that still stands (fired, or may have fired)."""
-    where, params = _scope_filter(con, run, tenant, release, since)
-    columns, rows = _fetch(con, _SCOPE_SQL.format(where=where), params)
-    open_cols, open_rows = _fetch(con, _OPEN_SQL.format(where=where), params)
-    return {
-        "filter": {"run": run, "tenant": tenant, "release": release,
-                   "since": since.isoformat() if since else None},
-        "columns": columns, "rows": rows,
-        "standing": [dict(zip(open_cols, r, strict=True)) for r in open_rows],
-    }
-
-
-def _scope_filter(con: duckdb.DuckDBPyConnection, run: str | None, tenant: str | None,
-                  release: str | None, since: datetime | None) -> tuple[str, list[object]]:
-    if (run, tenant, release) == (None, None, None):
-        raise ValueError("scope needs --run, --tenant or --release")
-    run_id = None if run is None else resolve_run(con, run)
-    return _filters({"run_id": run_id, "tenant": tenant, "release_id": release}, ("ts", since))
-
-
-def _filters(equal: dict[str, object], since: tuple[str, datetime | None]
+def filters(equal: dict[str, object], since: tuple[str, datetime | None]
              ) -> tuple[str, list[object]]:
     """A WHERE clause (and its parameters) from column = value pairs and a since-time column;
     None values are left out."""

@@ -17,16 +17,18 @@ from typing import Any
 
 import pyarrow as pa
 
-from .._contain.guard import Guard, Halted, RunGuard
+from .._base.vocab import LedgerStatus
+from .._contain.detectors.base import Tunable
+from .._contain.settings import DETECTORS, Guard
 from .._export.bundle import load_bundle
+from .._store.layout import Store, resolve_root
+from .feed import decisions, first_halt, halted_runs
 
-__all__ = ["BoundTrial", "Suggestion", "suggest_bounds"]
+__all__ = ["TUNABLES", "BoundTrial", "Suggestion", "Suggestions", "suggest", "suggest_bounds"]
 
-_INT_BOUNDS = ("max_repeats", "max_steps", "max_steps_without_progress",
-               "max_tool_calls_per_minute", "max_writes_per_minute", "max_children",
-               "max_depth")
-_FLOAT_BOUNDS = ("max_cost_usd", "tenant_spend_usd")
-_MAX_CANDIDATES = 24
+#: every setting suggest-bounds tries, from the detectors, in the order the guard checks them
+TUNABLES: tuple[Tunable, ...] = tuple(t for d in DETECTORS for t in d.tunables)
+_INTEGER = {t.field for t in TUNABLES if t.integer}
 
 
 @dataclass
@@ -65,7 +67,7 @@ class Suggestions:
         for item in self.bounds:
             if item.suggested is not None:
                 value = item.suggested.value
-                text = str(int(value)) if item.bound in _INT_BOUNDS else f"{value:g}"
+                text = str(int(value)) if item.bound in _INTEGER else f"{value:g}"
                 lines.append(f"{item.bound} = {text}  # halts at step {item.suggested.step}, "
                              f"{item.suggested.false_halts} false halt(s)")
         return "\n".join(lines)
@@ -75,14 +77,11 @@ def suggest_bounds(bundle: str | os.PathLike[str],
                    store: str | os.PathLike[str] | None = None,
                    healthy_limit: int = 1000) -> Suggestions:
     """Try candidate thresholds of every bound on the incident and on the store's other runs."""
-    from .policy import decisions
-
     manifest, events, ledger = load_bundle(bundle, prompts=False)
     incident = decisions(events)
-    fired = [r for r in ledger.to_pylist() if r["status"] == "fired"]
+    fired = [r for r in ledger.to_pylist() if r["status"] == LedgerStatus.FIRED]
     healthy = _healthy(store, set(manifest["runs"]), healthy_limit)
-    found = [_suggest(name, incident, fired, healthy) for name in (*_INT_BOUNDS,
-                                                                   *_FLOAT_BOUNDS)]
+    found = [suggest(tunable, incident, fired, healthy) for tunable in TUNABLES]
     runs = len({r["run_id"] for r in healthy})
     return Suggestions(Path(bundle).name, runs, [s for s in found if s.trials])
 
@@ -92,8 +91,6 @@ def _healthy(store: str | os.PathLike[str] | None, incident: set[str],
     """The decisions of the store's most recent runs outside the incident (none without a
     store)."""
     from .._query.views import connect
-    from .._store.layout import Store, resolve_root
-    from .policy import decisions
 
     root = resolve_root(store)
     if not Store(root).exists():
@@ -107,21 +104,12 @@ def _healthy(store: str | os.PathLike[str] | None, incident: set[str],
     return decisions(table)
 
 
-def _suggest(bound: str, incident: list[dict[str, Any]], fired: list[dict[str, Any]],
-             healthy: list[dict[str, Any]]) -> Suggestion:
-    trials = []
-    from .policy import first_halt
-
-    for value in _candidates(bound, incident):
-        guard = Guard(**{bound: value})
-        halt = first_halt(incident, guard)
-        stopped = len(_halted_runs(healthy, guard)) if healthy else 0
-        if halt is None:
-            trials.append(BoundTrial(bound, value, None, len(fired), _spend(incident), stopped))
-            continue
-        _, row, spend = halt
-        effects = sum(1 for f in fired if f["ts"] < row["ts"])
-        trials.append(BoundTrial(bound, value, row["step"], effects, round(spend, 6), stopped))
+def suggest(tunable: Tunable, incident: list[dict[str, Any]], fired: list[dict[str, Any]],
+            healthy: list[dict[str, Any]]) -> Suggestion:
+    """Every candidate setting of one bound, replayed over the incident and the healthy runs."""
+    bound = tunable.field
+    trials = [_trial(bound, int(v) if tunable.integer else v, incident, fired, healthy)
+              for v in tunable.candidates(incident)]
     containing = [t for t in trials if t.contains]
     tightest = min(containing, key=lambda t: (t.step, t.value)) if containing else None
     suggested = min(containing, key=lambda t: (t.false_halts, t.step, -t.value)) \
@@ -129,50 +117,14 @@ def _suggest(bound: str, incident: list[dict[str, Any]], fired: list[dict[str, A
     return Suggestion(bound, tightest, suggested, trials)
 
 
-def _candidates(bound: str, rows: list[dict[str, Any]]) -> list[Any]:
-    """Thresholds worth trying, from what the incident shows."""
-    if bound in _FLOAT_BOUNDS:
-        total = _spend(rows)
-        if total <= 0:
-            return []
-        steps = sorted({round(total * k / _MAX_CANDIDATES, 6) for k in range(1, _MAX_CANDIDATES)})
-        return [v for v in steps if v > 0]
-    top = max(2, min(_observed(bound, rows), 200))
-    if top <= _MAX_CANDIDATES:
-        return list(range(0 if bound in ("max_depth", "max_children") else 1, top + 1))
-    ratio = top ** (1 / _MAX_CANDIDATES)
-    return sorted({max(1, round(ratio ** k)) for k in range(_MAX_CANDIDATES + 1)})
-
-
-def _observed(bound: str, rows: list[dict[str, Any]]) -> int:
-    """How far the incident went on this bound's measure (an upper end for its candidates)."""
-    steps = max((r["step"] or 0 for r in rows), default=0)
-    calls = sum(1 for r in rows if r["kind"] == "tool_call")
-    runs = len({r["run_id"] for r in rows})
-    return {"max_depth": runs, "max_children": runs}.get(bound, max(steps, calls))
-
-
-def _spend(rows: list[dict[str, Any]]) -> float:
-    return float(sum(r["cost_usd"] or 0.0 for r in rows))
-
-
-def _halted_runs(rows: list[dict[str, Any]], guard: Guard) -> set[str]:
-    """The runs ``guard`` would have stopped (each run goes on until its own halt)."""
-    from .policy import _decide, memory_runtime
-
-    clock = [0.0]
-    runtime = memory_runtime(guard, clock)
-    guards: dict[str, RunGuard] = {}
-    halted: set[str] = set()
-    try:
-        for row in rows:
-            if row["run_id"] in halted:
-                continue
-            clock[0] = row["ts"].timestamp()
-            try:
-                _decide(row, guards, runtime)
-            except Halted:
-                halted.add(row["run_id"])
-        return halted
-    finally:
-        runtime.close()
+def _trial(bound: str, value: float, incident: list[dict[str, Any]],
+           fired: list[dict[str, Any]], healthy: list[dict[str, Any]]) -> BoundTrial:
+    guard = Guard(**{bound: value})
+    halt = first_halt(incident, guard)
+    stopped = len(halted_runs(healthy, guard)) if healthy else 0
+    if halt is None:
+        spend = float(sum(r["cost_usd"] or 0.0 for r in incident))
+        return BoundTrial(bound, value, None, len(fired), spend, stopped)
+    _, row, spend = halt
+    effects = sum(1 for f in fired if f["ts"] < row["ts"])
+    return BoundTrial(bound, value, row["step"], effects, round(spend, 6), stopped)

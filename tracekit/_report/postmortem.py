@@ -17,7 +17,9 @@ from typing import Any
 
 import pyarrow as pa
 
-from .._contain.guard import Guard
+from .._base.vocab import LedgerStatus
+from .._contain.settings import Guard, project_guard
+from .._replay.feed import decisions, first_halt
 
 __all__ = ["Postmortem", "build_postmortem", "chart", "render_html", "render_markdown"]
 
@@ -54,8 +56,6 @@ def build_postmortem(run_id: str | None = None, incident: str | os.PathLike[str]
     else:
         events, ledger, title = _from_store(str(run_id), store)
         guard = _guard_now()
-    from .._replay.policy import decisions
-
     events = _clipped(events)
     rows = decisions(events)
     ledger_rows = ledger.to_pylist()
@@ -66,10 +66,9 @@ def build_postmortem(run_id: str | None = None, incident: str | os.PathLike[str]
 
 def _guard_now() -> dict[str, Any]:
     """The guard configured now (the process's, else the project's): its bounds on the charts."""
-    from .._capture import settings as _config
-    from .._replay.policy import project_guard
+    from .._capture.state import PROCESS
 
-    guard = _config.settings().guard or project_guard()
+    guard = PROCESS.settings().guard or project_guard()
     return guard.model_dump(mode="json") if guard is not None else {}
 
 
@@ -79,14 +78,15 @@ _BOUNDS_UP_TO = 3000  # decisions: beyond, the page points at `tracekit suggest-
 def _bounds(rows: list[dict[str, Any]], ledger: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """The tightest setting of each bound that contains the incident (policy replay over
     candidate thresholds; false halts need the store: `tracekit suggest-bounds`)."""
-    from .._replay.suggest import _FLOAT_BOUNDS, _INT_BOUNDS, _suggest
+    from .._replay.suggest import TUNABLES, suggest
 
     if len(rows) > _BOUNDS_UP_TO:
         return []
-    fired = [r for r in ledger if r["status"] == "fired"]
+    fired = [r for r in ledger if r["status"] == LedgerStatus.FIRED]
     found = []
-    for name in (*_INT_BOUNDS, *_FLOAT_BOUNDS):
-        trial = _suggest(name, rows, fired, []).tightest
+    for tunable in TUNABLES:
+        name = tunable.field
+        trial = suggest(tunable, rows, fired, []).tightest
         if trial is not None:
             found.append({"bound": name, "value": trial.value, "step": trial.step,
                           "effects": trial.effects, "spend_usd": trial.spend_usd})
@@ -109,10 +109,10 @@ def _clipped(events: pa.Table) -> pa.Table:
 
 def _from_store(run_id: str, store: str | os.PathLike[str] | None) -> tuple[pa.Table,
                                                                               pa.Table, str]:
-    from .._capture import settings as _config
+    from .._capture.state import PROCESS
     from .._query.views import connect, resolve_run
 
-    root = store if store is not None else _config.settings().store
+    root = store if store is not None else PROCESS.settings().store
     with connect(root) as con:
         full = resolve_run(con, run_id)
         where = "WHERE run_id = $r OR root_run_id = $r OR parent_run_id = $r"
@@ -160,7 +160,7 @@ def _summary(title: str, events: list[dict[str, Any]], ledger: list[dict[str, An
     runs = {e["run_id"] for e in events}
     calls = [e for e in events if e["kind"] == "tool_call"]
     writes = sum('"writes":true' in (e["attrs"] or "") for e in calls)
-    fired = [r for r in ledger if r["status"] == "fired"]
+    fired = [r for r in ledger if r["status"] == LedgerStatus.FIRED]
     halts = [e for e in events if e["kind"] == "guard" and e["status"] == "halted"]
     span = (events[-1]["ts"] - events[0]["ts"]).total_seconds()
     spend = sum(e["cost_usd"] or 0.0 for e in events)
@@ -194,10 +194,12 @@ def _scope(ledger: list[dict[str, Any]]) -> list[dict[str, Any]]:
 
 def _signature(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """Which detectors would have fired, and when: each bound of a reference guard alone."""
-    from .._replay.policy import first_halt
+    from .._replay.suggest import TUNABLES
 
     found = []
-    for bound, value in _SIGNATURE_GUARD.model_dump(exclude_defaults=True).items():
+    reference = _SIGNATURE_GUARD.model_dump(exclude_defaults=True)
+    for bound in (t.field for t in TUNABLES if t.field in reference):  # the registry's order
+        value = reference[bound]
         halt = first_halt(rows, Guard(**{bound: value}))
         if halt is not None:
             found.append({"detector": bound, "threshold": value, "step": halt[1]["step"],

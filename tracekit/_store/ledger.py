@@ -17,10 +17,14 @@ from typing import Any
 import pyarrow as pa
 
 from .._base.redact import Redactor
-from .._base.schema import LEDGER_SCHEMA, SCHEMA_VERSION
-from .layout import SegmentWriter, Store
+from .._base.schema import LEDGER_SCHEMA, SCHEMA_VERSION, LedgerRow
+from .compaction import close_and_compact
+from .layout import Store
+from .segments import SegmentWriter
 
 __all__ = ["LedgerWriter"]
+
+REDACTED = ("result", "destination")  # the columns of a ledger row that may hold a secret
 
 
 class LedgerWriter:
@@ -36,7 +40,7 @@ class LedgerWriter:
         self._segment: SegmentWriter | None = None
         self._n = 0
 
-    def append(self, row: dict[str, Any], durable: bool = True) -> None:
+    def append(self, row: LedgerRow, durable: bool = True) -> None:
         """Write one ledger row; with ``durable`` (a reservation) return only once it is on
         disk. An outcome row may skip its own fsync: until the next one it reads as
         "reserved" after a crash, which is the safe reading (may have fired)."""
@@ -49,12 +53,14 @@ class LedgerWriter:
             if self._segment.rows >= self.rotate_rows:
                 self._close_segment()
 
-    def _complete(self, row: dict[str, Any]) -> dict[str, Any]:
-        out = {"ts": time.time_ns() // 1000, "schema_version": SCHEMA_VERSION, **row}
-        if out.get("result") is not None:
-            out["result"] = self.redactor.redact_json(out["result"])[0]
+    def _complete(self, row: LedgerRow) -> dict[str, Any]:
+        out: dict[str, Any] = {"ts": time.time_ns() // 1000, "schema_version": SCHEMA_VERSION,
+                               **row}
         if out.get("destination") is not None:
-            out["destination"] = self.redactor.redact_text(str(out["destination"]))[0]
+            out["destination"] = str(out["destination"])
+        columns = {name: [out.get(name)] for name in REDACTED}
+        self.redactor.redact_columns(columns, ("result",), ("destination",))
+        out.update((name, values[0]) for name, values in columns.items())
         return out
 
     def close(self) -> None:
@@ -65,4 +71,4 @@ class LedgerWriter:
     def _close_segment(self) -> None:
         seg, self._segment = self._segment, None
         if seg is not None:
-            seg.close_and_compact()
+            close_and_compact(seg)

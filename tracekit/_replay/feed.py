@@ -1,0 +1,160 @@
+"""Recorded decisions through a guard, on the recorded clock: the loop every policy replay runs
+(``tracekit.replay``, suggest-bounds, the postmortem's runaway signature).
+
+Each recorded event drives the same ``RunGuard`` hook the live run calls for it: a run start
+``start``, a tool call ``check_call``, a tool result ``after_result``, a model output
+``after_model_output``, a progress mark ``after_progress`` and a run end ``finish``. The guard
+runs against an in-memory control store: nothing is shared, no socket is opened.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from .._base.vocab import REFUSALS, EventKind, EventStatus
+from .._contain.runguard import Call, RunGuard
+from .._contain.runtime import GuardRuntime
+from .._contain.settings import Guard
+from .._control.memory import MemoryControl
+from ..errors import Halted, OutOfScope
+
+__all__ = ["ReplayRun", "decide", "decisions", "first_halt", "halted_runs", "memory_runtime"]
+
+_COLUMNS = ("run_id", "parent_run_id", "root_run_id", "tenant", "seq", "step", "ts", "kind",
+            "name", "args", "status", "cost_usd", "attrs", "release_id", "model_version",
+            "prompt_version", "tools_version")
+_WRITES = '"writes":true'
+
+
+class ReplayRun:
+    """What the guard sees of a run (``RunView``), rebuilt from its recorded events."""
+
+    def __init__(self, first: dict[str, Any], depth: int) -> None:
+        self.run_id: str = first["run_id"]
+        self.tenant: str = first["tenant"] or "unknown"
+        self.parent_run_id: str | None = first["parent_run_id"]
+        self.root_run_id: str = first["root_run_id"] or self.run_id
+        self.release_id: str = first.get("release_id") or "unknown"
+        self.depth = depth
+        self.step = 0
+
+    def next_seq(self) -> int:
+        return 0
+
+
+def memory_runtime(guard: Guard, clock: list[float]) -> GuardRuntime:
+    """``guard`` on an in-memory control store and the clock ``clock[0]`` (every replay: the
+    recorded clock, nothing shared, no socket)."""
+    return GuardRuntime(guard.model_copy(update={"staleness_s": 1e9}), MemoryControl(),
+                        clock=lambda: clock[0])
+
+
+def decisions(events: pa.Table) -> list[dict[str, Any]]:
+    """The recorded decisions the guard sees, in the order they were made. Only tool calls
+    (and refused attempts) keep their arguments: a prompt can be the whole conversation."""
+    table = events.select([c for c in _COLUMNS if c in events.column_names])
+    calls = pc.or_(pc.equal(table["kind"], EventKind.TOOL_CALL), _refusals(table))
+    args = pc.if_else(calls, table["args"], pa.scalar(None, pa.string()))
+    table = table.set_column(table.column_names.index("args"), "args", args)
+    return sorted(table.to_pylist(), key=lambda r: (r["ts"], r["run_id"], r["seq"]))
+
+
+def _refusals(table: pa.Table) -> pa.ChunkedArray:
+    """The guard events of calls the guard refused when the incident was recorded: they are
+    attempts too (the agent tried the call), and today's guard decides them again."""
+    refused = pc.is_in(table["status"], pa.array(sorted(REFUSALS)))
+    return pc.fill_null(pc.and_(pc.and_(pc.equal(table["kind"], EventKind.GUARD), refused),
+                                pc.is_valid(table["args"])), False)
+
+
+def decide(row: dict[str, Any], guards: dict[str, RunGuard], runtime: GuardRuntime) -> None:
+    """One recorded event through its run's guard (raises where the guard refuses)."""
+    kind, run_id = row["kind"], row["run_id"]
+    if kind == EventKind.RUN_START or run_id not in guards:
+        _start(row, guards, runtime)
+    guard = guards[run_id]
+    guard.run.step = row["step"] or 0
+    _HOOKS.get(kind, _attempt)(guard, row)
+
+
+def _start(row: dict[str, Any], guards: dict[str, RunGuard], runtime: GuardRuntime) -> None:
+    parent = guards.get(row["parent_run_id"] or "")
+    run = ReplayRun(row, parent.run.depth + 1 if parent is not None else 0)
+    guards[run.run_id] = guard = RunGuard(runtime, run, None)
+    guard.start()
+
+
+def _attempt(guard: RunGuard, row: dict[str, Any]) -> None:
+    """A tool call, or a call the guard refused when it was recorded."""
+    if row["kind"] == EventKind.TOOL_CALL or (row["kind"] == EventKind.GUARD
+                                               and row["args"] is not None):
+        if row["status"] == EventStatus.REFUSED:
+            raise _refused_again(row)
+        writes = _WRITES in (row["attrs"] or "")
+        guard.check_call(Call(row["name"], row["args"] or "", writes))
+
+
+_HOOKS: dict[str, Callable[[RunGuard, dict[str, Any]], None]] = {
+    EventKind.RUN_START: lambda guard, row: None,
+    EventKind.MODEL_OUTPUT: lambda guard, row: guard.after_model_output(row["cost_usd"]),
+    EventKind.PROGRESS: lambda guard, row: guard.after_progress(),
+    EventKind.TOOL_RESULT: lambda guard, row: guard.after_result(
+        row["name"], row["status"] != EventStatus.ERROR),
+    EventKind.RUN_END: lambda guard, row: guard.finish(),
+}
+
+
+def _refused_again(row: dict[str, Any]) -> OutOfScope:
+    """A call refused as out of scope (the tool's own bounds, the run's tool set): declared in
+    the agent's code, not in the guard's settings, so today it is refused just the same."""
+    info = json.loads(row["attrs"] or "{}")
+    return OutOfScope(info.get("level") or "run", info.get("target"),
+                      info.get("reason") or "out of scope", signal=info.get("signal"),
+                      value=info.get("value"), threshold=info.get("threshold"))
+
+
+def first_halt(rows: list[dict[str, Any]], guard: Guard
+               ) -> tuple[Halted, dict[str, Any], float] | None:
+    """Where ``guard`` halts these decisions (on their recorded clock): the halt, its row and
+    the spend by then; None when it lets them all through."""
+    clock = [0.0]
+    runtime = memory_runtime(guard, clock)
+    spend = 0.0
+    guards: dict[str, RunGuard] = {}
+    try:
+        for row in rows:
+            clock[0] = row["ts"].timestamp()
+            try:
+                decide(row, guards, runtime)
+            except Halted as halt:  # a model output that trips a bound was paid all the same
+                paid = (row["cost_usd"] or 0.0) if row["kind"] == EventKind.MODEL_OUTPUT else 0.0
+                return halt, row, spend + paid
+            spend += row["cost_usd"] or 0.0
+        return None
+    finally:
+        runtime.close()
+
+
+def halted_runs(rows: list[dict[str, Any]], guard: Guard) -> set[str]:
+    """The runs ``guard`` would have stopped (each run goes on until its own halt)."""
+    clock = [0.0]
+    runtime = memory_runtime(guard, clock)
+    guards: dict[str, RunGuard] = {}
+    halted: set[str] = set()
+    try:
+        for row in rows:
+            if row["run_id"] in halted:
+                continue
+            clock[0] = row["ts"].timestamp()
+            try:
+                decide(row, guards, runtime)
+            except Halted:
+                halted.add(row["run_id"])
+        return halted
+    finally:
+        runtime.close()
