@@ -6,6 +6,10 @@
         with recording(tmp_path / "store") as rec:
             my_agent.handle(ticket)
         assert rec.count("SELECT count(*) FROM tool_calls WHERE tool = 'issue_refund'") == 1
+
+``recorded_in_memory()`` records into a ``MemorySink`` (no store, no DuckDB), like
+OpenTelemetry's in-memory exporter; ``reset()`` forgets every setting and stops the recorder
+and the guard between tests.
 """
 
 from __future__ import annotations
@@ -17,8 +21,18 @@ from pathlib import Path
 from typing import Any
 
 from ._capture import state as _state
+from ._capture.rows import Event, MemorySink
+from ._capture.state import PROCESS
 
-__all__ = ["Recording", "incident_bundle", "recording"]
+__all__ = [
+    "Event",
+    "MemorySink",
+    "Recording",
+    "incident_bundle",
+    "recorded_in_memory",
+    "recording",
+    "reset",
+]
 
 
 class Recording:
@@ -67,6 +81,37 @@ def recording(
         _state.configure(
             store=previous.store, release=previous.release, redact=previous.redactor
         )
+
+
+def reset() -> None:
+    """Forget everything tracekit holds in this process: the recorder is shut down (what it
+    buffered is written), the guard and the control store are closed, the settings go back to
+    their defaults (read again from the environment and the project on next use)."""
+    PROCESS.reset()
+
+
+@contextmanager
+def recorded_in_memory(guard: Any = None) -> Iterator[MemorySink]:
+    """Record the block's events into a ``MemorySink`` instead of a store (nothing is written);
+    ``guard`` (a ``tracekit.Guard``) checks its runs on an in-memory control store::
+
+        with recorded_in_memory() as sink:
+            my_agent.handle(ticket)
+        assert [e.name for e in sink.events("tool_call")] == ["lookup_order"]
+    """
+    import time
+
+    from ._contain.runtime import GuardRuntime
+    from ._control.memory import MemoryControl
+
+    sink = MemorySink()
+    runtime = None if guard is None else GuardRuntime(guard, MemoryControl(), time.time)
+    try:
+        with PROCESS.pin(sink, runtime):
+            yield sink
+    finally:
+        if runtime is not None:
+            runtime.close()
 
 
 def incident_bundle(test_file: str | os.PathLike[str], relative: str) -> Path:
