@@ -25,6 +25,7 @@ from .detectors.repeats import RepeatsSettings
 from .detectors.scope import ScopeSettings
 from .detectors.steps import StepsSettings
 from .detectors.tenant_spend import TenantSpendSettings
+from .detectors.tool_error_rate import ToolErrorRateSettings
 from .detectors.tool_rate import ToolRateSettings
 from .detectors.write_rate import WriteRateSettings
 
@@ -49,6 +50,7 @@ class Guard(
     ToolRateSettings,
     RepeatsSettings,
     WriteRateSettings,
+    ToolErrorRateSettings,
     NewDestinationSettings,
     NoProgressSettings,
     DepthSettings,
