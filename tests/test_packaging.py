@@ -52,10 +52,28 @@ def test_installed_wheel_runs_the_demo_outside_the_source_tree(wheel: Path, tmp_
     assert list((tmp_path / ".tracekit" / "events").glob("date=*/part-*.parquet"))
 
 
+def _tool(name: str) -> str:
+    found = shutil.which(name)
+    if found is None:
+        pytest.fail(f"{name} is not installed: install the test extra, pip install -e '.[test]'")
+    return found
+
+
 def test_ruff_clean() -> None:
-    ruff = shutil.which("ruff")
-    if ruff is None:
-        pytest.fail("ruff is not installed: install the test extra, pip install -e '.[test]'")
+    ruff = _tool("ruff")
     paths = [p for p in ("tracekit", "tests", "benchmarks") if (ROOT / p).is_dir()]
     result = subprocess.run([ruff, "check", *paths], cwd=ROOT, capture_output=True, text=True)
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_ruff_formatted() -> None:
+    result = subprocess.run([_tool("ruff"), "format", "--check", "tracekit", "tests/typecheck"],
+                            cwd=ROOT, capture_output=True, text=True)
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_mypy_clean() -> None:
+    """mypy (strict, with the pydantic plugin) over tracekit/ and the README's API examples."""
+    result = subprocess.run([_tool("mypy")], cwd=ROOT, capture_output=True, text=True,
+                            timeout=600)
     assert result.returncode == 0, result.stdout + result.stderr

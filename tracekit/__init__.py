@@ -110,9 +110,14 @@ __all__ = [
 ]
 
 
-_LAZY = {"connect": "_query.views", "export_incident": "_export.bundle",
-         "replay": "_replay.policy", "Verdict": "_replay.policy",
-         "chart": "_report.postmortem", "build_postmortem": "_report.postmortem"}
+_LAZY = {
+    "connect": "_query.views",
+    "export_incident": "_export.bundle",
+    "replay": "_replay.policy",
+    "Verdict": "_replay.policy",
+    "chart": "_report.postmortem",
+    "build_postmortem": "_report.postmortem",
+}
 
 
 def __getattr__(name: str) -> Any:

@@ -9,6 +9,7 @@ step, with no progress.
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -59,8 +60,13 @@ def search_kb(query: str) -> list[dict[str, str]]:
     return [{"article": "KB-12", "title": f"How to handle: {query[:40]}"}]
 
 
-@tool(writes=True, destination="payments-api", currency="USD", reversible=True,
-      amount=lambda order_id, amount, headers: amount)
+@tool(
+    writes=True,
+    destination="payments-api",
+    currency="USD",
+    reversible=True,
+    amount=lambda order_id, amount, headers: amount,
+)
 def issue_refund(order_id: str, amount: float, headers: dict[str, str]) -> dict[str, Any]:
     status = "pending" if order_id == _RUNAWAY[3] else "issued"  # the processor never confirms
     return {"order_id": order_id, "amount": amount, "status": status}
@@ -73,7 +79,8 @@ def send_reply(ticket_id: str, text: str) -> dict[str, str]:
 
 def _price(reply: dict[str, Any]) -> float:
     usage = reply["usage"]
-    return round(usage["input_tokens"] * _PRICE_IN + usage["output_tokens"] * _PRICE_OUT, 6)
+    cost = float(usage["input_tokens"]) * _PRICE_IN + float(usage["output_tokens"]) * _PRICE_OUT
+    return round(cost, 6)
 
 
 @model(name=DEMO_RELEASE.model, cost=_price)
@@ -85,9 +92,11 @@ def support_model(messages: list[dict[str, Any]]) -> dict[str, Any]:
     """
     call = _next_call(messages)
     tokens_in = sum(len(str(m["content"])) // 4 + 20 for m in messages)
-    return {"content": None if call else "Your issue is resolved. Anything else?",
-            "tool_calls": [call] if call else None,
-            "usage": {"input_tokens": tokens_in, "output_tokens": 40}}
+    return {
+        "content": None if call else "Your issue is resolved. Anything else?",
+        "tool_calls": [call] if call else None,
+        "usage": {"input_tokens": tokens_in, "output_tokens": 40},
+    }
 
 
 def _next_call(messages: list[dict[str, Any]]) -> dict[str, Any] | None:
@@ -101,8 +110,10 @@ def _next_call(messages: list[dict[str, Any]]) -> dict[str, Any] | None:
     if "search_kb" not in results:
         return {"name": "search_kb", "arguments": {"query": ticket["text"]}}
     if "send_reply" not in results:
-        return {"name": "send_reply",
-                "arguments": {"ticket_id": ticket["id"], "text": "Done: see KB-12."}}
+        return {
+            "name": "send_reply",
+            "arguments": {"ticket_id": ticket["id"], "text": "Done: see KB-12."},
+        }
     return None
 
 
@@ -122,8 +133,9 @@ def _use_tool(agent: Run, call: dict[str, Any]) -> Any:
 
 
 @entrypoint
-def handle_ticket(tenant: str, ticket: dict[str, Any], run_id: str | None = None,
-                  max_turns: int = 12) -> str:
+def handle_ticket(
+    tenant: str, ticket: dict[str, Any], run_id: str | None = None, max_turns: int = 12
+) -> str:
     """The demo support agent: one ticket, model turns until it answers (or ``max_turns``).
 
     Replay it with ``tracekit make-test incident-42 --entrypoint tracekit._demo:handle_ticket``.
@@ -150,21 +162,25 @@ def _research(parent: Run, question: str) -> None:
     """A sub-agent run: the policy researcher the support agent consults."""
     with run(tenant=parent.tenant, parent=parent, role="policy-researcher") as sub:
         ticket = {"id": "research", "text": "refund policy"}
-        messages = [{"role": "user", "content": f"Which policy applies? {question}",
-                     "ticket": ticket}]
+        messages = [
+            {"role": "user", "content": f"Which policy applies? {question}", "ticket": ticket}
+        ]
         [call] = support_model(messages)["tool_calls"]
         _use_tool(sub, call)
         sub.progress("policy found")
 
 
-_TOOLS = {"lookup_order": lookup_order, "search_kb": search_kb, "issue_refund": issue_refund,
-          "send_reply": send_reply}
+_TOOLS: dict[str, Callable[..., Any]] = {
+    "lookup_order": lookup_order,
+    "search_kb": search_kb,
+    "issue_refund": issue_refund,
+    "send_reply": send_reply,
+}
 
 
 def _ticket(entry: tuple[Any, ...], research: bool) -> dict[str, Any]:
     _, ticket_id, text, order, refund = entry
-    return {"id": ticket_id, "text": text, "order": order, "refund": refund,
-            "research": research}
+    return {"id": ticket_id, "text": text, "order": order, "refund": refund, "research": research}
 
 
 def _healthy(entry: tuple[Any, ...]) -> str:
@@ -174,8 +190,9 @@ def _healthy(entry: tuple[Any, ...]) -> str:
 def _runaway(steps: int) -> tuple[str, Halted | None]:
     run_id = new_id("run_")
     try:
-        handle_ticket(_RUNAWAY[0], _ticket(_RUNAWAY, research=False), run_id=run_id,
-                      max_turns=steps + 1)
+        handle_ticket(
+            _RUNAWAY[0], _ticket(_RUNAWAY, research=False), run_id=run_id, max_turns=steps + 1
+        )
     except Halted as halt:
         return run_id, halt
     return run_id, None
@@ -184,7 +201,8 @@ def _runaway(steps: int) -> tuple[str, Halted | None]:
 def _summary(con: Any, run_ids: list[str]) -> dict[str, dict[str, Any]]:
     rows = con.execute(
         "SELECT run_id, tenant, status, steps, cost_usd, parent_run_id FROM runs "
-        "WHERE run_id IN (SELECT unnest(?))", [run_ids],
+        "WHERE run_id IN (SELECT unnest(?))",
+        [run_ids],
     ).fetchall()
     keys = ("run_id", "tenant", "status", "steps", "cost_usd", "parent_run_id")
     return {r[0]: dict(zip(keys, r, strict=True)) for r in rows}
@@ -201,8 +219,9 @@ def run_demo(
 
     if runaway_steps < 1:
         raise ValueError("runaway_steps must be at least 1")
-    settings = configure(store=store, release=DEMO_RELEASE,
-                                 guard=DEMO_GUARD if guarded else False, control="sqlite")
+    settings = configure(
+        store=store, release=DEMO_RELEASE, guard=DEMO_GUARD if guarded else False, control="sqlite"
+    )
     healthy = [_healthy(ticket) for ticket in _TICKETS]
     runaway, halt = _runaway(runaway_steps)
     shutdown()
@@ -212,17 +231,28 @@ def run_demo(
     result = DemoResult(store=str(settings.store))
     for run_id in ids:
         row = dict(info[run_id])
-        row["note"] = "runaway: same refund, again and again" if run_id == runaway else (
-            "resolved (+1 sub-agent)")
+        row["note"] = (
+            "runaway: same refund, again and again"
+            if run_id == runaway
+            else ("resolved (+1 sub-agent)")
+        )
         result.runs.append(row)
     with connect(settings.store) as con:
         fired, suppressed = con.execute(
             "SELECT count(*) FILTER (WHERE status = 'fired'), "
             "count(*) FILTER (WHERE status = 'suppressed_duplicate') FROM ledger "
-            "WHERE run_id = ? AND tool = 'issue_refund'", [runaway]).fetchone()
-        [refunds] = con.execute("SELECT count(*) FROM tool_calls WHERE run_id = ? AND "
-                                "tool = 'issue_refund'", [runaway]).fetchone()
-    result.runaway = {**info[runaway], "refunds": refunds, "attempted": runaway_steps,
-                      "halt": None if halt is None else halt.as_attrs(),
-                      "fired": fired, "suppressed": suppressed}
+            "WHERE run_id = ? AND tool = 'issue_refund'",
+            [runaway],
+        ).fetchone() or (0, 0)
+        [refunds] = con.execute(
+            "SELECT count(*) FROM tool_calls WHERE run_id = ? AND tool = 'issue_refund'", [runaway]
+        ).fetchone() or (0,)
+    result.runaway = {
+        **info[runaway],
+        "refunds": refunds,
+        "attempted": runaway_steps,
+        "halt": None if halt is None else halt.as_attrs(),
+        "fired": fired,
+        "suppressed": suppressed,
+    }
     return result

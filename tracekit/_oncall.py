@@ -21,8 +21,13 @@ from ._store.layout import Store, resolve_root
 __all__ = ["Status", "Switched", "compensate", "halt", "scope", "status", "unhalt"]
 
 
-def scope(run: str | None = None, tenant: str | None = None, release: str | None = None,
-          since: datetime | None = None, store: str | os.PathLike[str] | None = None) -> Any:
+def scope(
+    run: str | None = None,
+    tenant: str | None = None,
+    release: str | None = None,
+    since: datetime | None = None,
+    store: str | os.PathLike[str] | None = None,
+) -> Any:
     """The side effects that landed for a run, a tenant (``since`` a time) or a release: by
     destination and action, and every entry that still stands. Returns a ``Scope``."""
     from ._query.scope import scope as landed
@@ -32,8 +37,12 @@ def scope(run: str | None = None, tenant: str | None = None, release: str | None
         return landed(con, run, tenant, release, since)
 
 
-def compensate(run: str, store: str | os.PathLike[str] | None = None, execute: bool = False,
-               imports: tuple[str, ...] = ()) -> list[dict[str, Any]]:
+def compensate(
+    run: str,
+    store: str | os.PathLike[str] | None = None,
+    execute: bool = False,
+    imports: tuple[str, ...] = (),
+) -> list[dict[str, Any]]:
     """Every effect of ``run`` that stands, with what compensation it gets; with ``execute``,
     each registered compensator runs once (a ``compensated`` ledger row is written to the
     configured store). ``imports`` are the modules that define the tools (and register their
@@ -46,15 +55,16 @@ def compensate(run: str, store: str | os.PathLike[str] | None = None, execute: b
         planned = _compensation.plan(standing_effects(con, run))
     if not execute:
         return planned
-    return _compensation.execute(planned, PROCESS.ledger_control(),
-                                 PROCESS.recorder().ledger)  # type: ignore[attr-defined]
+    return _compensation.execute(planned, PROCESS.ledger_control(), PROCESS.recorder().ledger)  # type: ignore[attr-defined]
 
 
 def _existing(store: str | os.PathLike[str] | None) -> Any:
     root = resolve_root(store) if store is not None else PROCESS.settings().store
     if not Store(root).exists():
-        raise ValueError(f"no tracekit store at {root}: record a run first (try `tracekit "
-                         "demo`), or pass --store / set TRACEKIT_HOME")
+        raise ValueError(
+            f"no tracekit store at {root}: record a run first (try `tracekit "
+            "demo`), or pass --store / set TRACEKIT_HOME"
+        )
     return root
 
 
@@ -66,6 +76,6 @@ def _import_tools(imports: tuple[str, ...]) -> None:
         try:
             importlib.import_module(module)
         except ImportError as exc:
-            raise ValueError(f"--import {module}: {exc} (run from the project root, or set "
-                             "PYTHONPATH)") from None
-
+            raise ValueError(
+                f"--import {module}: {exc} (run from the project root, or set PYTHONPATH)"
+            ) from None

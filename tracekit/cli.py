@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Any
 import click
 
 from . import _oncall as oncall
+from ._base.vocab import LedgerStatus
 from ._capture.state import configure, shutdown
 from ._query.format import FORMATS, render
 from ._store.compaction import recover as compact_dead
@@ -41,14 +42,21 @@ _UNITS = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days", "w": "weeks
 def store_option(fn: Callable[..., Any]) -> Callable[..., Any]:
     """``--store PATH``: the store root (default $TRACEKIT_HOME, else ./.tracekit)."""
     return click.option(
-        "--store", "store", type=click.Path(file_okay=False, path_type=Path), default=None,
+        "--store",
+        "store",
+        type=click.Path(file_okay=False, path_type=Path),
+        default=None,
         help="Store root (default: $TRACEKIT_HOME, else ./.tracekit).",
     )(fn)
 
 
 def format_option(fn: Callable[..., Any]) -> Callable[..., Any]:
     return click.option(
-        "--format", "fmt", type=click.Choice(FORMATS), default="table", show_default=True,
+        "--format",
+        "fmt",
+        type=click.Choice(FORMATS),
+        default="table",
+        show_default=True,
         help="Output format.",
     )(fn)
 
@@ -56,10 +64,12 @@ def format_option(fn: Callable[..., Any]) -> Callable[..., Any]:
 def entrypoint_option(fn: Callable[..., Any]) -> Callable[..., Any]:
     """``--entrypoint module:function``: agent replay through that function."""
     return click.option(
-        "--entrypoint", default=None, metavar="MODULE:FUNCTION",
+        "--entrypoint",
+        default=None,
+        metavar="MODULE:FUNCTION",
         help="Agent replay: run this function (importable from the current folder) with the "
-             "incident's recorded input, its model, tools, HTTP and clock served from the "
-             "bundle.",
+        "incident's recorded input, its model, tools, HTTP and clock served from the "
+        "bundle.",
     )(fn)
 
 
@@ -88,7 +98,8 @@ def _q() -> ModuleType:
 
 
 def _connect(store: Path | None) -> duckdb.DuckDBPyConnection:
-    return _q().connect(_existing_store(store))
+    con: duckdb.DuckDBPyConnection = _q().connect(_existing_store(store))
+    return con
 
 
 def parse_since(value: str | None, now: datetime | None = None) -> datetime | None:
@@ -120,6 +131,7 @@ def _echo_table(
 
 def _sql_errors(fn: Callable[..., Any]) -> Callable[..., Any]:
     """Turn DuckDB and lookup errors into one-line messages."""
+
     @functools.wraps(fn)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         import duckdb
@@ -134,6 +146,7 @@ def _sql_errors(fn: Callable[..., Any]) -> Callable[..., Any]:
             raise click.ClickException(
                 f"query failed: {first} (views: {views}; see `tracekit query --help`)"
             ) from None
+
     return wrapper
 
 
@@ -151,12 +164,23 @@ def cli() -> None:
 @click.option("--tenant", help="Only this tenant's runs.")
 @click.option("--status", help="Only runs with this status (ok, error, halted, running).")
 @click.option("--since", help="Only runs started since: 30m, 2h, 1d, or an ISO time.")
-@click.option("--limit", type=click.IntRange(min=1), default=20, show_default=True,
-              help="At most this many runs, newest first.")
+@click.option(
+    "--limit",
+    type=click.IntRange(min=1),
+    default=20,
+    show_default=True,
+    help="At most this many runs, newest first.",
+)
 @format_option
 @_sql_errors
-def runs(store: Path | None, tenant: str | None, status: str | None, since: str | None,
-         limit: int, fmt: str) -> None:
+def runs(
+    store: Path | None,
+    tenant: str | None,
+    status: str | None,
+    since: str | None,
+    limit: int,
+    fmt: str,
+) -> None:
     """List runs, newest first, with steps, tool calls, cost and status."""
     with _connect(store) as con:
         columns, rows = _q().list_runs(con, tenant, parse_since(since), status, limit)
@@ -182,14 +206,25 @@ def show(run_id: str, store: Path | None, full: bool, fmt: str) -> None:
 @cli.command()
 @click.argument("sql", required=False)
 @click.option("--name", "name", metavar="NAME", help="Run a named postmortem query instead.")
-@click.option("--param", "params", multiple=True, metavar="KEY=VALUE",
-              help="A parameter of the named query (repeatable).")
+@click.option(
+    "--param",
+    "params",
+    multiple=True,
+    metavar="KEY=VALUE",
+    help="A parameter of the named query (repeatable).",
+)
 @click.option("--list", "list_them", is_flag=True, help="List the named queries.")
 @store_option
 @format_option
 @_sql_errors
-def query(sql: str | None, name: str | None, params: tuple[str, ...], list_them: bool,
-          store: Path | None, fmt: str) -> None:
+def query(
+    sql: str | None,
+    name: str | None,
+    params: tuple[str, ...],
+    list_them: bool,
+    store: Path | None,
+    fmt: str,
+) -> None:
     """Run SQL over the views events, runs, tool_calls, ledger and ledger_history (DuckDB
     dialect), or a named postmortem query.
 
@@ -197,8 +232,9 @@ def query(sql: str | None, name: str | None, params: tuple[str, ...], list_them:
     tracekit query --list; tracekit query --name repeated_calls --param min_repeats=5
     """
     if sum((sql is not None, name is not None, list_them)) != 1:
-        raise click.ClickException("give one of: SQL, --name NAME (with --param key=value), "
-                                   "or --list")
+        raise click.ClickException(
+            "give one of: SQL, --name NAME (with --param key=value), or --list"
+        )
     if list_them:
         _list_named(fmt)
         return
@@ -270,8 +306,14 @@ def diff(run_a: str, run_b: str, as_json: bool, store: Path | None) -> None:
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 @store_option
 @_sql_errors
-def scope(run_id: str | None, tenant: str | None, release: str | None, since: str | None,
-          as_json: bool, store: Path | None) -> None:
+def scope(
+    run_id: str | None,
+    tenant: str | None,
+    release: str | None,
+    since: str | None,
+    as_json: bool,
+    store: Path | None,
+) -> None:
     """The side effects that landed: by destination and action, with counts, amounts,
     duplicates suppressed, may-have-fired, reversible and irreversible, and what still stands.
     """
@@ -285,16 +327,23 @@ def scope(run_id: str | None, tenant: str | None, release: str | None, since: st
     click.echo(render(report.columns, report.rows, "table", 40))
     standing = report.standing
     reversible = [s for s in standing if s["reversible"]]
-    maybe = sum(s["status"] == "reserved" for s in standing)
-    click.echo(f"\n{len(standing)} effects stand ({maybe} may have fired); "
-               f"{len(reversible)} reversible, {len(standing) - len(reversible)} irreversible")
+    maybe = sum(s["status"] == LedgerStatus.RESERVED for s in standing)
+    click.echo(
+        f"\n{len(standing)} effects stand ({maybe} may have fired); "
+        f"{len(reversible)} reversible, {len(standing) - len(reversible)} irreversible"
+    )
 
 
 @cli.command()
 @click.option("--run", "run_id", required=True, help="The run whose effects to undo.")
 @click.option("--execute", is_flag=True, help="Run the compensators (default: show the plan).")
-@click.option("--import", "imports", multiple=True, metavar="MODULE",
-              help="Import the module that defines the tools (registers their compensators).")
+@click.option(
+    "--import",
+    "imports",
+    multiple=True,
+    metavar="MODULE",
+    help="Import the module that defines the tools (registers their compensators).",
+)
 @store_option
 @_sql_errors
 def compensate(run_id: str, execute: bool, imports: tuple[str, ...], store: Path | None) -> None:
@@ -317,19 +366,35 @@ def compensate(run_id: str, execute: bool, imports: tuple[str, ...], store: Path
 
 
 @cli.command()
-@click.option("--run", "runs", multiple=True, required=True,
-              help="A run of the incident (repeatable); its sub-agents come along.")
+@click.option(
+    "--run",
+    "runs",
+    multiple=True,
+    required=True,
+    help="A run of the incident (repeatable); its sub-agents come along.",
+)
 @click.option("--incident", required=True, help="The bundle's name, e.g. incident-42.")
-@click.option("--out", type=click.Path(file_okay=False, path_type=Path),
-              default=Path("fixtures/incidents"), show_default=True,
-              help="Where bundles live.")
+@click.option(
+    "--out",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=Path("fixtures/incidents"),
+    show_default=True,
+    help="Where bundles live.",
+)
 @click.option("--force", is_flag=True, help="Replace a bundle of the same name.")
-@click.option("--format", "fmt", type=click.Choice(["parquet", "jsonl"]), default="parquet",
-              show_default=True, help="jsonl also writes a human-readable copy.")
+@click.option(
+    "--format",
+    "fmt",
+    type=click.Choice(["parquet", "jsonl"]),
+    default="parquet",
+    show_default=True,
+    help="jsonl also writes a human-readable copy.",
+)
 @store_option
 @_sql_errors
-def export(runs: tuple[str, ...], incident: str, out: Path, force: bool, fmt: str,
-           store: Path | None) -> None:
+def export(
+    runs: tuple[str, ...], incident: str, out: Path, force: bool, fmt: str, store: Path | None
+) -> None:
     """Export an incident's runs as a bundle: manifest.json, events.parquet, ledger.parquet.
 
     Secrets are scrubbed again on the way out. Commit the bundle beside the test that
@@ -344,15 +409,21 @@ def export(runs: tuple[str, ...], incident: str, out: Path, force: bool, fmt: st
         raise click.ClickException(str(exc)) from None
     manifest = json.loads((path / "manifest.json").read_text())
     summary = manifest["summary"]
-    click.echo(f"wrote {path}: {len(manifest['runs'])} run(s), {summary['steps']} steps, "
-               f"{summary['effects_fired']} effect(s) fired, ${summary['cost_usd']:.4f}")
+    click.echo(
+        f"wrote {path}: {len(manifest['runs'])} run(s), {summary['steps']} steps, "
+        f"{summary['effects_fired']} effect(s) fired, ${summary['cost_usd']:.4f}"
+    )
 
 
 @cli.command()
 @click.argument("incident")
-@click.option("--fixtures", type=click.Path(file_okay=False, path_type=Path),
-              default=Path("fixtures/incidents"), show_default=True,
-              help="Where bundles live.")
+@click.option(
+    "--fixtures",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=Path("fixtures/incidents"),
+    show_default=True,
+    help="Where bundles live.",
+)
 @entrypoint_option
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 def replay(incident: str, fixtures: Path, entrypoint: str | None, as_json: bool) -> None:
@@ -382,16 +453,35 @@ def replay(incident: str, fixtures: Path, entrypoint: str | None, as_json: bool)
 @cli.command()
 @click.option("--run", "run_id", help="A run (with its sub-agents); a unique prefix works.")
 @click.option("--incident", help="An incident bundle's name (in --fixtures).")
-@click.option("--fixtures", type=click.Path(file_okay=False, path_type=Path),
-              default=Path("fixtures/incidents"), show_default=True, help="Where bundles live.")
-@click.option("--html", "html_path", type=click.Path(dir_okay=False, path_type=Path),
-              help="Write the self-contained HTML page here.")
-@click.option("--md", "md_path", type=click.Path(dir_okay=False, path_type=Path),
-              help="Write the Markdown page here (for a ticket).")
+@click.option(
+    "--fixtures",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=Path("fixtures/incidents"),
+    show_default=True,
+    help="Where bundles live.",
+)
+@click.option(
+    "--html",
+    "html_path",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Write the self-contained HTML page here.",
+)
+@click.option(
+    "--md",
+    "md_path",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Write the Markdown page here (for a ticket).",
+)
 @store_option
 @_sql_errors
-def postmortem(run_id: str | None, incident: str | None, fixtures: Path, html_path: Path | None,
-               md_path: Path | None, store: Path | None) -> None:
+def postmortem(
+    run_id: str | None,
+    incident: str | None,
+    fixtures: Path,
+    html_path: Path | None,
+    md_path: Path | None,
+    store: Path | None,
+) -> None:
     """The postmortem of a run or an incident: what happened, the release, charts of calls,
     spend and writes against the guard's bounds, the runaway signature, the side-effect scope
     and the timeline of every decision. One self-contained page (no network, no external
@@ -412,16 +502,27 @@ def postmortem(run_id: str | None, incident: str | None, fixtures: Path, html_pa
 
 @cli.command("suggest-bounds")
 @click.option("--incident", required=True, help="The incident bundle's name.")
-@click.option("--fixtures", type=click.Path(file_okay=False, path_type=Path),
-              default=Path("fixtures/incidents"), show_default=True, help="Where bundles live.")
-@click.option("--healthy", "healthy_limit", type=click.IntRange(min=0), default=1000,
-              show_default=True, help="How many of the store's latest other runs count as "
-              "healthy (for false halts).")
+@click.option(
+    "--fixtures",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=Path("fixtures/incidents"),
+    show_default=True,
+    help="Where bundles live.",
+)
+@click.option(
+    "--healthy",
+    "healthy_limit",
+    type=click.IntRange(min=0),
+    default=1000,
+    show_default=True,
+    help="How many of the store's latest other runs count as healthy (for false halts).",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 @store_option
 @_sql_errors
-def suggest_bounds(incident: str, fixtures: Path, healthy_limit: int, as_json: bool,
-                   store: Path | None) -> None:
+def suggest_bounds(
+    incident: str, fixtures: Path, healthy_limit: int, as_json: bool, store: Path | None
+) -> None:
     """The guard settings that would have contained an incident, by policy replay over
     candidate thresholds: per bound, the tightest (earliest halt) and the suggested one
     (fewest false halts among the store's healthy runs), as a [tool.tracekit.guard] table.
@@ -443,26 +544,48 @@ def suggest_bounds(incident: str, fixtures: Path, healthy_limit: int, as_json: b
 def _trial(trial: Any) -> str:
     if trial is None:
         return "cannot contain it"
-    return (f"{trial.value:g}: halts at step {trial.step}, {trial.effects} effect(s), "
-            f"${trial.spend_usd:.4f}, {trial.false_halts} false halt(s)")
+    return (
+        f"{trial.value:g}: halts at step {trial.step}, {trial.effects} effect(s), "
+        f"${trial.spend_usd:.4f}, {trial.false_halts} false halt(s)"
+    )
 
 
 @cli.command("make-test")
 @click.argument("incident")
-@click.option("--fixtures", type=click.Path(file_okay=False, path_type=Path),
-              default=Path("fixtures/incidents"), show_default=True, help="Where bundles live.")
-@click.option("--tests", "tests_dir", type=click.Path(file_okay=False, path_type=Path),
-              default=Path("tests/incidents"), show_default=True,
-              help="Where the generated test goes.")
-@click.option("--halt-by", type=click.IntRange(min=0), help="Halt by this step (default: where "
-              "today's guard halts the incident).")
+@click.option(
+    "--fixtures",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=Path("fixtures/incidents"),
+    show_default=True,
+    help="Where bundles live.",
+)
+@click.option(
+    "--tests",
+    "tests_dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=Path("tests/incidents"),
+    show_default=True,
+    help="Where the generated test goes.",
+)
+@click.option(
+    "--halt-by",
+    type=click.IntRange(min=0),
+    help="Halt by this step (default: where today's guard halts the incident).",
+)
 @click.option("--max-effects", type=click.IntRange(min=0), help="At most this many effects fire.")
 @click.option("--max-cost", type=click.FloatRange(min=0), help="At most this much is spent (USD).")
 @click.option("--force", is_flag=True, help="Overwrite a test that was edited by hand.")
 @entrypoint_option
-def make_test(incident: str, fixtures: Path, tests_dir: Path, halt_by: int | None,
-              max_effects: int | None, max_cost: float | None, force: bool,
-              entrypoint: str | None) -> None:
+def make_test(
+    incident: str,
+    fixtures: Path,
+    tests_dir: Path,
+    halt_by: int | None,
+    max_effects: int | None,
+    max_cost: float | None,
+    force: bool,
+    entrypoint: str | None,
+) -> None:
     """Turn an incident bundle into a pytest regression test (tests/incidents/test_NAME.py).
 
     The expectations are plain constants at the top of the file. Same bundle, same options:
@@ -475,21 +598,28 @@ def make_test(incident: str, fixtures: Path, tests_dir: Path, halt_by: int | Non
 
     _project_on_path()
     try:
-        made = write_test(incident, fixtures, tests_dir, halt_by, max_effects, max_cost, force,
-                          entrypoint)
+        made = write_test(
+            incident, fixtures, tests_dir, halt_by, max_effects, max_cost, force, entrypoint
+        )
     except (HandEdited, ValueError, ReplayDivergence) as exc:
         raise click.ClickException(str(exc)) from None
-    click.echo(f"{'wrote' if made.changed else 'unchanged:'} {made.path} "
-               f"(halt by step {made.expectations['halt_by']}, at most "
-               f"{made.expectations['max_effects']} effect(s), at most "
-               f"${made.expectations['max_cost']})")
+    click.echo(
+        f"{'wrote' if made.changed else 'unchanged:'} {made.path} "
+        f"(halt by step {made.expectations['halt_by']}, at most "
+        f"{made.expectations['max_effects']} effect(s), at most "
+        f"${made.expectations['max_cost']})"
+    )
     if not made.verdict.contained:
-        click.echo("today's guard would NOT contain this incident: the test fails until a bound "
-                   "that stops it is configured ([tool.tracekit.guard] or tracekit.toml)")
+        click.echo(
+            "today's guard would NOT contain this incident: the test fails until a bound "
+            "that stops it is configured ([tool.tracekit.guard] or tracekit.toml)"
+        )
     recorded = made.manifest.get("entrypoint")
     if entrypoint is None and recorded:
-        click.echo(f"the incident recorded its entry point: add --entrypoint {recorded} to "
-                   "replay the agent code itself")
+        click.echo(
+            f"the incident recorded its entry point: add --entrypoint {recorded} to "
+            "replay the agent code itself"
+        )
 
 
 @cli.command()
@@ -507,9 +637,11 @@ def recover(store: Path | None) -> None:
 def control_option(fn: Callable[..., Any]) -> Callable[..., Any]:
     """``--control``: the control store (default: the project's, else SQLite in the store)."""
     return click.option(
-        "--control", default=None, envvar="TRACEKIT_CONTROL",
+        "--control",
+        default=None,
+        envvar="TRACEKIT_CONTROL",
         help="Control store: sqlite (control.db in the store) or redis://host:port/db "
-             "(default: [tool.tracekit] control, else sqlite).",
+        "(default: [tool.tracekit] control, else sqlite).",
     )(fn)
 
 
@@ -518,12 +650,14 @@ _LEVEL = click.Choice(["global", "tenant", "release", "run", "tool"])
 
 def _control_errors(fn: Callable[..., Any]) -> Callable[..., Any]:
     """Control store and argument errors as one line."""
+
     @functools.wraps(fn)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         try:
             return fn(*args, **kwargs)
         except (ControlError, ValueError, LookupError, RuntimeError) as exc:
             raise click.ClickException(str(exc)) from None
+
     return wrapper
 
 
@@ -534,11 +668,21 @@ def _control_errors(fn: Callable[..., Any]) -> Callable[..., Any]:
 @click.option("--by", help="Who halts (default: $TRACEKIT_OPERATOR, else $USER).")
 @store_option
 @control_option
-@click.option("--init", is_flag=True,
-              help="Create the control store if there is none yet (otherwise refused).")
+@click.option(
+    "--init",
+    is_flag=True,
+    help="Create the control store if there is none yet (otherwise refused).",
+)
 @_control_errors
-def halt(level: str, target: str | None, reason: str, by: str | None, store: Path | None,
-         control: str | None, init: bool) -> None:
+def halt(
+    level: str,
+    target: str | None,
+    reason: str,
+    by: str | None,
+    store: Path | None,
+    control: str | None,
+    init: bool,
+) -> None:
     """Halt the fleet, a tenant, a release or a run, or freeze a tool.
 
     \b
@@ -550,8 +694,9 @@ def halt(level: str, target: str | None, reason: str, by: str | None, store: Pat
 
     Every guarded call of a halted run is refused before it runs, in every process.
     """
-    key, url = oncall.halt(level, target, reason=reason, by=by, store=store, control=control,
-                           init=init)
+    key, url = oncall.halt(
+        level, target, reason=reason, by=by, store=store, control=control, init=init
+    )
     click.echo(f"halted: {key} ({reason}) in {url}")
 
 
@@ -574,14 +719,21 @@ def unhalt(level: str, target: str | None, store: Path | None, control: str | No
 @cli.command()
 @store_option
 @control_option
-@click.option("--trips", type=click.IntRange(min=0), default=10, show_default=True,
-              help="How many recent detector trips to show.")
+@click.option(
+    "--trips",
+    type=click.IntRange(min=0),
+    default=10,
+    show_default=True,
+    help="How many recent detector trips to show.",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
-@click.option("--init", is_flag=True,
-              help="Create the control store, or re-initialise a Redis that came back empty.")
+@click.option(
+    "--init",
+    is_flag=True,
+    help="Create the control store, or re-initialise a Redis that came back empty.",
+)
 @_control_errors
-def status(store: Path | None, control: str | None, trips: int, as_json: bool,
-           init: bool) -> None:
+def status(store: Path | None, control: str | None, trips: int, as_json: bool, init: bool) -> None:
     """Every active halt and frozen tool (when, by whom, why) and the last detector trips."""
     report = oncall.status(store=store, control=control, trips=trips, init=init)
     if as_json:
@@ -608,15 +760,28 @@ def _echo_trips(trips: list[dict[str, Any]]) -> None:
     if not trips:
         return
     click.echo("\nrecent detector trips:")
-    rows = [(_when(t.get("at")), t.get("signal", ""), t.get("key", ""),
-             f"{t.get('value')} > {t.get('threshold')}", t.get("reason", "")) for t in trips]
+    rows = [
+        (
+            _when(t.get("at")),
+            t.get("signal", ""),
+            t.get("key", ""),
+            f"{t.get('value')} > {t.get('threshold')}",
+            t.get("reason", ""),
+        )
+        for t in trips
+    ]
     click.echo(render(["when (UTC)", "signal", "halt", "value", "reason"], rows, "table", 70))
 
 
 @cli.command()
 @store_option
-@click.option("--runaway-steps", type=click.IntRange(min=1, max=100_000), default=40,
-              show_default=True, help="How many times the runaway tries to re-issue its refund.")
+@click.option(
+    "--runaway-steps",
+    type=click.IntRange(min=1, max=100_000),
+    default=40,
+    show_default=True,
+    help="How many times the runaway tries to re-issue its refund.",
+)
 @click.option("--no-guard", is_flag=True, help="Run without the guard: watch the runaway run on.")
 def demo(store: Path | None, runaway_steps: int, no_guard: bool) -> None:
     """Record a simulated support agent: healthy runs and one runaway. No network, no key.
@@ -635,14 +800,23 @@ def demo(store: Path | None, runaway_steps: int, no_guard: bool) -> None:
             f"`tracekit unhalt {halt.level}{where}`"
         ) from None
     flag = f" --store {store}" if store is not None else ""
-    click.echo(render_template(
-        "demo_summary.txt.j2", store=result.store, runs=result.runs, runaway=result.runaway,
-        release=DEMO_RELEASE, store_flag=flag, guard=None if no_guard else DEMO_GUARD,
-    ), nl=False)
+    click.echo(
+        render_template(
+            "demo_summary.txt.j2",
+            store=result.store,
+            runs=result.runs,
+            runaway=result.runaway,
+            release=DEMO_RELEASE,
+            store_flag=flag,
+            guard=None if no_guard else DEMO_GUARD,
+        ),
+        nl=False,
+    )
 
 
-def _one_line_warnings(message: Any, category: Any, filename: str, lineno: int,
-                       file: Any = None, line: Any = None) -> None:
+def _one_line_warnings(
+    message: Any, category: Any, filename: str, lineno: int, file: Any = None, line: Any = None
+) -> None:
     click.echo(f"tracekit: warning: {message}", err=True)
 
 
@@ -659,8 +833,11 @@ def main(argv: list[str] | None = None) -> None:
     except Exception as exc:
         if os.environ.get("TRACEKIT_DEBUG"):
             raise
-        click.echo(f"tracekit: error: {type(exc).__name__}: {exc} "
-                   "(set TRACEKIT_DEBUG=1 for the traceback)", err=True)
+        click.echo(
+            f"tracekit: error: {type(exc).__name__}: {exc} "
+            "(set TRACEKIT_DEBUG=1 for the traceback)",
+            err=True,
+        )
         sys.exit(1)
 
 

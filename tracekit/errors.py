@@ -51,22 +51,36 @@ class Halted(TracekitError):
     verb = "halted"
     status = "halted"  # the guard event's status
 
-    def __init__(self, level: str, target: str | None, reason: str, signal: str | None = None,
-                 value: float | None = None, threshold: float | None = None) -> None:
+    def __init__(
+        self,
+        level: str,
+        target: str | None,
+        reason: str,
+        signal: str | None = None,
+        value: float | None = None,
+        threshold: float | None = None,
+    ) -> None:
         self.level, self.target, self.reason = level, target, reason
         self.signal, self.value, self.threshold = signal, value, threshold
         where = level if target is None else f"{level} {target}"
         super().__init__(f"{self.verb} ({where}): {reason}")
 
     @classmethod
-    def store_unavailable(cls, url: str | None, detail: object,
-                          doing: str = "control store unavailable") -> Halted:
+    def store_unavailable(
+        cls, url: str | None, detail: object, doing: str = "control store unavailable"
+    ) -> Halted:
         """Fail closed: the control store could not answer, so nothing is let through."""
         return cls("store", url, f"{doing}: {detail}", signal="store_error")
 
     def as_attrs(self) -> dict[str, Any]:
-        return {"level": self.level, "target": self.target, "reason": self.reason,
-                "signal": self.signal, "value": self.value, "threshold": self.threshold}
+        return {
+            "level": self.level,
+            "target": self.target,
+            "reason": self.reason,
+            "signal": self.signal,
+            "value": self.value,
+            "threshold": self.threshold,
+        }
 
 
 class OutOfScope(Halted):
@@ -140,8 +154,16 @@ class ReplayDivergence(TracekitError, AssertionError):
     ``actual`` and ``recorded`` (the nearest recorded call, if any) say where and what.
     """
 
-    def __init__(self, message: str, *, run_id: str | None = None, step: int | None = None,
-                 kind: str | None = None, actual: Any = None, recorded: Any = None) -> None:
+    def __init__(
+        self,
+        message: str,
+        *,
+        run_id: str | None = None,
+        step: int | None = None,
+        kind: str | None = None,
+        actual: Any = None,
+        recorded: Any = None,
+    ) -> None:
         super().__init__(message)
         self.run_id, self.step, self.kind = run_id, step, kind
         self.actual, self.recorded = actual, recorded

@@ -30,10 +30,12 @@ from urllib.parse import urlsplit
 from ._base.encode import canonical_json
 from ._base.redact import MARKER
 from ._base.urls import SECRET_HEADERS, scrub_headers, scrub_url, secrets_in
+from ._base.vocab import EventStatus
 from ._capture.run import Run, current_run
 from ._capture.state import PROCESS
 
 __all__ = ["SECRET_HEADERS", "AsyncHTTPXTransport", "HTTPXTransport", "instrument_requests"]
+
 
 def _body(data: bytes | None) -> dict[str, Any]:
     """A body as its text, byte for byte (replay serves it back as it came), run through the
@@ -66,14 +68,20 @@ def _decoded(data: bytes, encoding: str | None) -> tuple[bytes, bool]:
     return data, False
 
 
-def request_doc(method: str, url: str, headers: Iterable[tuple[str, str]],
-                body: bytes | None) -> dict[str, Any]:
-    return {"method": method.upper(), "url": scrub_url(url), "headers": scrub_headers(headers),
-            **_body(body)}
+def request_doc(
+    method: str, url: str, headers: Iterable[tuple[str, str]], body: bytes | None
+) -> dict[str, Any]:
+    return {
+        "method": method.upper(),
+        "url": scrub_url(url),
+        "headers": scrub_headers(headers),
+        **_body(body),
+    }
 
 
-def response_doc(status: int, reason: str, headers: Iterable[tuple[str, str]], raw: bytes,
-                 streamed: bool) -> dict[str, Any]:
+def response_doc(
+    status: int, reason: str, headers: Iterable[tuple[str, str]], raw: bytes, streamed: bool
+) -> dict[str, Any]:
     listed = scrub_headers(headers)
     data, decoded = _decoded(raw, listed.get("content-encoding"))
     if decoded:
@@ -85,9 +93,14 @@ def response_doc(status: int, reason: str, headers: Iterable[tuple[str, str]], r
     return doc
 
 
-def record_exchange(run: Run, request: dict[str, Any], response: dict[str, Any] | None,
-                    started: float, error: BaseException | None = None,
-                    secrets: list[str] | None = None) -> None:
+def record_exchange(
+    run: Run,
+    request: dict[str, Any],
+    response: dict[str, Any] | None,
+    started: float,
+    error: BaseException | None = None,
+    secrets: list[str] | None = None,
+) -> None:
     """One ``http`` event in ``run``; ``secrets`` are scrubbed from an error's text."""
     parts = urlsplit(request["url"])
     host = parts.hostname or ""
@@ -95,14 +108,16 @@ def record_exchange(run: Run, request: dict[str, Any], response: dict[str, Any] 
     for secret in secrets or ():
         text = text.replace(secret, MARKER) if text else text
     run._record(
-        "http", name=f"{request['method']} {host}{f':{parts.port}' if parts.port else ''}"
-                     f"{parts.path}",
+        "http",
+        name=f"{request['method']} {host}{f':{parts.port}' if parts.port else ''}{parts.path}",
         args=canonical_json(request),
         output=None if response is None else canonical_json(response),
-        status="error" if error is not None or (response or {}).get("status", 0) >= 400
+        status=EventStatus.ERROR
+        if error is not None or (response or {}).get("status", 0) >= 400
         else "ok",
         error=text,
-        latency_ms=(time.perf_counter() - started) * 1000.0)
+        latency_ms=(time.perf_counter() - started) * 1000.0,
+    )
 
 
 class _Tee:
@@ -138,8 +153,9 @@ def _httpx_exchange(request: Any) -> tuple[Run | None, dict[str, Any] | None, fl
     run = current_run()
     if run is None:
         return None, None, 0.0
-    doc = request_doc(request.method, str(request.url), request.headers.multi_items(),
-                      request.content)
+    doc = request_doc(
+        request.method, str(request.url), request.headers.multi_items(), request.content
+    )
     return run, doc, time.perf_counter()
 
 
@@ -147,28 +163,43 @@ def _httpx_secrets(request: Any) -> list[str]:
     return secrets_in(str(request.url), request.headers.multi_items())
 
 
-def _httpx_done(run: Run, doc: dict[str, Any], started: float, response: Any,
-                streamed: bool) -> Callable[[bytes, bool], None]:
+def _httpx_done(
+    run: Run, doc: dict[str, Any], started: float, response: Any, streamed: bool
+) -> Callable[[bytes, bool], None]:
     def done(raw: bytes, decoded: bool) -> None:
-        record_exchange(run, doc, response_doc(
-            response.status_code, response.reason_phrase, response.headers.multi_items(), raw,
-            streamed), started)
+        record_exchange(
+            run,
+            doc,
+            response_doc(
+                response.status_code,
+                response.reason_phrase,
+                response.headers.multi_items(),
+                raw,
+                streamed,
+            ),
+            started,
+        )
+
     return done
 
 
 def _is_stream(response: Any) -> bool:
     kind = response.headers.get("content-type", "")
-    return "text/event-stream" in kind or "chunked" in response.headers.get(
-        "transfer-encoding", "")
+    return "text/event-stream" in kind or "chunked" in response.headers.get("transfer-encoding", "")
 
 
-def _teed(run: Run, doc: dict[str, Any], started: float, request: Any, response: Any,
-          stream_type: type) -> Any:
+def _teed(
+    run: Run, doc: dict[str, Any], started: float, request: Any, response: Any, stream_type: type
+) -> Any:
     """The response the caller gets: the same, its body teed into the exchange's record."""
     tee = _Tee(_httpx_done(run, doc, started, response, _is_stream(response)))
-    return _httpx().Response(response.status_code, headers=response.headers,
-                             stream=stream_type(response.stream, tee),
-                             extensions=response.extensions, request=request)
+    return _httpx().Response(
+        response.status_code,
+        headers=response.headers,
+        stream=stream_type(response.stream, tee),
+        extensions=response.extensions,
+        request=request,
+    )
 
 
 class HTTPXTransport:
@@ -236,7 +267,10 @@ def _tees() -> tuple[type, type]:
     own base classes, so they are made when httpx is first used)."""
     httpx = _httpx()
 
-    class SyncTee(httpx.SyncByteStream):  # type: ignore[misc]
+    sync_base: Any = httpx.SyncByteStream
+    async_base: Any = httpx.AsyncByteStream
+
+    class SyncTee(sync_base):  # type: ignore[misc]
         def __init__(self, inner: Any, tee: _Tee) -> None:
             self.inner, self.tee = inner, tee
 
@@ -251,7 +285,7 @@ def _tees() -> tuple[type, type]:
             finally:
                 self.tee.finish()
 
-    class AsyncTee(httpx.AsyncByteStream):  # type: ignore[misc]
+    class AsyncTee(async_base):  # type: ignore[misc]
         def __init__(self, inner: Any, tee: _Tee) -> None:
             self.inner, self.tee = inner, tee
 
@@ -282,10 +316,11 @@ def _requests_adapter() -> type:
     try:
         from requests.adapters import HTTPAdapter
     except ImportError:  # pragma: no cover - the hook is opt-in
-        raise ImportError("tracekit.http's requests hook needs requests: pip install "
-                          "requests") from None
+        raise ImportError(
+            "tracekit.http's requests hook needs requests: pip install requests"
+        ) from None
 
-    class RecordingAdapter(HTTPAdapter):  # type: ignore[misc]
+    class RecordingAdapter(HTTPAdapter):
         """Records each exchange made inside a run (the body as the caller reads it)."""
 
         def send(self, request: Any, *args: Any, **kwargs: Any) -> Any:
@@ -293,30 +328,50 @@ def _requests_adapter() -> type:
             if run is None:
                 return super().send(request, *args, **kwargs)
             body = request.body.encode() if isinstance(request.body, str) else request.body
-            doc = request_doc(request.method or "GET", request.url or "",
-                              request.headers.items(),
-                              body if isinstance(body, bytes) else None)
+            doc = request_doc(
+                request.method or "GET",
+                request.url or "",
+                request.headers.items(),
+                body if isinstance(body, bytes) else None,
+            )
             started = time.perf_counter()
             try:
                 response = super().send(request, *args, **kwargs)
             except Exception as exc:
-                record_exchange(run, doc, None, started, exc,
-                                secrets_in(request.url or "", request.headers.items()))
+                record_exchange(
+                    run,
+                    doc,
+                    None,
+                    started,
+                    exc,
+                    secrets_in(request.url or "", request.headers.items()),
+                )
                 raise
-            response.raw = _RawTee(response.raw, _Tee(_requests_done(
-                run, doc, started, response, bool(kwargs.get("stream")))))
+            response.raw = _RawTee(
+                response.raw,
+                _Tee(_requests_done(run, doc, started, response, bool(kwargs.get("stream")))),
+            )
             return response
 
     return RecordingAdapter
 
 
-def _requests_done(run: Run, doc: dict[str, Any], started: float, response: Any,
-                   streamed: bool) -> Callable[[bytes, bool], None]:
+def _requests_done(
+    run: Run, doc: dict[str, Any], started: float, response: Any, streamed: bool
+) -> Callable[[bytes, bool], None]:
     def done(body: bytes, decoded: bool) -> None:
-        headers = [(k, v) for k, v in response.headers.items() if not decoded
-                   or k.lower() not in ("content-encoding", "content-length")]
-        record_exchange(run, doc, response_doc(response.status_code, response.reason or "",
-                                               headers, body, streamed), started)
+        headers = [
+            (k, v)
+            for k, v in response.headers.items()
+            if not decoded or k.lower() not in ("content-encoding", "content-length")
+        ]
+        record_exchange(
+            run,
+            doc,
+            response_doc(response.status_code, response.reason or "", headers, body, streamed),
+            started,
+        )
+
     return done
 
 
@@ -340,10 +395,10 @@ class _RawTee:
             yield self._tee.add(chunk)
         self._tee.finish()
 
-    def read(self, amt: int | None = None, decode_content: bool | None = None,
-             *args: Any, **kwargs: Any) -> bytes:
-        data = self._tee.add(self._raw.read(amt, self._decoding(decode_content), *args,
-                                            **kwargs))
+    def read(
+        self, amt: int | None = None, decode_content: bool | None = None, *args: Any, **kwargs: Any
+    ) -> bytes:
+        data = self._tee.add(self._raw.read(amt, self._decoding(decode_content), *args, **kwargs))
         if amt is None or not data:
             self._tee.finish()
         return data

@@ -78,9 +78,7 @@ def recording(
         yield Recording(store)
     finally:
         _state.shutdown()
-        _state.configure(
-            store=previous.store, release=previous.release, redact=previous.redactor
-        )
+        _state.configure(store=previous.store, release=previous.release, redact=previous.redactor)
 
 
 def reset() -> None:
@@ -118,6 +116,8 @@ def incident_bundle(test_file: str | os.PathLike[str], relative: str) -> Path:
     """The bundle a generated incident test replays, found relative to the test file."""
     path = (Path(test_file).resolve().parent / relative).resolve()
     if not (path / "manifest.json").is_file():
-        raise FileNotFoundError(f"incident bundle {path} is missing: restore it from version "
-                                "control or re-export it with `tracekit export`")
+        raise FileNotFoundError(
+            f"incident bundle {path} is missing: restore it from version "
+            "control or re-export it with `tracekit export`"
+        )
     return path

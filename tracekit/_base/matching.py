@@ -27,10 +27,12 @@ def same(recorded: Any, actual: Any) -> bool:
         return isinstance(actual, str) and re.fullmatch(pattern, actual, re.S) is not None
     if isinstance(recorded, dict) and isinstance(actual, dict):
         return recorded.keys() == actual.keys() and all(
-            same(v, actual[k]) for k, v in recorded.items())
+            same(v, actual[k]) for k, v in recorded.items()
+        )
     if isinstance(recorded, list) and isinstance(actual, list):
         return len(recorded) == len(actual) and all(
-            same(a, b) for a, b in zip(recorded, actual, strict=True))
+            same(a, b) for a, b in zip(recorded, actual, strict=True)
+        )
     return bool(recorded == actual)
 
 
@@ -47,24 +49,36 @@ def matched_fields(recorded: Any, actual: Any, shown: int = 3) -> tuple[list[str
     top-level fields that matched, and the paths (down to the leaves) that differed."""
     if isinstance(recorded, dict) and isinstance(actual, dict):
         keys = sorted(recorded.keys() | actual.keys())
-        matched = [f"args.{k}" for k in keys if k in recorded and k in actual
-                   and same(recorded[k], actual[k])]
+        matched = [
+            f"args.{k}"
+            for k in keys
+            if k in recorded and k in actual and same(recorded[k], actual[k])
+        ]
     else:
         matched = ["args"] if same(recorded, actual) else []
     return matched, differences(recorded, actual, "args")[:shown]
 
 
-def differences(recorded: Any, actual: Any, path: str,
-                 labels: tuple[str, str] = ("recorded", "actual")) -> list[str]:
+def differences(
+    recorded: Any, actual: Any, path: str, labels: tuple[str, str] = ("recorded", "actual")
+) -> list[str]:
     """Where two JSON values differ, as paths with both values."""
     if same(recorded, actual):
         return []
     if isinstance(recorded, dict) and isinstance(actual, dict):
-        return [d for k in sorted(recorded.keys() | actual.keys()) for d in differences(
-            recorded.get(k, "<absent>"), actual.get(k, "<absent>"), f"{path}.{k}", labels)]
+        return [
+            d
+            for k in sorted(recorded.keys() | actual.keys())
+            for d in differences(
+                recorded.get(k, "<absent>"), actual.get(k, "<absent>"), f"{path}.{k}", labels
+            )
+        ]
     if isinstance(recorded, list) and isinstance(actual, list) and len(recorded) == len(actual):
-        return [d for i, (a, b) in enumerate(zip(recorded, actual, strict=True))
-                for d in differences(a, b, f"{path}[{i}]", labels)]
+        return [
+            d
+            for i, (a, b) in enumerate(zip(recorded, actual, strict=True))
+            for d in differences(a, b, f"{path}[{i}]", labels)
+        ]
     return [f"{path} ({labels[0]} {short(recorded)}, {labels[1]} {short(actual)})"]
 
 

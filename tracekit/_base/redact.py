@@ -57,8 +57,25 @@ _ASSIGNMENT = (
 
 # substrings (lower-cased) that must be present for a default rule to possibly match
 _DEFAULT_HINTS: tuple[str, ...] = (
-    "auth", "key", "pass", "pwd", "secret", "token", "cookie", "credential",
-    "bearer", "basic", "sk-", "akia", "asia", "xox", "ghp_", "gho_", "ghu_", "ghs_", "ghr_",
+    "auth",
+    "key",
+    "pass",
+    "pwd",
+    "secret",
+    "token",
+    "cookie",
+    "credential",
+    "bearer",
+    "basic",
+    "sk-",
+    "akia",
+    "asia",
+    "xox",
+    "ghp_",
+    "gho_",
+    "ghu_",
+    "ghs_",
+    "ghr_",
 )
 
 
@@ -79,7 +96,8 @@ class Redactor:
     marker: str = MARKER
     _key_re: re.Pattern[str] = field(init=False, repr=False, compare=False)
     _rules: tuple[tuple[Callable[[str, str], bool], re.Pattern[str]], ...] = field(
-        init=False, repr=False, compare=False)
+        init=False, repr=False, compare=False
+    )
     _key_cache: dict[str, bool] = field(init=False, repr=False, compare=False)
     _custom: bool = field(init=False, repr=False, compare=False)
 
@@ -90,9 +108,11 @@ class Redactor:
         object.__setattr__(self, "patterns", patterns)
         key_re = re.compile("|".join(f"(?:{k})" for k in DEFAULT_KEYS + keys), re.IGNORECASE)
         assignment = re.compile(_ASSIGNMENT.replace("{marker}", re.escape(self.marker)))
+        rules: list[tuple[Callable[[str, str], bool], re.Pattern[str]]]
         rules = [(_assignment_hint, assignment)]
-        rules += [(hint, re.compile(p)) for hint, p in zip(_PATTERN_HINTS, DEFAULT_PATTERNS,
-                                                            strict=True)]
+        rules += [
+            (hint, re.compile(p)) for hint, p in zip(_PATTERN_HINTS, DEFAULT_PATTERNS, strict=True)
+        ]
         rules += [(_always, re.compile(p)) for p in patterns]
         object.__setattr__(self, "_key_re", key_re)
         object.__setattr__(self, "_rules", tuple(rules))
@@ -123,8 +143,12 @@ class Redactor:
             return text, 0
         return self._redact_string(text)
 
-    def redact_columns(self, columns: dict[str, Sequence[Any]], json_columns: Iterable[str],
-                       text_columns: Iterable[str] = ()) -> dict[int, int]:
+    def redact_columns(
+        self,
+        columns: dict[str, Sequence[Any]],
+        json_columns: Iterable[str],
+        text_columns: Iterable[str] = (),
+    ) -> dict[int, int]:
         """Redact whole columns of a table in place (JSON documents in ``json_columns``, free
         text in ``text_columns``); returns {row: values replaced} for the rows that changed.
 
@@ -139,8 +163,13 @@ class Redactor:
             self._redact_column(columns, name, scrub, counts)
         return counts
 
-    def _redact_column(self, columns: dict[str, Sequence[Any]], name: str,
-                       scrub: Callable[[str], tuple[str, int]], counts: dict[int, int]) -> None:
+    def _redact_column(
+        self,
+        columns: dict[str, Sequence[Any]],
+        name: str,
+        scrub: Callable[[str], tuple[str, int]],
+        counts: dict[int, int],
+    ) -> None:
         column = columns.get(name)
         if column is None:
             return
@@ -241,7 +270,7 @@ def _scoped(rule: str) -> str:
         re.compile(rule)
         match = _GLOBAL_FLAGS.match(rule)
         if match:
-            rule = f"(?{match.group(1)}:{rule[match.end():]})"
+            rule = f"(?{match.group(1)}:{rule[match.end() :]})"
         re.compile(f"(?:{rule})|x")
         return rule
     except re.error as exc:

@@ -9,8 +9,16 @@ import pyarrow as pa
 from .vocab import EventKind, LedgerStatus
 
 __all__ = [
-    "EVENT_KINDS", "EVENT_SCHEMA", "LEDGER_SCHEMA", "LEDGER_STATUSES", "ROW_FIELDS",
-    "SCHEMA_VERSION", "SORT_KEYS", "STATIC_FIELDS", "TABLES", "LedgerRow",
+    "EVENT_KINDS",
+    "EVENT_SCHEMA",
+    "LEDGER_SCHEMA",
+    "LEDGER_STATUSES",
+    "ROW_FIELDS",
+    "SCHEMA_VERSION",
+    "SORT_KEYS",
+    "STATIC_FIELDS",
+    "TABLES",
+    "LedgerRow",
 ]
 
 #: version stamped on every row; readers accept every version up to this one
@@ -54,14 +62,33 @@ EVENT_SCHEMA = pa.schema(
 
 #: per-run columns, shared by every event of a run (one tuple per run on the hot path)
 STATIC_FIELDS = (
-    "run_id", "parent_run_id", "root_run_id", "tenant",
-    "release_id", "model_version", "prompt_version", "tools_version",
+    "run_id",
+    "parent_run_id",
+    "root_run_id",
+    "tenant",
+    "release_id",
+    "model_version",
+    "prompt_version",
+    "tools_version",
 )
 
 #: per-event columns, in the order the hot path packs them after the run's static tuple
 ROW_FIELDS = (
-    "seq", "step", "ts", "kind", "name", "call_id", "args", "output", "status", "error",
-    "tokens_in", "tokens_out", "cost_usd", "latency_ms", "attrs",
+    "seq",
+    "step",
+    "ts",
+    "kind",
+    "name",
+    "call_id",
+    "args",
+    "output",
+    "status",
+    "error",
+    "tokens_in",
+    "tokens_out",
+    "cost_usd",
+    "latency_ms",
+    "attrs",
 )
 
 LEDGER_STATUSES = tuple(LedgerStatus)
@@ -89,6 +116,7 @@ class LedgerRow(TypedDict, total=False):
     result: str | None
     release_id: str
     schema_version: int
+
 
 #: one row per state change of a side effect; rows of one effect share its entry_id
 LEDGER_SCHEMA = pa.schema(

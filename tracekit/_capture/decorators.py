@@ -35,17 +35,30 @@ F = TypeVar("F", bound=Callable[..., Any])
 @overload
 def tool(fn: F, /) -> F: ...
 @overload
-def tool(*, name: str | None = None, writes: bool = False, bounds: Bounds | None = None,
-         destination: str | Callable[..., Any] | None = None,
-         idempotency_key: str | Callable[..., Any] | None = None,
-         reversible: bool | None = None, compensate: Callable[..., Any] | str | None = None,
-         retry_on: tuple[type[BaseException], ...] = (),
-         amount: float | Callable[..., Any] | None = None,
-         currency: str | Callable[..., Any] | None = None,
-         action: str | None = None) -> Callable[[F], F]: ...
-def tool(fn: F | None = None, /, *, name: str | None = None, writes: bool = False,
-         bounds: Bounds | None = None, destination: str | Callable[..., Any] | None = None,
-         **ledger: Any) -> Any:
+def tool(
+    *,
+    name: str | None = None,
+    writes: bool = False,
+    bounds: Bounds | None = None,
+    destination: str | Callable[..., Any] | None = None,
+    idempotency_key: str | Callable[..., Any] | None = None,
+    reversible: bool | None = None,
+    compensate: Callable[..., Any] | str | None = None,
+    retry_on: tuple[type[BaseException], ...] = (),
+    amount: float | Callable[..., Any] | None = None,
+    currency: str | Callable[..., Any] | None = None,
+    action: str | None = None,
+) -> Callable[[F], F]: ...
+def tool(
+    fn: F | None = None,
+    /,
+    *,
+    name: str | None = None,
+    writes: bool = False,
+    bounds: Bounds | None = None,
+    destination: str | Callable[..., Any] | None = None,
+    **ledger: Any,
+) -> Any:
     """Record every call of the decorated function made inside a run as a tool call.
 
     Outside a run the function is called as it is. ``writes=True`` marks a tool that changes the
@@ -60,9 +73,12 @@ def tool(fn: F | None = None, /, *, name: str | None = None, writes: bool = Fals
     retry may run again for; ``reversible``, ``compensate``, ``amount``, ``currency`` and
     ``action`` describe the effect for ``tracekit scope`` and compensation.
     """
+
     def decorate(func: F) -> F:
-        return _wrap_tool(func, ToolSpec(name or func.__name__, writes, bounds, destination,
-                                         **ledger))
+        return _wrap_tool(
+            func, ToolSpec(name or func.__name__, writes, bounds, destination, **ledger)
+        )
+
     return decorate(fn) if fn is not None else decorate
 
 
@@ -76,20 +92,24 @@ def _wrap_tool(func: F, spec: ToolSpec) -> F:
         return run
 
     if inspect.iscoroutinefunction(func):
+
         @functools.wraps(func)
         async def async_wrapper(*args: Any, **kwargs: Any) -> Any:
             run = current()
             if run is None:
                 return await func(*args, **kwargs)
             return await run._ainvoke(spec, func, params, args, kwargs)
+
         wrapper: Any = async_wrapper
     else:
+
         @functools.wraps(func)
         def wrapper(*args: Any, **kwargs: Any) -> Any:
             run = current()
             if run is None:
                 return func(*args, **kwargs)
             return run._invoke(spec, func, params, args, kwargs)
+
     wrapper.__tracekit_tool__ = {"name": spec.name, "writes": spec.writes}
     return wrapper  # type: ignore[no-any-return]
 
@@ -98,13 +118,22 @@ def _wrap_tool(func: F, spec: ToolSpec) -> F:
 @overload
 def model(fn: F, /) -> F: ...
 @overload
-def model(*, name: str | None = None, cost: Callable[[Any], float | None] | None = None,
-          usage: Callable[[Any], Any] | None = None,
-          decode: Callable[[Any], Any] | None = None) -> Callable[[F], F]: ...
-def model(fn: F | None = None, /, *, name: str | None = None,
-          cost: Callable[[Any], float | None] | None = None,
-          usage: Callable[[Any], Any] | None = None,
-          decode: Callable[[Any], Any] | None = None) -> Any:
+def model(
+    *,
+    name: str | None = None,
+    cost: Callable[[Any], float | None] | None = None,
+    usage: Callable[[Any], Any] | None = None,
+    decode: Callable[[Any], Any] | None = None,
+) -> Callable[[F], F]: ...
+def model(
+    fn: F | None = None,
+    /,
+    *,
+    name: str | None = None,
+    cost: Callable[[Any], float | None] | None = None,
+    usage: Callable[[Any], Any] | None = None,
+    decode: Callable[[Any], Any] | None = None,
+) -> Any:
     """Record each call of the decorated model function inside a run: its prompt (the
     ``messages`` argument, or all the arguments), then its answer as the model output.
 
@@ -113,9 +142,11 @@ def model(fn: F | None = None, /, *, name: str | None = None,
     called: the recorded answer is served, decoded from JSON by ``decode`` (e.g.
     ``ChatCompletion.model_validate``) when given.
     """
+
     def decorate(func: F) -> F:
         spec = ModelSpec(func, name, cost, usage, decode)
         if inspect.iscoroutinefunction(func):
+
             @functools.wraps(func)
             async def async_wrapper(*args: Any, **kwargs: Any) -> Any:
                 call = ModelCall.start(spec, args, kwargs)
@@ -127,6 +158,7 @@ def model(fn: F | None = None, /, *, name: str | None = None,
                     call.failed(exc)
                     raise
                 return call.answered(result)
+
             return async_wrapper  # type: ignore[return-value]
 
         @functools.wraps(func)
@@ -140,7 +172,9 @@ def model(fn: F | None = None, /, *, name: str | None = None,
                 call.failed(exc)
                 raise
             return call.answered(result)
+
         return wrapper  # type: ignore[return-value]
+
     return decorate(fn) if fn is not None else decorate
 
 
@@ -155,8 +189,9 @@ class ModelCall:
         self.started = time.perf_counter()
 
     @classmethod
-    def start(cls, spec: ModelSpec, args: tuple[Any, ...],
-              kwargs: dict[str, Any]) -> ModelCall | None:
+    def start(
+        cls, spec: ModelSpec, args: tuple[Any, ...], kwargs: dict[str, Any]
+    ) -> ModelCall | None:
         """None outside a run; a done call in agent replay (the recorded answer)."""
         run = _current.get()
         if run is None:
@@ -167,29 +202,43 @@ class ModelCall:
             call.done, call.result = True, run._served.model(run, spec, prompt)
             return call
         call = cls(run, spec, f"call_{next(run._calls)}")
-        run._record(EventKind.PROMPT, name=spec.name or run.release.model,
-                    call_id=call.call_id, args=prompt)
+        run._record(
+            EventKind.PROMPT, name=spec.name or run.release.model, call_id=call.call_id, args=prompt
+        )
         return call
 
     def answered(self, result: Any) -> Any:
-        record_output(self.run, self.spec, self.call_id, result, canonical_json(result),
-                      (time.perf_counter() - self.started) * 1000.0)
+        record_output(
+            self.run,
+            self.spec,
+            self.call_id,
+            result,
+            canonical_json(result),
+            (time.perf_counter() - self.started) * 1000.0,
+        )
         return result
 
     def failed(self, exc: BaseException) -> None:
         """A model call that raised: an ``error`` event with its call id (replay raises it
         again)."""
         run = self.run
-        run._record(EventKind.ERROR, name=self.spec.name or run.release.model,
-                    call_id=self.call_id, status=EventStatus.ERROR, error=describe(exc),
-                    attrs=exception_attrs(exc))
+        run._record(
+            EventKind.ERROR,
+            name=self.spec.name or run.release.model,
+            call_id=self.call_id,
+            status=EventStatus.ERROR,
+            error=describe(exc),
+            attrs=exception_attrs(exc),
+        )
 
 
-def record_output(run: Run, spec: ModelSpec, call_id: str, result: Any, encoded: str,
-                  latency_ms: float | None) -> None:
+def record_output(
+    run: Run, spec: ModelSpec, call_id: str, result: Any, encoded: str, latency_ms: float | None
+) -> None:
     """The model output event of a model call (recorded or served)."""
-    run._output(encoded, spec.usage(result), spec.cost_of(result), spec.name, latency_ms,
-                call_id=call_id)
+    run._output(
+        encoded, spec.usage(result), spec.cost_of(result), spec.name, latency_ms, call_id=call_id
+    )
 
 
 # -- @tracekit.entrypoint ---------------------------------------------------------------------
@@ -221,6 +270,7 @@ def _entrypoint(fn: F, secrets: frozenset[str]) -> F:
         return entry.set([target, canonical_json(named), False])
 
     if inspect.iscoroutinefunction(fn):
+
         @functools.wraps(fn)
         async def async_entry(*args: Any, **kwargs: Any) -> Any:
             token = bind(args, kwargs)
@@ -228,6 +278,7 @@ def _entrypoint(fn: F, secrets: frozenset[str]) -> F:
                 return await fn(*args, **kwargs)
             finally:
                 entry.reset(token)
+
         return async_entry  # type: ignore[return-value]
 
     @functools.wraps(fn)
@@ -237,4 +288,5 @@ def _entrypoint(fn: F, secrets: frozenset[str]) -> F:
             return fn(*args, **kwargs)
         finally:
             entry.reset(token)
+
     return sync_entry  # type: ignore[return-value]

@@ -30,6 +30,7 @@ from .rows import EventRow, to_batch
 
 __all__ = ["Recorder"]
 
+
 class Recorder:
     """Buffers events in memory and makes them durable in the store from a background thread."""
 
@@ -119,8 +120,9 @@ class Recorder:
             try:
                 self._ledger.close()
             except Exception as exc:  # left as a segment: recovered later, never lost
-                warnings.warn(f"tracekit could not compact the ledger: {exc}", TracekitWarning,
-                              stacklevel=1)
+                warnings.warn(
+                    f"tracekit could not compact the ledger: {exc}", TracekitWarning, stacklevel=1
+                )
         self._closed = True
         self._wake.set()
         self._thread.join(timeout)

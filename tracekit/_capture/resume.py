@@ -32,7 +32,10 @@ def trace_so_far(run_id: str) -> RunTrace | None:
             first_step[key] = min(first_step.get(key, row["step"] or 0), row["step"] or 0)
     progress_steps = [r["step"] or 0 for r in rows if r["kind"] == EventKind.PROGRESS]
     return RunTrace(
-        steps=max(r["step"] or 0 for r in rows), seq=max(r["seq"] for r in rows) + 1,
-        cost=float(sum(r["cost_usd"] or 0.0 for r in rows)), progress=len(progress_steps),
+        steps=max(r["step"] or 0 for r in rows),
+        seq=max(r["seq"] for r in rows) + 1,
+        cost=float(sum(r["cost_usd"] or 0.0 for r in rows)),
+        progress=len(progress_steps),
         last_change_step=max([*progress_steps, *first_step.values(), 0]),
-        calls=sorted(first_step))
+        calls=sorted(first_step),
+    )

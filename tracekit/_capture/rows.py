@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol
@@ -25,6 +26,7 @@ import pyarrow.compute as pc
 from .._base.encode import dump_plain
 from .._base.redact import Redactor
 from .._base.schema import EVENT_SCHEMA, ROW_FIELDS, SCHEMA_VERSION, STATIC_FIELDS
+from .._base.vocab import EventStatus
 
 __all__ = ["Event", "EventRow", "MemorySink", "RunStatic", "Sink", "event_row", "to_batch"]
 
@@ -41,15 +43,43 @@ _TYPES = {f.name: f.type for f in EVENT_SCHEMA}
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
-def event_row(static: RunStatic, seq: int, step: int, ts_us: int, kind: str,
-              name: str | None = None, call_id: str | None = None, args: str | None = None,
-              output: str | None = None, status: str | None = None, error: str | None = None,
-              tokens_in: int | None = None, tokens_out: int | None = None,
-              cost_usd: float | None = None, latency_ms: float | None = None,
-              attrs: str | None = None) -> EventRow:
+def event_row(
+    static: RunStatic,
+    seq: int,
+    step: int,
+    ts_us: int,
+    kind: str,
+    name: str | None = None,
+    call_id: str | None = None,
+    args: str | None = None,
+    output: str | None = None,
+    status: str | None = None,
+    error: str | None = None,
+    tokens_in: int | None = None,
+    tokens_out: int | None = None,
+    cost_usd: float | None = None,
+    latency_ms: float | None = None,
+    attrs: str | None = None,
+) -> EventRow:
     """One event row (``args``, ``output`` and ``attrs`` already JSON text)."""
-    return (static, seq, step, ts_us, kind, name, call_id, args, output, status, error,
-            tokens_in, tokens_out, cost_usd, latency_ms, attrs)
+    return (
+        static,
+        seq,
+        step,
+        ts_us,
+        kind,
+        name,
+        call_id,
+        args,
+        output,
+        status,
+        error,
+        tokens_in,
+        tokens_out,
+        cost_usd,
+        latency_ms,
+        attrs,
+    )
 
 
 @dataclass(frozen=True, slots=True)
@@ -83,7 +113,8 @@ class Event:
     @classmethod
     def of(cls, row: EventRow) -> Event:
         static, seq, step, ts_us, *rest = row
-        return cls(*static, seq, step, _EPOCH + timedelta(microseconds=int(ts_us)), *rest)
+        when = _EPOCH + timedelta(microseconds=int(ts_us))
+        return cls(*static, seq, step, when, *rest)  # type: ignore[call-arg]
 
     @property
     def decoded_attrs(self) -> dict[str, Any]:
@@ -104,13 +135,12 @@ class MemorySink:
     """A sink that keeps every row in memory, in order (like OpenTelemetry's in-memory span
     exporter): nothing reaches a store. ``events()`` gives them with columns by name."""
 
+    emit: Callable[[EventRow], None]  # the list's own append: the cheapest sink there is
+
     def __init__(self) -> None:
         self.rows: list[EventRow] = []
-        self.emit = self.rows.append  # type: ignore[method-assign]
+        self.emit = self.rows.append
         self._lock = threading.Lock()
-
-    def emit(self, row: EventRow) -> None:  # replaced by list.append in __init__
-        self.rows.append(row)
 
     def events(self, kind: str | None = None) -> list[Event]:
         """Every row so far (of one kind, if given), as ``Event`` records."""
@@ -130,19 +160,20 @@ class MemorySink:
 
 
 # -- rows to the stored Arrow batch -----------------------------------------------------------
-def to_batch(rows: list[EventRow], redactor: Redactor, writer_id: str,
-             first_no: int) -> pa.RecordBatch:
+def to_batch(
+    rows: list[EventRow], redactor: Redactor, writer_id: str, first_no: int
+) -> pa.RecordBatch:
     """The stored form of ``rows``: redacted, with event ids ``<ts><writer><n>`` numbered from
     ``first_no``. One row that will not convert never holds back the others."""
     try:
         return _to_batch(rows, redactor, writer_id, first_no)
     except Exception:
-        return _to_batch([_convertible(r, redactor) for r in rows], redactor, writer_id,
-                         first_no)
+        return _to_batch([_convertible(r, redactor) for r in rows], redactor, writer_id, first_no)
 
 
-def _to_batch(rows: list[EventRow], redactor: Redactor, writer_id: str,
-              first_no: int) -> pa.RecordBatch:
+def _to_batch(
+    rows: list[EventRow], redactor: Redactor, writer_id: str, first_no: int
+) -> pa.RecordBatch:
     n = len(rows)
     cols = list(zip(*rows, strict=True))
     named = {name: cols[i] for name, i in _ROW.items()}
@@ -161,7 +192,8 @@ def _event_ids(ts: tuple[int, ...], writer_id: str, start: int, n: int) -> pa.Ar
     """Sortable unique ids: 16-digit microsecond time, writer id, per-writer counter."""
     ts_text = pc.utf8_lpad(pc.cast(pa.array(ts, pa.int64()), pa.string()), 16, "0")
     counter = pc.utf8_lpad(
-        pc.cast(pa.array(range(start, start + n), pa.int64()), pa.string()), 9, "0")
+        pc.cast(pa.array(range(start, start + n), pa.int64()), pa.string()), 9, "0"
+    )
     return pc.binary_join_element_wise(ts_text, writer_id, counter, "")
 
 
@@ -228,4 +260,4 @@ def _placeholder(row: EventRow, problem: BaseException) -> EventRow:
     """The row's identity and order kept, its payload replaced by what went wrong."""
     static, seq, step, ts, kind = row[:5]
     note = f"tracekit could not record this event's payload: {type(problem).__name__}"
-    return event_row(static, seq, step, ts, kind, status="error", error=note)
+    return event_row(static, seq, step, ts, kind, status=EventStatus.ERROR, error=note)

@@ -47,8 +47,22 @@ class Run:
     """One agent run: a context manager that records its decisions in order."""
 
     __slots__ = (
-        "_calls", "_guard", "_parent", "_seq", "_served", "_static", "_token", "attrs", "depth",
-        "parent_run_id", "release", "release_id", "root_run_id", "run_id", "step", "tenant",
+        "_calls",
+        "_guard",
+        "_parent",
+        "_seq",
+        "_served",
+        "_static",
+        "_token",
+        "attrs",
+        "depth",
+        "parent_run_id",
+        "release",
+        "release_id",
+        "root_run_id",
+        "run_id",
+        "step",
+        "tenant",
         "tools",
     )
 
@@ -80,22 +94,54 @@ class Run:
         self._calls = itertools.count(1)
         self._token: Token[Run | None] | None = None
         self._static: RunStatic = (
-            self.run_id, self.parent_run_id, self.root_run_id, tenant, self.release_id,
-            self.release.model, self.release.prompt, self.release.tools,
+            self.run_id,
+            self.parent_run_id,
+            self.root_run_id,
+            tenant,
+            self.release_id,
+            self.release.model,
+            self.release.prompt,
+            self.release.tools,
         )
 
     # -- every event of the run goes through here -------------------------------------------
     def _record(
-        self, kind: str, name: str | None = None, call_id: str | None = None,
-        args: str | None = None, output: str | None = None, status: str | None = None,
-        error: str | None = None, tokens_in: int | None = None, tokens_out: int | None = None,
-        cost_usd: float | None = None, latency_ms: float | None = None, attrs: str | None = None,
+        self,
+        kind: str,
+        name: str | None = None,
+        call_id: str | None = None,
+        args: str | None = None,
+        output: str | None = None,
+        status: str | None = None,
+        error: str | None = None,
+        tokens_in: int | None = None,
+        tokens_out: int | None = None,
+        cost_usd: float | None = None,
+        latency_ms: float | None = None,
+        attrs: str | None = None,
     ) -> None:
         seq = self._seq
         self._seq = seq + 1
-        _emit(event_row(self._static, seq, self.step, _now_us() // 1000, kind, name, call_id,
-                        args, output, status, error, tokens_in, tokens_out, cost_usd,
-                        latency_ms, attrs))
+        _emit(
+            event_row(
+                self._static,
+                seq,
+                self.step,
+                _now_us() // 1000,
+                kind,
+                name,
+                call_id,
+                args,
+                output,
+                status,
+                error,
+                tokens_in,
+                tokens_out,
+                cost_usd,
+                latency_ms,
+                attrs,
+            )
+        )
 
     def next_seq(self) -> int:
         """The seq the next event will get (without taking it)."""
@@ -104,7 +150,7 @@ class Run:
     def rebind(self, run_id: str) -> None:
         """This run replays another recorded run (agent replay matched it again)."""
         self.run_id = run_id
-        self._static = (run_id, *self._static[1:])  # type: ignore[assignment]
+        self._static = (run_id, *self._static[1:])
         if self._guard is not None:
             self._guard.rebind(run_id)
 
@@ -144,7 +190,7 @@ class Run:
             return
         if lineage is not None:
             self.depth, self.root_run_id = lineage
-            self._static = (*self._static[:2], self.root_run_id, *self._static[3:])  # type: ignore[assignment]
+            self._static = (*self._static[:2], self.root_run_id, *self._static[3:])
 
     def _resume(self, guard: RunGuard) -> None:
         """A run_id seen before continues: its steps, spend and windows do not restart.
@@ -155,8 +201,9 @@ class Run:
         try:
             saved = guard.resume()
         except ControlError as exc:  # fail closed: a budget never restarts from zero
-            raise Halted.store_unavailable(guard.rt.control.url, exc,
-                                           f"cannot resume run {self.run_id}") from None
+            raise Halted.store_unavailable(
+                guard.rt.control.url, exc, f"cannot resume run {self.run_id}"
+            ) from None
         if not saved:
             return
         step, seq = int(saved.get("steps", 0)), int(saved.get("seq", 0))
@@ -167,14 +214,21 @@ class Run:
         self.step = step
         self._seq = seq
 
-    def _refused(self, halt: Halted, name: str | None = None, args: str | None = None,
-                 writes: bool = False) -> None:
+    def _refused(
+        self, halt: Halted, name: str | None = None, args: str | None = None, writes: bool = False
+    ) -> None:
         """Record the guard's refusal as a ``guard`` event (of a call: its tool and arguments)."""
         attrs = halt.as_attrs()
         if writes:
             attrs["writes"] = True
-        self._record(_GUARD, name=name or halt.signal, args=args, status=halt.status,
-                     error=str(halt), attrs=canonical_json(attrs))
+        self._record(
+            _GUARD,
+            name=name or halt.signal,
+            args=args,
+            status=halt.status,
+            error=str(halt),
+            attrs=canonical_json(attrs),
+        )
 
     def __exit__(self, exc_type: Any, exc: BaseException | None, tb: Any) -> None:
         if self._guard is not None:
@@ -199,29 +253,63 @@ class Run:
         encoded = canonical_json(messages)
         if self._served is not None:
             self._served.prompt(self, encoded)
-        self._record(EventKind.PROMPT, name=model or self.release.model, args=encoded,
-                     attrs=canonical_json(attrs) if attrs else None)
+        self._record(
+            EventKind.PROMPT,
+            name=model or self.release.model,
+            args=encoded,
+            attrs=canonical_json(attrs) if attrs else None,
+        )
 
     def model_output(
-        self, content: Any, tool_calls: Any = None, usage: Any = None,
-        cost_usd: float | None = None, model: str | None = None,
-        latency_ms: float | None = None, **attrs: Any,
+        self,
+        content: Any,
+        tool_calls: Any = None,
+        usage: Any = None,
+        cost_usd: float | None = None,
+        model: str | None = None,
+        latency_ms: float | None = None,
+        **attrs: Any,
     ) -> None:
         """Record what the model answered; each model output starts a new step."""
-        body = {"content": content} if tool_calls is None else {
-            "content": content, "tool_calls": tool_calls}
-        self._output(canonical_json(body), usage, cost_usd, model, latency_ms,
-                     canonical_json(attrs) if attrs else None)
+        body = (
+            {"content": content}
+            if tool_calls is None
+            else {"content": content, "tool_calls": tool_calls}
+        )
+        self._output(
+            canonical_json(body),
+            usage,
+            cost_usd,
+            model,
+            latency_ms,
+            canonical_json(attrs) if attrs else None,
+        )
 
-    def _output(self, encoded: str, usage: Any, cost_usd: float | None, model: str | None,
-                latency_ms: float | None, attrs: str | None = None,
-                call_id: str | None = None) -> None:
+    def _output(
+        self,
+        encoded: str,
+        usage: Any,
+        cost_usd: float | None,
+        model: str | None,
+        latency_ms: float | None,
+        attrs: str | None = None,
+        call_id: str | None = None,
+    ) -> None:
         """Record a model output (a new step), then let the guard see its cost."""
         self.step += 1
         tokens_in, tokens_out = token_usage(usage)
-        self._record(EventKind.MODEL_OUTPUT, name=model or self.release.model, call_id=call_id,
-                     output=encoded, status=_OK, tokens_in=tokens_in, tokens_out=tokens_out,
-                     cost_usd=cost_usd, latency_ms=latency_ms, attrs=attrs)
+        self._record(
+            EventKind.MODEL_OUTPUT,
+            name=model or self.release.model,
+            call_id=call_id,
+            output=encoded,
+            status=_OK,
+            tokens_in=tokens_in,
+            tokens_out=tokens_out,
+            cost_usd=cost_usd,
+            latency_ms=latency_ms,
+            attrs=attrs,
+        )
         if self._guard is not None:
             try:
                 self._guard.after_model_output(float_or_none(cost_usd))
@@ -231,20 +319,34 @@ class Run:
 
     def progress(self, label: str, **attrs: Any) -> None:
         """Mark a closed loop or a real change of state (the runaway detectors count these)."""
-        self._record(EventKind.PROGRESS, name=str(label), status=_OK,
-                     attrs=canonical_json(attrs) if attrs else None)
+        self._record(
+            EventKind.PROGRESS,
+            name=str(label),
+            status=_OK,
+            attrs=canonical_json(attrs) if attrs else None,
+        )
         if self._guard is not None:
             self._guard.after_progress()
 
     def error(self, error: BaseException | str, **attrs: Any) -> None:
         """Record an error the agent handled (an unhandled one ends the run with it)."""
         text = describe(error) if isinstance(error, BaseException) else str(error)
-        self._record(EventKind.ERROR, status=EventStatus.ERROR, error=text,
-                     attrs=canonical_json(attrs) if attrs else None)
+        self._record(
+            EventKind.ERROR,
+            status=EventStatus.ERROR,
+            error=text,
+            attrs=canonical_json(attrs) if attrs else None,
+        )
 
     def event(
-        self, kind: str, name: str | None = None, *, args: Any = None, output: Any = None,
-        attrs: Any = None, **columns: Any,
+        self,
+        kind: str,
+        name: str | None = None,
+        *,
+        args: Any = None,
+        output: Any = None,
+        attrs: Any = None,
+        **columns: Any,
     ) -> None:
         """Record a raw event of ``kind`` (for integrations).
 
@@ -252,7 +354,11 @@ class Run:
         keywords are the event's columns (call_id, status, error, tokens_in, cost_usd, ...).
         """
         self._record(
-            kind, name, args=_as_json(args), output=_as_json(output), attrs=_as_json(attrs),
+            kind,
+            name,
+            args=_as_json(args),
+            output=_as_json(output),
+            attrs=_as_json(attrs),
             **columns,
         )
 
@@ -265,8 +371,14 @@ class Run:
         return PROCESS.flush(timeout)
 
     # -- tools: one core for sync and async tools ------------------------------------------------
-    def _invoke(self, spec: ToolSpec, fn: Callable[..., Any], params: tuple[str, ...] | None,
-                args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+    def _invoke(
+        self,
+        spec: ToolSpec,
+        fn: Callable[..., Any],
+        params: tuple[str, ...] | None,
+        args: tuple[Any, ...],
+        kwargs: dict[str, Any],
+    ) -> Any:
         call = self._start_call(spec, params, args, kwargs)
         if call.done:
             return call.result
@@ -277,9 +389,14 @@ class Run:
             raise
         return call.returned(result)
 
-    async def _ainvoke(self, spec: ToolSpec, fn: Callable[..., Any],
-                       params: tuple[str, ...] | None, args: tuple[Any, ...],
-                       kwargs: dict[str, Any]) -> Any:
+    async def _ainvoke(
+        self,
+        spec: ToolSpec,
+        fn: Callable[..., Any],
+        params: tuple[str, ...] | None,
+        args: tuple[Any, ...],
+        kwargs: dict[str, Any],
+    ) -> Any:
         call = self._start_call(spec, params, args, kwargs)
         if call.done:
             return call.result
@@ -290,8 +407,13 @@ class Run:
             raise
         return call.returned(result)
 
-    def _start_call(self, spec: ToolSpec, params: tuple[str, ...] | None,
-                    args: tuple[Any, ...], kwargs: dict[str, Any]) -> ToolCall:
+    def _start_call(
+        self,
+        spec: ToolSpec,
+        params: tuple[str, ...] | None,
+        args: tuple[Any, ...],
+        kwargs: dict[str, Any],
+    ) -> ToolCall:
         """Up to the tool running: served (agent replay), checked, recorded, reserved."""
         if self._served is not None:  # agent replay: served from the recording, never run
             return ToolCall.served(self._served.tool(self, spec, params, args, kwargs))
@@ -300,8 +422,14 @@ class Run:
         if self._guard is not None:
             self.check(spec, named, encoded)
         call_id = f"call_{next(self._calls)}"
-        self._record(_TOOL_CALL, name=spec.name, call_id=call_id, args=encoded, status=_STARTED,
-                     attrs=spec.attrs)
+        self._record(
+            _TOOL_CALL,
+            name=spec.name,
+            call_id=call_id,
+            args=encoded,
+            status=_STARTED,
+            attrs=spec.attrs,
+        )
         call = ToolCall(self, spec, call_id)
         if spec.writes:
             call.reserve(named, encoded)
@@ -318,14 +446,30 @@ class Run:
             self._refused(halt, spec.name, encoded, spec.writes)
             raise
 
-    def result(self, name: str, call_id: str, started: float | None, output: str | None,
-               status: str = _OK, error: str | None = None, attrs: str | None = None,
-               latency_ms: float | None = None) -> None:
+    def result(
+        self,
+        name: str,
+        call_id: str,
+        started: float | None,
+        output: str | None,
+        status: str = _OK,
+        error: str | None = None,
+        attrs: str | None = None,
+        latency_ms: float | None = None,
+    ) -> None:
         """Record a tool's result (and let the guard see whether it failed)."""
         if started is not None:
             latency_ms = (_perf() - started) * 1000.0
-        self._record(_TOOL_RESULT, name=name, call_id=call_id, output=output, status=status,
-                     error=error, latency_ms=latency_ms, attrs=attrs)
+        self._record(
+            _TOOL_RESULT,
+            name=name,
+            call_id=call_id,
+            output=output,
+            status=status,
+            error=error,
+            latency_ms=latency_ms,
+            attrs=attrs,
+        )
         if self._guard is not None:
             self._guard.after_result(name, status != EventStatus.ERROR)
 
@@ -366,8 +510,9 @@ class ToolCall:
             self.effect = effect
         else:
             self.done, self.result = True, first
-            run.result(spec.name, self.call_id, self.started, canonical_json(first),
-                       status=_DUPLICATE)
+            run.result(
+                spec.name, self.call_id, self.started, canonical_json(first), status=_DUPLICATE
+            )
 
     def returned(self, result: Any) -> Any:
         run, spec = self.run, self.spec
@@ -382,20 +527,34 @@ class ToolCall:
         assert run is not None and spec is not None
         if effect is not None:
             effect.failed(exc)
-        run.result(spec.name, self.call_id, self.started, None, status=status_of(exc),
-                   error=describe(exc), attrs=exception_attrs(exc))
+        run.result(
+            spec.name,
+            self.call_id,
+            self.started,
+            None,
+            status=status_of(exc),
+            error=describe(exc),
+            attrs=exception_attrs(exc),
+        )
 
 
-def _effect(run: Run, spec: ToolSpec, call_id: str, named: dict[str, Any],
-            encoded: str) -> Effect:
+def _effect(run: Run, spec: ToolSpec, call_id: str, named: dict[str, Any], encoded: str) -> Effect:
     try:
         control = PROCESS.ledger_control()
     except ControlError as exc:  # no reservation, no effect: fail closed
-        raise Halted.store_unavailable(None, exc, "control store unavailable for an "
-                                                  "idempotent write") from None
-    return Effect(run, spec, call_id, named, encoded, control=control,
-                  ledger=PROCESS.recorder().ledger,  # type: ignore[attr-defined]
-                  redactor=PROCESS.settings().redactor)
+        raise Halted.store_unavailable(
+            None, exc, "control store unavailable for an idempotent write"
+        ) from None
+    return Effect(
+        run,
+        spec,
+        call_id,
+        named,
+        encoded,
+        control=control,
+        ledger=PROCESS.recorder().ledger,  # type: ignore[attr-defined]
+        redactor=PROCESS.settings().redactor,
+    )
 
 
 def run(

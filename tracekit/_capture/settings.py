@@ -103,5 +103,4 @@ def _project_guard() -> tuple[Guard | None, str | None]:
     if found is None:
         return None, None
     table = found.guard
-    return (guard_from_mapping(table, found.source) if table is not None else None,
-            found.control)
+    return (guard_from_mapping(table, found.source) if table is not None else None, found.control)

@@ -20,22 +20,48 @@ __all__ = ["Bounds", "ModelSpec", "ToolSpec", "named_args", "param_names"]
 Bounds = dict[str, tuple[float | None, float | None]]
 
 _WRITES_ATTRS = canonical_json({"writes": True})
-_LEDGER_OPTIONS = ("idempotency_key", "reversible", "compensate", "retry_on", "amount",
-                   "currency", "action")
+_LEDGER_OPTIONS = (
+    "idempotency_key",
+    "reversible",
+    "compensate",
+    "retry_on",
+    "amount",
+    "currency",
+    "action",
+)
 
 
 class ToolSpec:
     """A tool's name, whether it writes, its argument bounds and its ledger options."""
 
-    __slots__ = ("action", "amount", "attrs", "bounds", "compensate", "currency", "destination",
-                 "idempotency_key", "name", "retry_on", "reversible", "writes")
+    __slots__ = (
+        "action",
+        "amount",
+        "attrs",
+        "bounds",
+        "compensate",
+        "currency",
+        "destination",
+        "idempotency_key",
+        "name",
+        "retry_on",
+        "reversible",
+        "writes",
+    )
 
-    def __init__(self, name: str, writes: bool = False, bounds: Bounds | None = None,
-                 destination: str | Callable[..., Any] | None = None, **ledger: Any) -> None:
+    def __init__(
+        self,
+        name: str,
+        writes: bool = False,
+        bounds: Bounds | None = None,
+        destination: str | Callable[..., Any] | None = None,
+        **ledger: Any,
+    ) -> None:
         unknown = sorted(set(ledger) - set(_LEDGER_OPTIONS))
         if unknown:
-            raise TypeError(f"@tracekit.tool got unknown options {unknown}; known: "
-                            f"{', '.join(_LEDGER_OPTIONS)}")
+            raise TypeError(
+                f"@tracekit.tool got unknown options {unknown}; known: {', '.join(_LEDGER_OPTIONS)}"
+            )
         self.name, self.writes, self.destination = name, writes, destination
         self.idempotency_key = ledger.get("idempotency_key")
         self.reversible: bool | None = ledger.get("reversible")
@@ -65,8 +91,10 @@ def _checked_bounds(name: str, bounds: Bounds | None) -> Bounds:
     checked = dict(bounds or {})
     for arg, pair in checked.items():
         if not (isinstance(pair, tuple) and len(pair) == 2):
-            raise ValueError(f"bounds for {name}({arg}=...) must be a (low, high) pair; "
-                             "use None for an open end, e.g. {'amount': (0, 200)}")
+            raise ValueError(
+                f"bounds for {name}({arg}=...) must be a (low, high) pair; "
+                "use None for an open end, e.g. {'amount': (0, 200)}"
+            )
     return checked
 
 
@@ -75,10 +103,14 @@ class ModelSpec:
 
     __slots__ = ("cost", "decode", "name", "params", "usage")
 
-    def __init__(self, fn: Callable[..., Any], name: str | None,
-                 cost: Callable[[Any], float | None] | None,
-                 usage: Callable[[Any], Any] | None,
-                 decode: Callable[[Any], Any] | None) -> None:
+    def __init__(
+        self,
+        fn: Callable[..., Any],
+        name: str | None,
+        cost: Callable[[Any], float | None] | None,
+        usage: Callable[[Any], Any] | None,
+        decode: Callable[[Any], Any] | None,
+    ) -> None:
         self.name = name
         self.params = param_names(fn)
         self.cost = cost
@@ -111,15 +143,16 @@ def param_names(func: Callable[..., Any]) -> tuple[str, ...] | None:
     return tuple(p.name for p in sig.parameters.values() if p.kind in kinds)
 
 
-def named_args(params: tuple[str, ...] | None, args: tuple[Any, ...],
-               kwargs: dict[str, Any]) -> dict[str, Any]:
+def named_args(
+    params: tuple[str, ...] | None, args: tuple[Any, ...], kwargs: dict[str, Any]
+) -> dict[str, Any]:
     """A call's arguments by name (``self`` and ``cls`` left out; extra positionals as
     ``*args``)."""
     if not args:
         return kwargs
     if params is None or len(args) > len(params):
         named = dict(zip(params or (), args, strict=False))
-        named["*args"] = list(args[len(named):])
+        named["*args"] = list(args[len(named) :])
     else:
         named = dict(zip(params, args, strict=False))
     named.pop("self", None)
@@ -146,7 +179,10 @@ def token_usage(usage: Any) -> tuple[int | None, int | None]:
     """Token counts from an OpenAI- or Anthropic-style usage dict or object."""
     if usage is None:
         return None, None
-    get = usage.get if isinstance(usage, dict) else lambda k: getattr(usage, k, None)
+
+    def get(key: str) -> Any:
+        return usage.get(key) if isinstance(usage, dict) else getattr(usage, key, None)
+
     tokens_in = get("input_tokens")
     if tokens_in is None:
         tokens_in = get("prompt_tokens")

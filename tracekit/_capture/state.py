@@ -36,10 +36,17 @@ __all__ = ["PROCESS", "Process", "Replaying", "configure", "flush", "settings", 
 class Replaying(Protocol):
     """What a run asks of the agent replay in progress (the recording serves the world)."""
 
-    def run_id_for(self, tenant: str, run_id: str | None, parent: Any,
-                   attrs: dict[str, Any] | None) -> str: ...
-    def tool(self, run: Run, spec: ToolSpec, params: tuple[str, ...] | None,
-             args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any: ...
+    def run_id_for(
+        self, tenant: str, run_id: str | None, parent: Any, attrs: dict[str, Any] | None
+    ) -> str: ...
+    def tool(
+        self,
+        run: Run,
+        spec: ToolSpec,
+        params: tuple[str, ...] | None,
+        args: tuple[Any, ...],
+        kwargs: dict[str, Any],
+    ) -> Any: ...
     def prompt(self, run: Run, encoded: str) -> Any: ...
     def model(self, run: Run, spec: ModelSpec, prompt: str) -> Any: ...
     def draw(self, run: Run | None, kind: str) -> Any: ...
@@ -113,8 +120,9 @@ class Process:
         with self.lock:
             if self.control is None:
                 current = self.settings()
-                self.control = open_control(current.control, current.store,
-                                            create=not is_shared_server(current.control))
+                self.control = open_control(
+                    current.control, current.store, create=not is_shared_server(current.control)
+                )
             return self.control
 
     # -- stopping ---------------------------------------------------------------------------
@@ -173,13 +181,18 @@ def _start_runtime(current: Settings) -> GuardRuntime:
     guard = current.guard
     assert guard is not None
     try:  # SQLite is made on first use; Redis never is
-        control: GuardControl = open_control(current.control, current.store, guard.timeout_s,
-                                             create=not is_shared_server(current.control))
+        control: GuardControl = open_control(
+            current.control,
+            current.store,
+            guard.timeout_s,
+            create=not is_shared_server(current.control),
+        )
     except ControlError as exc:  # fail closed: no control store, no guarded call
         raise Halted.store_unavailable(current.control or "sqlite", exc) from None
     redactor = current.redactor
-    return GuardRuntime(guard, control, current.clock or time.time,
-                        scrub=lambda text: redactor.redact_text(text)[0])
+    return GuardRuntime(
+        guard, control, current.clock or time.time, scrub=lambda text: redactor.redact_text(text)[0]
+    )
 
 
 def _tuning() -> dict[str, Any]:

@@ -141,19 +141,35 @@ class RunGuard:
         for level, target, key in self.keys:
             info = flags.get(key)
             if info is not None:
-                raise Halted(level, target, info.get("reason", "halted"),
-                             signal=info.get("signal", Signal.OPERATOR))
+                raise Halted(
+                    level,
+                    target,
+                    info.get("reason", "halted"),
+                    signal=info.get("signal", Signal.OPERATOR),
+                )
         if tool is not None:
             info = flags.get(f"freeze:tool:{tool}")
             if info is not None:
-                raise Halted(HaltLevel.TOOL, tool, info.get("reason", "tool frozen"),
-                             signal=Signal.FROZEN_TOOL)
+                raise Halted(
+                    HaltLevel.TOOL,
+                    tool,
+                    info.get("reason", "tool frozen"),
+                    signal=Signal.FROZEN_TOOL,
+                )
 
-    def trip(self, signal: str, value: float, threshold: float, reason: str,
-             level: str = HaltLevel.RUN, target: str | None = None) -> Halted:
+    def trip(
+        self,
+        signal: str,
+        value: float,
+        threshold: float,
+        reason: str,
+        level: str = HaltLevel.RUN,
+        target: str | None = None,
+    ) -> Halted:
         """A detector fired: set its halt flag (the run's, unless it names another)."""
-        return self.rt.trip(level, target or self.run_id, reason, signal, value, threshold,
-                            run_id=self.run_id)
+        return self.rt.trip(
+            level, target or self.run_id, reason, signal, value, threshold, run_id=self.run_id
+        )
 
     def mark_dirty(self) -> None:
         """The run's state changed: saved with the next sync of the control store."""
@@ -162,9 +178,16 @@ class RunGuard:
     # -- run state that survives the process ---------------------------------------------------
     def state(self) -> dict[str, Any]:
         run = self.run
-        saved = {"steps": run.step, "cost": self.cost, "progress": self.progress,
-                 "depth": run.depth, "root_run_id": run.root_run_id, "seq": run.next_seq(),
-                 "tenant": self.tenant, "release_id": run.release_id}
+        saved = {
+            "steps": run.step,
+            "cost": self.cost,
+            "progress": self.progress,
+            "depth": run.depth,
+            "root_run_id": run.root_run_id,
+            "seq": run.next_seq(),
+            "tenant": self.tenant,
+            "release_id": run.release_id,
+        }
         for detector in self.detectors:
             saved.update(detector.state())
         return saved

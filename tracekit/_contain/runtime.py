@@ -30,10 +30,14 @@ __all__ = ["GuardRuntime"]
 class GuardRuntime:
     """The guard of this process: one per configured guard, shared by every run in it."""
 
-    def __init__(self, guard: Guard, control: GuardControl,
-                 clock: Callable[[], float] = time.time,
-                 scrub: Callable[[str], str] = lambda text: text,
-                 background: bool = True) -> None:
+    def __init__(
+        self,
+        guard: Guard,
+        control: GuardControl,
+        clock: Callable[[], float] = time.time,
+        scrub: Callable[[str], str] = lambda text: text,
+        background: bool = True,
+    ) -> None:
         self.guard = guard
         self.control = control
         self.clock = clock
@@ -60,8 +64,9 @@ class GuardRuntime:
     def _start_threads(self) -> list[threading.Thread]:
         threads = [threading.Thread(target=self._refresh_loop, daemon=True, name="tracekit-guard")]
         if hasattr(self.control, "subscribe"):  # pub/sub: a halt reaches every process at once
-            threads.append(threading.Thread(target=self._listen, daemon=True,
-                                            name="tracekit-guard-pubsub"))
+            threads.append(
+                threading.Thread(target=self._listen, daemon=True, name="tracekit-guard-pubsub")
+            )
         for thread in threads:
             thread.start()
         return threads
@@ -123,9 +128,14 @@ class GuardRuntime:
         age = time.monotonic() - self.refreshed
         if age > self.guard.staleness_s:
             bound = self.guard.staleness_s
-            raise Halted("store", self.control.url,
-                         f"halt flags are {age:.2f}s old (staleness bound {bound}s)",
-                         signal="stale_flags", value=age, threshold=bound)
+            raise Halted(
+                "store",
+                self.control.url,
+                f"halt flags are {age:.2f}s old (staleness bound {bound}s)",
+                signal="stale_flags",
+                value=age,
+                threshold=bound,
+            )
 
     def store_call(self, op: Callable[..., Any], *args: Any) -> Any:
         """One control-store operation on the guard's path: a failure refuses the call."""
@@ -135,12 +145,26 @@ class GuardRuntime:
             raise Halted.store_unavailable(self.control.url, exc) from None
 
     # -- tripping -------------------------------------------------------------------------
-    def trip(self, level: str, target: str, reason: str, signal: str, value: float,
-             threshold: float, run_id: str | None = None) -> Halted:
+    def trip(
+        self,
+        level: str,
+        target: str,
+        reason: str,
+        signal: str,
+        value: float,
+        threshold: float,
+        run_id: str | None = None,
+    ) -> Halted:
         """Set the halt flag (the alarm is wired to the kill switch) and log the trip."""
         reason = self.scrub(reason)
-        info = now_info(reason, by="tracekit-guard", signal=signal, value=value,
-                        threshold=threshold, run_id=run_id)
+        info = now_info(
+            reason,
+            by="tracekit-guard",
+            signal=signal,
+            value=value,
+            threshold=threshold,
+            run_id=run_id,
+        )
         key = flag_key(level, target)
         with self._refresh_lock:  # no refresh in flight can read around it
             self.flags = {**self.flags, key: info}
@@ -161,8 +185,9 @@ class GuardRuntime:
     def log_alert(self, alert: dict[str, Any]) -> None:
         alert = {k: self.scrub(v) if isinstance(v, str) else v for k, v in alert.items()}
         with contextlib.suppress(ControlError):
-            self.control.log_trip({**now_info(alert["reason"], by="tracekit-guard"),
-                                   "action": "alert", **alert})
+            self.control.log_trip(
+                {**now_info(alert["reason"], by="tracekit-guard"), "action": "alert", **alert}
+            )
 
     # -- tenant spend across processes -------------------------------------------------------
     def add_spend(self, tenant: str, amount: float) -> None:
@@ -180,8 +205,9 @@ class GuardRuntime:
         """Start following a tenant's shared spend window (one read, at run start)."""
         if tenant in self._tenant_window:
             return
-        self._tenant_window[tenant] = self.store_call(self.control.total, f"spend:{tenant}",
-                                                      *self._window())
+        self._tenant_window[tenant] = self.store_call(
+            self.control.total, f"spend:{tenant}", *self._window()
+        )
 
     def tenant_spend(self, tenant: str) -> float:
         """Spend in the window: every process's, as of the last sync, plus this one's since
@@ -198,8 +224,9 @@ class GuardRuntime:
         try:
             for tenant, buckets in pending.items():
                 for bucket, amount in buckets.items():
-                    self.control.add(f"spend:{tenant}", bucket, amount,
-                                     ttl_s=2 * self.guard.spend_window_s)
+                    self.control.add(
+                        f"spend:{tenant}", bucket, amount, ttl_s=2 * self.guard.spend_window_s
+                    )
             since, until = self._window()
             tenants = set(self._tenant_window) | set(pending)
             window = {t: self.control.total(f"spend:{t}", since, until) for t in tenants}
@@ -238,12 +265,18 @@ class GuardRuntime:
         limit = self.guard.max_concurrent_runs
         assert limit is not None
         now = self.clock()
-        ok = self.store_call(self.control.acquire, f"runs:{tenant}", run_id, limit,
-                             now + self.guard.lease_s, now)
+        ok = self.store_call(
+            self.control.acquire, f"runs:{tenant}", run_id, limit, now + self.guard.lease_s, now
+        )
         if not ok:
-            raise Halted("run", run_id, f"tenant {tenant} already has {limit} runs in flight "
-                         f"(max_concurrent_runs {limit})", signal="concurrent_runs",
-                         value=limit + 1, threshold=limit)
+            raise Halted(
+                "run",
+                run_id,
+                f"tenant {tenant} already has {limit} runs in flight (max_concurrent_runs {limit})",
+                signal="concurrent_runs",
+                value=limit + 1,
+                threshold=limit,
+            )
         self._leases[run_id] = tenant
 
     def give_back_slot(self, tenant: str, run_id: str) -> None:

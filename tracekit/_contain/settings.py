@@ -63,9 +63,14 @@ class Guard(
     model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
 
 
+def _detector_of(settings: type) -> type[Detector[Any]] | None:
+    found = getattr(settings, "detector", None)
+    return found if isinstance(found, type) else None
+
+
 #: every detector, in the order the guard consults them
 DETECTORS: tuple[type[Detector[Any]], ...] = tuple(
-    base.detector for base in Guard.__bases__ if isinstance(getattr(base, "detector", None), type)
+    d for d in map(_detector_of, Guard.__bases__) if d is not None
 )
 
 

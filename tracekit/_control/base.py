@@ -40,8 +40,13 @@ __all__ = [
 
 #: version of the control store's layout; a store of another version is refused loudly
 CONTROL_VERSION = 1
-_FLAG_LEVELS = (HaltLevel.GLOBAL, HaltLevel.TENANT, HaltLevel.RELEASE, HaltLevel.RUN,
-                HaltLevel.TOOL)
+_FLAG_LEVELS = (
+    HaltLevel.GLOBAL,
+    HaltLevel.TENANT,
+    HaltLevel.RELEASE,
+    HaltLevel.RUN,
+    HaltLevel.TOOL,
+)
 
 
 def flag_key(level: str, target: str | None = None) -> str:
@@ -93,10 +98,8 @@ class Flags(Protocol):
 class Counters(Protocol):
     """Shared counters summed per bucket: a window's total is the sum of its buckets."""
 
-    def add(self, counter: str, bucket: int, amount: float, ttl_s: float | None = None
-            ) -> None: ...
-    def total(self, counter: str, since_bucket: int, until_bucket: int | None = None
-              ) -> float: ...
+    def add(self, counter: str, bucket: int, amount: float, ttl_s: float | None = None) -> None: ...
+    def total(self, counter: str, since_bucket: int, until_bucket: int | None = None) -> float: ...
 
 
 class Documents(Protocol):
@@ -109,8 +112,7 @@ class Documents(Protocol):
 class Leases(Protocol):
     """Slots held until they expire: a crashed worker's slot comes back by itself."""
 
-    def acquire(self, name: str, holder: str, limit: int, expires: float, now: float
-                ) -> bool: ...
+    def acquire(self, name: str, holder: str, limit: int, expires: float, now: float) -> bool: ...
     def release(self, name: str, holder: str) -> None: ...
 
 

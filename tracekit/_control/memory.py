@@ -7,6 +7,8 @@ from __future__ import annotations
 import threading
 from typing import Any
 
+from .._base.vocab import LedgerStatus
+
 __all__ = ["MemoryControl"]
 
 
@@ -109,7 +111,11 @@ class MemoryControl:
         """Hand a key whose attempt ``entry_id`` failed to a retry; False if another got it."""
         with self._lock:
             held = self._idem.get(key)
-            if held and held.get("entry_id") == entry_id and held.get("status") == "failed":
+            if (
+                held
+                and held.get("entry_id") == entry_id
+                and held.get("status") == LedgerStatus.FAILED
+            ):
                 self._idem[key] = dict(doc)
                 return True
             return False

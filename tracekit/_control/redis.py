@@ -15,8 +15,9 @@ __all__ = ["RedisControl"]
 class RedisControl:
     """The fleet control store on Redis; flag changes are published on ``<prefix>flags``."""
 
-    def __init__(self, url: str, timeout_s: float = 0.25, prefix: str = "tracekit:",
-                 create: bool = True) -> None:
+    def __init__(
+        self, url: str, timeout_s: float = 0.25, prefix: str = "tracekit:", create: bool = True
+    ) -> None:
         try:
             import redis
         except ImportError:
@@ -28,7 +29,9 @@ class RedisControl:
         self.channel = f"{prefix}flags"
         self._redis_errors = (redis.RedisError, OSError)
         self.client = redis.Redis.from_url(
-            url, socket_timeout=timeout_s, socket_connect_timeout=timeout_s,
+            url,
+            socket_timeout=timeout_s,
+            socket_connect_timeout=timeout_s,
             decode_responses=True,
         )
         if create and self._run(self.client.setnx, f"{prefix}version", CONTROL_VERSION):
@@ -53,8 +56,10 @@ class RedisControl:
 
     def _check_version(self, version: Any) -> None:
         if str(version) != str(CONTROL_VERSION):
-            raise ControlError(f"{self.url} holds control store version {version}; tracekit "
-                               f"reads version {CONTROL_VERSION}: upgrade tracekit")
+            raise ControlError(
+                f"{self.url} holds control store version {version}; tracekit "
+                f"reads version {CONTROL_VERSION}: upgrade tracekit"
+            )
 
     def _run(self, fn: Callable[..., Any], *args: Any) -> Any:
         try:
@@ -94,8 +99,11 @@ class RedisControl:
         if until_bucket is not None:
             keys = [f"{base}{b}" for b in range(since_bucket, until_bucket + 1)]
             return sum(float(v) for v in self._run(self.client.mget, keys) if v is not None)
-        keys = [k for k in self._run(list, self.client.scan_iter(f"{base}*", count=1000))
-                if int(k[len(base):]) >= since_bucket]  # no upper bound: the slow way
+        keys = [
+            k
+            for k in self._run(list, self.client.scan_iter(f"{base}*", count=1000))
+            if int(k[len(base) :]) >= since_bucket
+        ]  # no upper bound: the slow way
         return sum(float(v) for v in self._run(self.client.mget, keys) if v) if keys else 0.0
 
     def put(self, key: str, value: dict[str, Any]) -> None:
@@ -163,13 +171,19 @@ class RedisControl:
     def replace_failed(self, key: str, entry_id: str, doc: dict[str, Any]) -> bool:
         """Atomically hand a key whose attempt ``entry_id`` failed to a retry; False if another
         retry got there first."""
-        got = self._run(self.client.eval, self._REPLACE_FAILED, 1, f"{self.prefix}idem:{key}",
-                        entry_id, json.dumps(doc))
+        got = self._run(
+            self.client.eval,
+            self._REPLACE_FAILED,
+            1,
+            f"{self.prefix}idem:{key}",
+            entry_id,
+            json.dumps(doc),
+        )
         return bool(got)
 
     def subscribe(self, on_change: Callable[[], None], stop: threading.Event) -> None:
         """Call ``on_change`` whenever a flag changes, until ``stop`` is set (blocks)."""
-        pubsub = self.client.pubsub(ignore_subscribe_messages=True)
+        pubsub = self.client.pubsub(ignore_subscribe_messages=True)  # type: ignore[no-untyped-call]
         try:
             self._run(pubsub.subscribe, self.channel)
             while not stop.is_set():
@@ -181,5 +195,3 @@ class RedisControl:
 
     def close(self) -> None:
         self.client.close()
-
-

@@ -49,8 +49,9 @@ class SQLiteControl:
     def _open(self) -> sqlite3.Connection:
         if not self.path.parent.is_dir():
             raise ControlError(f"control store folder {self.path.parent} does not exist")
-        con = sqlite3.connect(self.path, timeout=self.timeout_s, isolation_level=None,
-                              check_same_thread=False)
+        con = sqlite3.connect(
+            self.path, timeout=self.timeout_s, isolation_level=None, check_same_thread=False
+        )
         con.execute("PRAGMA journal_mode=WAL")
         con.execute("PRAGMA synchronous=NORMAL")
         con.executescript(_SCHEMA)
@@ -80,8 +81,11 @@ class SQLiteControl:
                 same = False
             if not same:
                 raise ControlError(f"control store {self.path} was removed or replaced")
-            return self._con.execute(sql, tuple(params)).fetchall()
-        return self._run(go)  # type: ignore[no-any-return]
+            rows: list[Any] = self._con.execute(sql, tuple(params)).fetchall()
+            return rows
+
+        rows: list[Any] = self._run(go)
+        return rows
 
     def check_alive(self) -> None:
         """Raise ControlError unless the store is there and still tracekit's."""
@@ -99,13 +103,16 @@ class SQLiteControl:
     def add(self, counter: str, bucket: int, amount: float, ttl_s: float | None = None) -> None:
         self._exec(
             "INSERT INTO counters VALUES (?, ?, ?) ON CONFLICT (name, bucket) "
-            "DO UPDATE SET value = value + excluded.value", (counter, bucket, amount),
+            "DO UPDATE SET value = value + excluded.value",
+            (counter, bucket, amount),
         )
 
     def total(self, counter: str, since_bucket: int, until_bucket: int | None = None) -> float:
-        rows = self._exec("SELECT coalesce(sum(value), 0) FROM counters WHERE name = ? "
-                          "AND bucket >= ? AND bucket <= ?",
-                          (counter, since_bucket, 2**62 if until_bucket is None else until_bucket))
+        rows = self._exec(
+            "SELECT coalesce(sum(value), 0) FROM counters WHERE name = ? "
+            "AND bucket >= ? AND bucket <= ?",
+            (counter, since_bucket, 2**62 if until_bucket is None else until_bucket),
+        )
         return float(rows[0][0])
 
     def put(self, key: str, value: dict[str, Any]) -> None:
@@ -124,24 +131,29 @@ class SQLiteControl:
 
     def acquire(self, name: str, holder: str, limit: int, expires: float, now: float) -> bool:
         """Take (or renew) one of ``limit`` slots of ``name`` until ``expires``; False if full."""
+
         def go() -> bool:
             con = self._con
             con.execute("BEGIN IMMEDIATE")
             try:
                 con.execute("DELETE FROM leases WHERE name = ? AND expires < ?", (name, now))
-                held = con.execute("SELECT 1 FROM leases WHERE name = ? AND holder = ?",
-                                   (name, holder)).fetchone()
-                (count,) = con.execute("SELECT count(*) FROM leases WHERE name = ?",
-                                       (name,)).fetchone()
+                held = con.execute(
+                    "SELECT 1 FROM leases WHERE name = ? AND holder = ?", (name, holder)
+                ).fetchone()
+                (count,) = con.execute(
+                    "SELECT count(*) FROM leases WHERE name = ?", (name,)
+                ).fetchone()
                 ok = held is not None or count < limit
                 if ok:
-                    con.execute("INSERT OR REPLACE INTO leases VALUES (?, ?, ?)",
-                                (name, holder, expires))
+                    con.execute(
+                        "INSERT OR REPLACE INTO leases VALUES (?, ?, ?)", (name, holder, expires)
+                    )
                 con.execute("COMMIT")
                 return ok
             except BaseException:
                 con.execute("ROLLBACK")
                 raise
+
         return self._run(go)  # type: ignore[no-any-return]
 
     def release(self, name: str, holder: str) -> None:
@@ -149,8 +161,10 @@ class SQLiteControl:
 
     def reserve(self, key: str, doc: dict[str, Any]) -> dict[str, Any] | None:
         """Take ``key`` atomically: None if this call took it, else the holder's document."""
-        taken = self._exec("INSERT INTO idempotency VALUES (?, ?) ON CONFLICT (key) DO NOTHING "
-                           "RETURNING key", (key, json.dumps(doc)))
+        taken = self._exec(
+            "INSERT INTO idempotency VALUES (?, ?) ON CONFLICT (key) DO NOTHING RETURNING key",
+            (key, json.dumps(doc)),
+        )
         if taken:
             return None
         rows = self._exec("SELECT doc FROM idempotency WHERE key = ?", (key,))
@@ -167,13 +181,15 @@ class SQLiteControl:
     def replace_failed(self, key: str, entry_id: str, doc: dict[str, Any]) -> bool:
         """Atomically hand a key whose attempt ``entry_id`` failed to a retry; False if another
         retry got there first."""
-        return bool(self._exec(
-            "UPDATE idempotency SET doc = ? WHERE key = ? AND "
-            "json_extract(doc, '$.entry_id') = ? AND json_extract(doc, '$.status') = 'failed' "
-            "RETURNING key", (json.dumps(doc), key, entry_id)))
+        return bool(
+            self._exec(
+                "UPDATE idempotency SET doc = ? WHERE key = ? AND "
+                "json_extract(doc, '$.entry_id') = ? AND json_extract(doc, '$.status') = 'failed' "
+                "RETURNING key",
+                (json.dumps(doc), key, entry_id),
+            )
+        )
 
     def close(self) -> None:
         with self._lock:
             self._con.close()
-
-

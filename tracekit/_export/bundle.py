@@ -22,6 +22,7 @@ import pyarrow.parquet as pq
 from .._base.redact import Redactor
 from .._base.schema import SCHEMA_VERSION
 from .._capture.state import PROCESS
+from .._store.ledger import REDACTED
 from .._version import __version__
 from ..errors import BundleExists
 from .cassette import CASSETTE, cassette_text
@@ -37,13 +38,18 @@ _EVENT_JSON = ("args", "output", "attrs")
 
 
 def export_incident(
-    runs: list[str], incident: str, out: str | os.PathLike[str] = "fixtures/incidents",
-    store: str | os.PathLike[str] | None = None, force: bool = False, jsonl: bool = False,
+    runs: list[str],
+    incident: str,
+    out: str | os.PathLike[str] = "fixtures/incidents",
+    store: str | os.PathLike[str] | None = None,
+    force: bool = False,
+    jsonl: bool = False,
 ) -> Path:
     """Write the bundle of ``runs`` (and their sub-agents) as ``out/incident``; returns it."""
     if not NAME_RE.match(incident or ""):
-        raise ValueError(f"incident name {incident!r} must match [A-Za-z0-9._-]+ "
-                         "(e.g. incident-42)")
+        raise ValueError(
+            f"incident name {incident!r} must match [A-Za-z0-9._-]+ (e.g. incident-42)"
+        )
     if not runs:
         raise ValueError("export needs at least one --run")
     target = Path(out) / incident
@@ -62,7 +68,8 @@ def export_incident(
         bar.advance(f"{events.num_rows:,} events: scrubbing")
         redactor = PROCESS.settings().redactor
         if redactor.keys or redactor.patterns:  # the defaults already ran when it was recorded
-            events, ledger = _scrub_events(events, redactor), _scrub_ledger(ledger, redactor)
+            events = _scrub(events, redactor, _EVENT_JSON, _EVENT_TEXT)
+            ledger = _scrub(ledger, redactor, REDACTED[:1], REDACTED[1:])
         bar.advance("writing the bundle")
         manifest = _manifest(incident, ids, events, summary)
         _write_bundle(target, manifest, events, ledger, jsonl, cassette_text(events))
@@ -78,7 +85,9 @@ def _incident_runs(con: Any, runs: list[str]) -> list[str]:
     rows = con.execute(
         "SELECT DISTINCT run_id FROM runs WHERE run_id IN (SELECT unnest($1)) "
         "OR root_run_id IN (SELECT unnest($1)) OR parent_run_id IN (SELECT unnest($1)) "
-        "ORDER BY run_id", [named]).fetchall()
+        "ORDER BY run_id",
+        [named],
+    ).fetchall()
     return [r[0] for r in rows]
 
 
@@ -87,14 +96,16 @@ def _bundle_order(events: pa.Table) -> pa.Table:
     SQL drags every prompt (most of an incident's bytes) through the sort."""
     prompts = pc.fill_null(pc.equal(events["kind"], "prompt"), False)
     keys = pa.table({"prompt": prompts, "run_id": events["run_id"], "seq": events["seq"]})
-    order = pc.sort_indices(keys, [("prompt", "ascending"), ("run_id", "ascending"),
-                                   ("seq", "ascending")])
+    order = pc.sort_indices(
+        keys, [("prompt", "ascending"), ("run_id", "ascending"), ("seq", "ascending")]
+    )
     return events.take(order)
 
 
 def _rows(con: Any, view: str, order: str, ids: list[str]) -> pa.Table:
-    return con.sql(f"SELECT * FROM {view} WHERE run_id IN (SELECT unnest($ids)) {order}",
-                   params={"ids": ids}).to_arrow_table()
+    return con.sql(
+        f"SELECT * FROM {view} WHERE run_id IN (SELECT unnest($ids)) {order}", params={"ids": ids}
+    ).to_arrow_table()
 
 
 def _summary(con: Any, ids: list[str]) -> dict[str, Any]:
@@ -102,58 +113,74 @@ def _summary(con: Any, ids: list[str]) -> dict[str, Any]:
         "SELECT count(*), coalesce(sum(steps), 0), coalesce(sum(tool_calls), 0), "
         "round(coalesce(sum(cost_usd), 0), 6), list(DISTINCT status ORDER BY status), "
         "list(DISTINCT tenant ORDER BY tenant) FROM runs WHERE run_id IN (SELECT unnest(?))",
-        [ids]).fetchone()
+        [ids],
+    ).fetchone()
     effects = con.execute(
         "SELECT count(*) FILTER (WHERE status = 'fired'), "
         "count(*) FILTER (WHERE status = 'suppressed_duplicate'), "
         "count(*) FILTER (WHERE status = 'reserved') FROM ledger "
-        "WHERE run_id IN (SELECT unnest(?))", [ids]).fetchone()
+        "WHERE run_id IN (SELECT unnest(?))",
+        [ids],
+    ).fetchone()
     halts = con.execute(
         "SELECT DISTINCT name FROM events WHERE kind = 'guard' AND status = 'halted' AND "
-        "run_id IN (SELECT unnest(?)) ORDER BY name", [ids]).fetchall()
-    return {"runs": row[0], "steps": int(row[1]), "tool_calls": int(row[2]),
-            "cost_usd": float(row[3]), "statuses": row[4], "tenants": row[5],
-            "effects_fired": effects[0], "duplicates_suppressed": effects[1],
-            "may_have_fired": effects[2], "guard_halts": [h[0] for h in halts]}
+        "run_id IN (SELECT unnest(?)) ORDER BY name",
+        [ids],
+    ).fetchall()
+    return {
+        "runs": row[0],
+        "steps": int(row[1]),
+        "tool_calls": int(row[2]),
+        "cost_usd": float(row[3]),
+        "statuses": row[4],
+        "tenants": row[5],
+        "effects_fired": effects[0],
+        "duplicates_suppressed": effects[1],
+        "may_have_fired": effects[2],
+        "guard_halts": [h[0] for h in halts],
+    }
 
 
-def _scrub_column(table: pa.Table, name: str, scrub: Any) -> pa.Table:
-    index = table.schema.get_field_index(name)
-    if index < 0:
+def _scrub(
+    table: pa.Table,
+    redactor: Redactor,
+    json_columns: tuple[str, ...],
+    text_columns: tuple[str, ...],
+) -> pa.Table:
+    """The table's secret-bearing columns through the redaction rules once more."""
+    names = [n for n in (*json_columns, *text_columns) if n in table.column_names]
+    columns = {n: table[n].to_pylist() for n in names}
+    if not redactor.redact_columns(columns, json_columns, text_columns):
         return table
-    column = table[name].to_pylist()
-    done = {v: scrub(v)[0] for v in set(column) if v is not None}  # each distinct value once
-    values = [None if v is None else done[v] for v in column]
-    return table.set_column(index, name, pa.array(values, pa.string()))
-
-
-def _scrub_events(table: pa.Table, redactor: Redactor) -> pa.Table:
-    for name in _EVENT_JSON:
-        table = _scrub_column(table, name, redactor.redact_json)
-    for name in _EVENT_TEXT:
-        table = _scrub_column(table, name, redactor.redact_text)
+    for name in names:
+        table = table.set_column(
+            table.schema.get_field_index(name), name, pa.array(columns[name], pa.string())
+        )
     return table
 
 
-def _scrub_ledger(table: pa.Table, redactor: Redactor) -> pa.Table:
-    table = _scrub_column(table, "result", redactor.redact_json)
-    return _scrub_column(table, "destination", redactor.redact_text)
-
-
-def _manifest(incident: str, ids: list[str], events: pa.Table,
-              summary: dict[str, Any]) -> dict[str, Any]:
+def _manifest(
+    incident: str, ids: list[str], events: pa.Table, summary: dict[str, Any]
+) -> dict[str, Any]:
     first = events.slice(0, 1).to_pylist()[0] if events.num_rows else {}
     ts = [v for v in pc.min_max(events["ts"]).values() if v.is_valid] if events.num_rows else []
     ts = [v.as_py() for v in ts]
     guard = PROCESS.settings().guard
     return {
-        "bundle_version": BUNDLE_VERSION, "name": incident, "runs": ids,
+        "bundle_version": BUNDLE_VERSION,
+        "name": incident,
+        "runs": ids,
         "tenants": summary["tenants"],
-        "release": {k: first.get(k) for k in ("release_id", "model_version", "prompt_version",
-                                               "tools_version")},
-        "span": {"start": min(ts).isoformat() if ts else None,
-                 "end": max(ts).isoformat() if ts else None},
-        "schema_version": SCHEMA_VERSION, "tracekit_version": __version__,
+        "release": {
+            k: first.get(k)
+            for k in ("release_id", "model_version", "prompt_version", "tools_version")
+        },
+        "span": {
+            "start": min(ts).isoformat() if ts else None,
+            "end": max(ts).isoformat() if ts else None,
+        },
+        "schema_version": SCHEMA_VERSION,
+        "tracekit_version": __version__,
         "guard": guard.model_dump(mode="json") if guard is not None else None,
         "summary": summary,
         **_replay_info(events),
@@ -164,8 +191,10 @@ def _replay_info(events: pa.Table) -> dict[str, Any]:
     """What agent replay needs to know: the recorded entry point and the HTTP exchanges."""
     kinds = events["kind"] if events.num_rows else pa.array([], pa.string())
     entries = events.filter(pc.equal(kinds, "entry")) if events.num_rows else events
-    return {"entrypoint": entries["name"][0].as_py() if entries.num_rows else None,
-            "http_exchanges": _answered_http(events)}
+    return {
+        "entrypoint": entries["name"][0].as_py() if entries.num_rows else None,
+        "http_exchanges": _answered_http(events),
+    }
 
 
 def _answered_http(events: pa.Table) -> int:
@@ -176,8 +205,14 @@ def _answered_http(events: pa.Table) -> int:
     return int(pc.sum(pc.fill_null(http, False)).as_py() or 0)
 
 
-def _write_bundle(target: Path, manifest: dict[str, Any], events: pa.Table, ledger: pa.Table,
-                  jsonl: bool, cassette: str | None) -> None:
+def _write_bundle(
+    target: Path,
+    manifest: dict[str, Any],
+    events: pa.Table,
+    ledger: pa.Table,
+    jsonl: bool,
+    cassette: str | None,
+) -> None:
     target.parent.mkdir(parents=True, exist_ok=True)
     tmp = target.parent / f".tmp-{target.name}-{os.getpid()}"
     shutil.rmtree(tmp, ignore_errors=True)
@@ -202,23 +237,29 @@ def _write_events(events: pa.Table, path: Path) -> None:
     whole conversation (most of an incident's bytes)."""
     rest = events.num_rows - int(pc.sum(pc.equal(events["kind"], "prompt")).as_py() or 0)
     small = [n for n in events.schema.names if n not in _EVENT_JSON]  # not the big texts:
-    with pq.ParquetWriter(path, events.schema, compression="zstd", use_dictionary=small,
-                          write_statistics=small) as writer:  # no min/max of prompts either
+    with pq.ParquetWriter(
+        path, events.schema, compression="zstd", use_dictionary=small, write_statistics=small
+    ) as writer:  # no min/max of prompts either
         if rest or not events.num_rows:
             writer.write_table(events.slice(0, rest))
         if rest < events.num_rows:  # small groups: agent replay reads the ones it reaches
             writer.write_table(events.slice(rest), row_group_size=_PROMPT_GROUP_ROWS)
 
 
-def load_bundle(path: str | os.PathLike[str], prompts: bool = True,
-                ) -> tuple[dict[str, Any], pa.Table, pa.Table]:
+def load_bundle(
+    path: str | os.PathLike[str],
+    prompts: bool = True,
+) -> tuple[dict[str, Any], pa.Table, pa.Table]:
     """(manifest, events, ledger) of a bundle (without the prompt events unless ``prompts``);
     a missing or unknown bundle is a ValueError."""
     folder = Path(path)
     manifest = load_manifest(folder)
     skip = None if prompts else [("kind", "!=", "prompt")]
-    return manifest, pq.read_table(folder / "events.parquet", filters=skip), pq.read_table(
-        folder / "ledger.parquet")
+    return (
+        manifest,
+        pq.read_table(folder / "events.parquet", filters=skip),
+        pq.read_table(folder / "ledger.parquet"),
+    )
 
 
 def load_manifest(path: str | os.PathLike[str]) -> dict[str, Any]:
@@ -227,9 +268,13 @@ def load_manifest(path: str | os.PathLike[str]) -> dict[str, Any]:
     try:
         manifest = json.loads((folder / "manifest.json").read_text())
     except (OSError, ValueError) as exc:
-        raise ValueError(f"{folder} is not an incident bundle ({exc}); create one with "
-                         "`tracekit export --run RUN --incident NAME`") from None
+        raise ValueError(
+            f"{folder} is not an incident bundle ({exc}); create one with "
+            "`tracekit export --run RUN --incident NAME`"
+        ) from None
     if manifest.get("bundle_version") != BUNDLE_VERSION:
-        raise ValueError(f"{folder} is bundle version {manifest.get('bundle_version')}; this "
-                         f"tracekit reads version {BUNDLE_VERSION}: upgrade tracekit")
+        raise ValueError(
+            f"{folder} is bundle version {manifest.get('bundle_version')}; this "
+            f"tracekit reads version {BUNDLE_VERSION}: upgrade tracekit"
+        )
     return manifest  # type: ignore[no-any-return]

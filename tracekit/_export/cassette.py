@@ -26,8 +26,11 @@ def cassette_text(events: pa.Table) -> str | None:
     if "kind" not in events.column_names:
         return None
     table = events.filter(pc.equal(events["kind"], "http"))
-    rows = [r for r in table.select(["ts", "seq", "args", "output"]).to_pylist()
-            if r["output"] is not None]
+    rows = [
+        r
+        for r in table.select(["ts", "seq", "args", "output"]).to_pylist()
+        if r["output"] is not None
+    ]
     if not rows:
         return None
     from vcr.request import Request
@@ -38,13 +41,16 @@ def cassette_text(events: pa.Table) -> str | None:
     requests, responses = [], []
     for row in rows:
         sent, got = json.loads(row["args"]), json.loads(row["output"])
-        requests.append(Request(sent["method"], sent["url"], _bytes(sent),
-                                dict(sent.get("headers") or {})))
-        responses.append({
-            "status": {"code": got["status"], "message": got.get("reason") or ""},
-            "headers": {k: [v] for k, v in (got.get("headers") or {}).items()},
-            "body": {"string": _bytes(got) or b""},
-        })
+        requests.append(
+            Request(sent["method"], sent["url"], _bytes(sent), dict(sent.get("headers") or {}))
+        )
+        responses.append(
+            {
+                "status": {"code": got["status"], "message": got.get("reason") or ""},
+                "headers": {k: [v] for k, v in (got.get("headers") or {}).items()},
+                "body": {"string": _bytes(got) or b""},
+            }
+        )
     return str(serialize({"requests": requests, "responses": responses}, yamlserializer))
 
 

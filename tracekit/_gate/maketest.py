@@ -38,9 +38,13 @@ class MadeTest:
 
 
 def make_test(
-    name: str, fixtures: str | os.PathLike[str] = "fixtures/incidents",
-    tests: str | os.PathLike[str] = "tests/incidents", halt_by: int | None = None,
-    max_effects: int | None = None, max_cost: float | None = None, force: bool = False,
+    name: str,
+    fixtures: str | os.PathLike[str] = "fixtures/incidents",
+    tests: str | os.PathLike[str] = "tests/incidents",
+    halt_by: int | None = None,
+    max_effects: int | None = None,
+    max_cost: float | None = None,
+    force: bool = False,
     entrypoint: str | None = None,
 ) -> MadeTest:
     """Write ``tests/test_<name>.py`` for the bundle ``fixtures/<name>``.
@@ -66,8 +70,13 @@ def _ident(name: str) -> str:
     return re.sub(r"\W", "_", name)
 
 
-def _expectations(verdict: Verdict, manifest: dict[str, Any], halt_by: int | None,
-                  max_effects: int | None, max_cost: float | None) -> dict[str, Any]:
+def _expectations(
+    verdict: Verdict,
+    manifest: dict[str, Any],
+    halt_by: int | None,
+    max_effects: int | None,
+    max_cost: float | None,
+) -> dict[str, Any]:
     """What the incident shows: where today's guard halts it (or, when it does not, where it
     should have: before the second effect of the same kind, i.e. the first duplicate)."""
     summary = manifest["summary"]
@@ -86,15 +95,21 @@ def _round_up(cost: float) -> float:
     return math.ceil(cost * 10_000) / 10_000 if cost > 0 else 0.0
 
 
-def _render(name: str, bundle: Path, target: Path, manifest: dict[str, Any],
-            expected: dict[str, Any]) -> str:
+def _render(
+    name: str, bundle: Path, target: Path, manifest: dict[str, Any], expected: dict[str, Any]
+) -> str:
     summary = manifest["summary"]
     bundle_rel = os.path.relpath(bundle.resolve(), target.parent.resolve())
     body = render_template(
-        "incident_test.py.j2", name=name, ident=_ident(name),
-        bundle_rel=Path(bundle_rel).as_posix(), runs=len(manifest["runs"]),
-        steps=int(summary["steps"]), fired=int(summary["effects_fired"]),
-        cost=f"{float(summary['cost_usd']):.4f}", **expected,
+        "incident_test.py.j2",
+        name=name,
+        ident=_ident(name),
+        bundle_rel=Path(bundle_rel).as_posix(),
+        runs=len(manifest["runs"]),
+        steps=int(summary["steps"]),
+        fired=int(summary["effects_fired"]),
+        cost=f"{float(summary['cost_usd']):.4f}",
+        **expected,
     )
     return f"{_STAMP}{_digest(body)}\n{body}"
 
@@ -109,8 +124,9 @@ def _write(target: Path, text: str, force: bool) -> bool:
         if current == text:
             return False
         if not force and _edited(current):
-            raise HandEdited(f"{target} was edited by hand since it was generated: pass --force "
-                             "to overwrite it")
+            raise HandEdited(
+                f"{target} was edited by hand since it was generated: pass --force to overwrite it"
+            )
     target.parent.mkdir(parents=True, exist_ok=True)
     tmp = target.with_name(f".{target.name}.tmp")
     tmp.write_text(text)
@@ -120,4 +136,4 @@ def _write(target: Path, text: str, force: bool) -> bool:
 
 def _edited(text: str) -> bool:
     first, _, body = text.partition("\n")
-    return not first.startswith(_STAMP) or first[len(_STAMP):] != _digest(body)
+    return not first.startswith(_STAMP) or first[len(_STAMP) :] != _digest(body)

@@ -14,8 +14,9 @@ def templates_dir() -> Path:
     """Where the templates are: ``tracekit/templates`` inside the installed package."""
     folder = Path(__file__).resolve().parent.parent / "templates"
     if not folder.is_dir():
-        raise FileNotFoundError(f"tracekit's templates are missing (looked in {folder}); "
-                                "reinstall it")
+        raise FileNotFoundError(
+            f"tracekit's templates are missing (looked in {folder}); reinstall it"
+        )
     return folder
 
 

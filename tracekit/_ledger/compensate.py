@@ -43,12 +43,16 @@ def _action_for(row: dict[str, Any]) -> str:
     return COMPENSATE + maybe
 
 
-def execute(planned: list[dict[str, Any]], control: LedgerControl,
-            ledger: LedgerAppender) -> list[dict[str, Any]]:
+def execute(
+    planned: list[dict[str, Any]], control: LedgerControl, ledger: LedgerAppender
+) -> list[dict[str, Any]]:
     """Run each planned compensation once; each row gets its ``outcome``."""
     for row in planned:
-        row["outcome"] = (_compensate_one(row, control, ledger)
-                          if row["action"].startswith(COMPENSATE) else "skipped")
+        row["outcome"] = (
+            _compensate_one(row, control, ledger)
+            if row["action"].startswith(COMPENSATE)
+            else "skipped"
+        )
     return planned
 
 
@@ -78,17 +82,28 @@ def _take(key: str, row: dict[str, Any], control: LedgerControl) -> str | None:
     if held is not None and held.get("status") == "failed":
         control.settle(key, mine)  # a retry of a compensation that failed
     elif held is not None:
-        return "already compensated" if held.get("status") == "done" else \
-            "already being compensated elsewhere (or interrupted: check it by hand)"
+        return (
+            "already compensated"
+            if held.get("status") == "done"
+            else "already being compensated elsewhere (or interrupted: check it by hand)"
+        )
     return None
 
 
 def _compensated_row(row: dict[str, Any], result: Any) -> LedgerRow:
     return {
-        "entry_id": row["entry_id"], "run_id": row["run_id"], "call_id": row["call_id"],
-        "tenant": row["tenant"], "release_id": row["release_id"],
-        "tool": row["tool"], "destination": row["destination"] or None,
-        "action": COMPENSATE, "status": LedgerStatus.COMPENSATED, "amount": row["amount"],
-        "currency": row["currency"] or None, "reversible": True,
-        "compensates": row["entry_id"], "result": canonical_json(result),
+        "entry_id": row["entry_id"],
+        "run_id": row["run_id"],
+        "call_id": row["call_id"],
+        "tenant": row["tenant"],
+        "release_id": row["release_id"],
+        "tool": row["tool"],
+        "destination": row["destination"] or None,
+        "action": COMPENSATE,
+        "status": LedgerStatus.COMPENSATED,
+        "amount": row["amount"],
+        "currency": row["currency"] or None,
+        "reversible": True,
+        "compensates": row["entry_id"],
+        "result": canonical_json(result),
     }

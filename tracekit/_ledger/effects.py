@@ -69,15 +69,27 @@ def _value_of(spec_value: Any, named: dict[str, Any]) -> Any:
 class Effect:
     """One write-tool call going through the ledger."""
 
-    def __init__(self, run: RunView, spec: WriteSpec, call_id: str, named: dict[str, Any],
-                 encoded: str, *, control: LedgerControl, ledger: LedgerAppender,
-                 redactor: Redactor) -> None:
+    def __init__(
+        self,
+        run: RunView,
+        spec: WriteSpec,
+        call_id: str,
+        named: dict[str, Any],
+        encoded: str,
+        *,
+        control: LedgerControl,
+        ledger: LedgerAppender,
+        redactor: Redactor,
+    ) -> None:
         self.run, self.spec, self.call_id = run, spec, call_id
         self.named, self.encoded = named, encoded
         self.control, self.ledger, self.redactor = control, ledger, redactor
         declared = _value_of(spec.idempotency_key, named)
-        self.key = str(declared) if declared is not None else digest(
-            f"{run.run_id}\x00{spec.name}\x00{encoded}")
+        self.key = (
+            str(declared)
+            if declared is not None
+            else digest(f"{run.run_id}\x00{spec.name}\x00{encoded}")
+        )
         self.request_hash = digest(encoded)
         self.entry_id = new_id("fx_")
 
@@ -85,9 +97,14 @@ class Effect:
     def reserve(self) -> tuple[bool, Any]:
         """(True, None) when this call owns the effect; (False, result) for a duplicate."""
         control = self.control
-        mine = {"entry_id": self.entry_id, "request_hash": self.request_hash,
-                "run_id": self.run.run_id, "call_id": self.call_id, "status": "reserved",
-                "at": time.time()}
+        mine = {
+            "entry_id": self.entry_id,
+            "request_hash": self.request_hash,
+            "run_id": self.run.run_id,
+            "call_id": self.call_id,
+            "status": LedgerStatus.RESERVED,
+            "at": time.time(),
+        }
         held = self._store(control.reserve, self.key, mine)
         if held is not None and self._retry_allowed(held):
             if self._store(control.replace_failed, self.key, str(held.get("entry_id")), mine):
@@ -102,19 +119,25 @@ class Effect:
     def fired(self, result: Any) -> None:
         encoded = self.redactor.redact_json(canonical_json(result))[0]  # kept for duplicates
         self._row(LedgerStatus.FIRED, result=encoded, durable=False)
-        self._settle({"status": "fired", "result": encoded})
+        self._settle({"status": LedgerStatus.FIRED, "result": encoded})
 
     def failed(self, exc: BaseException) -> None:
         retryable = bool(self.spec.retry_on) and isinstance(exc, self.spec.retry_on)
         error = self.redactor.redact_text(f"{type(exc).__name__}: {exc}")[0]
-        self._row(LedgerStatus.FAILED,
-                  result=canonical_json({"error": error, "retryable": retryable}), durable=False)
-        self._settle({"status": "failed", "error": error, "retryable": retryable})
+        self._row(
+            LedgerStatus.FAILED,
+            result=canonical_json({"error": error, "retryable": retryable}),
+            durable=False,
+        )
+        self._settle({"status": LedgerStatus.FAILED, "error": error, "retryable": retryable})
 
     # -- pieces ----------------------------------------------------------------------------
     def _retry_allowed(self, held: dict[str, Any]) -> bool:
-        return (held.get("status") == "failed" and bool(held.get("retryable"))
-                and held.get("request_hash") == self.request_hash)
+        return (
+            held.get("status") == LedgerStatus.FAILED
+            and bool(held.get("retryable"))
+            and held.get("request_hash") == self.request_hash
+        )
 
     def _duplicate(self, held: dict[str, Any]) -> Any:
         if held.get("request_hash") != self.request_hash:
@@ -127,18 +150,22 @@ class Effect:
         held = self._settled(held)
         self._row(LedgerStatus.SUPPRESSED_DUPLICATE, result=held.get("result"))
         status = held.get("status")
-        if status == "fired":
+        if status == LedgerStatus.FIRED:
             return json.loads(held["result"]) if held.get("result") else None
-        if status == "failed":
-            raise ReplayedFailure(f"{self.spec.name}: the first attempt with key {self.key!r} "
-                                  f"failed ({held.get('error')}); replayed, not run again")
-        raise DuplicateInFlight(f"{self.spec.name}: the call holding key {self.key!r} has not "
-                                "settled (it may have fired); not run again")
+        if status == LedgerStatus.FAILED:
+            raise ReplayedFailure(
+                f"{self.spec.name}: the first attempt with key {self.key!r} "
+                f"failed ({held.get('error')}); replayed, not run again"
+            )
+        raise DuplicateInFlight(
+            f"{self.spec.name}: the call holding key {self.key!r} has not "
+            "settled (it may have fired); not run again"
+        )
 
     def _settled(self, held: dict[str, Any]) -> dict[str, Any]:
         """A duplicate of an in-flight call waits a moment for its outcome."""
         deadline = time.monotonic() + _PENDING_WAIT_S
-        while held.get("status") == "reserved" and time.monotonic() < deadline:
+        while held.get("status") == LedgerStatus.RESERVED and time.monotonic() < deadline:
             if time.time() - float(held.get("at", 0)) > _PENDING_WAIT_S * 4:
                 break  # its owner is long gone: may have fired
             time.sleep(0.01)
@@ -146,26 +173,45 @@ class Effect:
         return held
 
     def _settle(self, outcome: dict[str, Any]) -> None:
-        doc = {"entry_id": self.entry_id, "request_hash": self.request_hash,
-               "run_id": self.run.run_id, "call_id": self.call_id, "at": time.time(), **outcome}
+        doc = {
+            "entry_id": self.entry_id,
+            "request_hash": self.request_hash,
+            "run_id": self.run.run_id,
+            "call_id": self.call_id,
+            "at": time.time(),
+            **outcome,
+        }
         self._store(self.control.settle, self.key, doc)
 
     def _row(self, status: LedgerStatus, result: str | None = None, durable: bool = True) -> None:
         spec, named = self.spec, self.named
         amount = _value_of(spec.amount, named)
-        self.ledger.append({
-            "entry_id": self.entry_id, "run_id": self.run.run_id, "tenant": self.run.tenant,
-            "call_id": self.call_id, "tool": spec.name,
-            "destination": spec.destination_of(named), "action": spec.action or spec.name,
-            "idempotency_key": digest(self.key)[:32], "request_hash": self.request_hash,
-            "status": status, "amount": float(amount) if isinstance(amount, int | float) else None,
-            "currency": _value_of(spec.currency, named), "reversible": spec.reversible,
-            "compensates": None, "result": result, "release_id": self.run.release_id,
-        }, durable=durable)
+        self.ledger.append(
+            {
+                "entry_id": self.entry_id,
+                "run_id": self.run.run_id,
+                "tenant": self.run.tenant,
+                "call_id": self.call_id,
+                "tool": spec.name,
+                "destination": spec.destination_of(named),
+                "action": spec.action or spec.name,
+                "idempotency_key": digest(self.key)[:32],
+                "request_hash": self.request_hash,
+                "status": status,
+                "amount": float(amount) if isinstance(amount, int | float) else None,
+                "currency": _value_of(spec.currency, named),
+                "reversible": spec.reversible,
+                "compensates": None,
+                "result": result,
+                "release_id": self.run.release_id,
+            },
+            durable=durable,
+        )
 
     def _store(self, op: Callable[..., Any], *args: Any) -> Any:
         try:
             return op(*args)
         except ControlError as exc:  # no reservation, no effect: fail closed
-            raise Halted.store_unavailable(None, exc, "control store unavailable for an "
-                                                      "idempotent write") from None
+            raise Halted.store_unavailable(
+                None, exc, "control store unavailable for an idempotent write"
+            ) from None

@@ -62,7 +62,9 @@ def _json(columns: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
 
 
 def render(
-    columns: Sequence[str], rows: Sequence[Sequence[Any]], fmt: str = "table",
+    columns: Sequence[str],
+    rows: Sequence[Sequence[Any]],
+    fmt: str = "table",
     width: int | None = 60,
 ) -> str:
     """Render rows as an aligned table (cells clipped to ``width``), CSV or a JSON array."""

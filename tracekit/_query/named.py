@@ -67,16 +67,17 @@ class NamedQuery:
         known = {p.name: p for p in self.params}
         unknown = sorted(set(given) - set(known))
         if unknown:
-            raise ValueError(f"query {self.name} has no parameter {unknown[0]}; it takes: "
-                             f"{self.signature() or 'no parameters'}")
+            raise ValueError(
+                f"query {self.name} has no parameter {unknown[0]}; it takes: "
+                f"{self.signature() or 'no parameters'}"
+            )
         values = {}
         for param in self.params:
             if param.name in given:
                 value = given[param.name]
                 values[param.name] = param.parse(value) if isinstance(value, str) else value
             elif param.required:
-                raise ValueError(f"query {self.name} needs --param {param.name}=... "
-                                 f"({param.type})")
+                raise ValueError(f"query {self.name} needs --param {param.name}=... ({param.type})")
             else:
                 values[param.name] = param.default
         return values
@@ -89,8 +90,11 @@ class NamedQuery:
 def named_queries() -> dict[str, NamedQuery]:
     """Every named query shipped in the package, by name."""
     folder = resources.files("tracekit._query") / "queries"
-    found = (_parse(entry.name[:-4], entry.read_text()) for entry in folder.iterdir()
-             if entry.name.endswith(".sql"))
+    found = (
+        _parse(entry.name[:-4], entry.read_text())
+        for entry in folder.iterdir()
+        if entry.name.endswith(".sql")
+    )
     return {q.name: q for q in sorted(found, key=lambda q: q.name)}
 
 
@@ -117,8 +121,9 @@ def named_query(name: str) -> NamedQuery:
         return queries[name]
     close = difflib.get_close_matches(name, list(queries), n=3, cutoff=0.4)
     hint = f"did you mean {', '.join(close)}? " if close else ""
-    raise UnknownQuery(f"no named query {name!r}: {hint}`tracekit query --list` shows all "
-                       f"{len(queries)}")
+    raise UnknownQuery(
+        f"no named query {name!r}: {hint}`tracekit query --list` shows all {len(queries)}"
+    )
 
 
 def run_named(con: Any, name: str, **params: Any) -> Any:

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from .._base.matching import differences as paths
+from .._base.vocab import REFUSALS, EventKind
 from .views import resolve_run
 
 __all__ = ["RunDiff", "diff_runs"]
@@ -68,10 +69,18 @@ def _steps(con: Any, run_id: str) -> tuple[dict[int, list[tuple[Any, ...]]], dic
     rows = [dict(zip(columns, r, strict=True)) for r in cursor.fetchall()]
     steps: dict[int, list[tuple[Any, ...]]] = {}
     for row in rows:
-        if row["kind"] == "guard" and row["status"] not in ("halted", "refused"):
+        if row["kind"] == EventKind.GUARD and row["status"] not in REFUSALS:
             continue
-        decision = (row["kind"], row["name"], row["args"] if row["kind"] == "tool_call"
-                    else row["status"] if row["kind"] == "guard" else None, row["output"])
+        decision = (
+            row["kind"],
+            row["name"],
+            row["args"]
+            if row["kind"] == EventKind.TOOL_CALL
+            else row["status"]
+            if row["kind"] == EventKind.GUARD
+            else None,
+            row["output"],
+        )
         steps.setdefault(int(row["step"] or 0), []).append(decision)
     return steps, rows[0] if rows else {}
 
@@ -82,11 +91,11 @@ def _show(decisions: list[tuple[Any, ...]]) -> str:
 
 def _one(decision: tuple[Any, ...]) -> str:
     kind, name, args, _ = decision
-    if kind == "tool_call":
+    if kind == EventKind.TOOL_CALL:
         return f"{name}({_clip(_args(args))})"
-    if kind == "guard":
+    if kind == EventKind.GUARD:
         return f"guard {args}: {name}"
-    if kind == "error":
+    if kind == EventKind.ERROR:
         return "error"
     return "model"
 
@@ -121,15 +130,22 @@ def _differences(left: list[tuple[Any, ...]], right: list[tuple[Any, ...]]) -> l
         elif a[:2] != b[:2]:
             out.append(f"decision {index + 1}: A {_one(a)}, B {_one(b)}")
         else:
-            found = paths(json.loads(a[2] or "null"), json.loads(b[2] or "null"), "args",
-                          ("A", "B"))
+            found = paths(
+                json.loads(a[2] or "null"), json.loads(b[2] or "null"), "args", ("A", "B")
+            )
             out += [f"decision {index + 1} {a[1]}: {p}" for p in found]
     return out
 
 
 def _context(a: dict[str, Any], b: dict[str, Any]) -> list[str]:
     """How the two runs' release triples differ (nothing when they share one)."""
-    return [f"{label}: A {a.get(key)}, B {b.get(key)}"
-            for label, key in (("model", "model_version"), ("prompt", "prompt_version"),
-                               ("tools", "tools_version"), ("tenant", "tenant"))
-            if a.get(key) != b.get(key)]
+    return [
+        f"{label}: A {a.get(key)}, B {b.get(key)}"
+        for label, key in (
+            ("model", "model_version"),
+            ("prompt", "prompt_version"),
+            ("tools", "tools_version"),
+            ("tenant", "tenant"),
+        )
+        if a.get(key) != b.get(key)
+    ]

@@ -55,29 +55,46 @@ ORDER BY ts
 
 
 def scope(
-    con: duckdb.DuckDBPyConnection, run: str | None = None, tenant: str | None = None,
-    release: str | None = None, since: datetime | None = None,
+    con: duckdb.DuckDBPyConnection,
+    run: str | None = None,
+    tenant: str | None = None,
+    release: str | None = None,
+    since: datetime | None = None,
 ) -> Scope:
     """The side effects that landed for a run, a tenant (since a time) or a release: by
     destination and action, and every entry that still stands (fired, or may have fired)."""
     where, params = _scope_filter(con, run, tenant, release, since)
     columns, rows = _fetch(con, _SCOPE_SQL.format(where=where), params)
     open_cols, open_rows = _fetch(con, _OPEN_SQL.format(where=where), params)
-    return Scope({"run": run, "tenant": tenant, "release": release,
-                  "since": since.isoformat() if since else None}, columns, rows,
-                 [dict(zip(open_cols, r, strict=True)) for r in open_rows])
+    return Scope(
+        {
+            "run": run,
+            "tenant": tenant,
+            "release": release,
+            "since": since.isoformat() if since else None,
+        },
+        columns,
+        rows,
+        [dict(zip(open_cols, r, strict=True)) for r in open_rows],
+    )
 
 
-def _scope_filter(con: duckdb.DuckDBPyConnection, run: str | None, tenant: str | None,
-                  release: str | None, since: datetime | None) -> tuple[str, list[object]]:
+def _scope_filter(
+    con: duckdb.DuckDBPyConnection,
+    run: str | None,
+    tenant: str | None,
+    release: str | None,
+    since: datetime | None,
+) -> tuple[str, list[object]]:
     if (run, tenant, release) == (None, None, None):
         raise ValueError("scope needs --run, --tenant or --release")
     run_id = None if run is None else resolve_run(con, run)
     return filters({"run_id": run_id, "tenant": tenant, "release_id": release}, ("ts", since))
 
 
-def _fetch(con: duckdb.DuckDBPyConnection, sql: str,
-           params: list[object]) -> tuple[list[str], list[tuple[Any, ...]]]:
+def _fetch(
+    con: duckdb.DuckDBPyConnection, sql: str, params: list[object]
+) -> tuple[list[str], list[tuple[Any, ...]]]:
     cursor = con.execute(sql, params)
     return [d[0] for d in cursor.description or []], cursor.fetchall()
 

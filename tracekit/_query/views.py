@@ -19,7 +19,13 @@ from .._store.reading import live_rows, segment_tables
 from ..errors import UnknownRun
 
 __all__ = [
-    "VIEWS", "UnknownRun", "connect", "filters", "list_runs", "resolve_run", "run_query",
+    "VIEWS",
+    "UnknownRun",
+    "connect",
+    "filters",
+    "list_runs",
+    "resolve_run",
+    "run_query",
     "timeline",
 ]
 
@@ -86,8 +92,7 @@ def connect(
     return con
 
 
-def _create_table_view(con: duckdb.DuckDBPyConnection, store: Store, table: str,
-                       view: str) -> None:
+def _create_table_view(con: duckdb.DuckDBPyConnection, store: Store, table: str, view: str) -> None:
     # segments first, Parquet after: a segment compacted in between is then in the Parquet
     # list, and its rows are dropped from the live table (no row is seen twice or missed)
     schema = TABLES[table]
@@ -179,8 +184,9 @@ def run_query(con: duckdb.DuckDBPyConnection, sql: str) -> Rows:
     return _fetch(con, sql)
 
 
-def filters(equal: dict[str, object], since: tuple[str, datetime | None]
-             ) -> tuple[str, list[object]]:
+def filters(
+    equal: dict[str, object], since: tuple[str, datetime | None]
+) -> tuple[str, list[object]]:
     """A WHERE clause (and its parameters) from column = value pairs and a since-time column;
     None values are left out."""
     where, params = ["1 = 1"], []

@@ -51,8 +51,10 @@ def load_entrypoint(spec: str) -> Callable[..., Any]:
         for part in attr.split("."):
             target = getattr(target, part)
     except (ImportError, AttributeError) as exc:
-        raise ValueError(f"entrypoint {spec!r} cannot be loaded ({exc}); is the module on "
-                         "the path (run from the project root)?") from None
+        raise ValueError(
+            f"entrypoint {spec!r} cannot be loaded ({exc}); is the module on "
+            "the path (run from the project root)?"
+        ) from None
     if not callable(target):
         raise ValueError(f"entrypoint {spec!r} is not callable")
     return target  # type: ignore[no-any-return]
@@ -80,7 +82,9 @@ def _no_network() -> Iterator[None]:
         target = args[1] if len(args) > 1 else args[0] if args else "?"
         raise ReplayDivergence(
             f"agent replay: the agent opened a network connection to {target!r}; replay serves "
-            "HTTP from the bundle's cassette and opens no socket", kind="network")
+            "HTTP from the bundle's cassette and opens no socket",
+            kind="network",
+        )
 
     socket.socket.connect = refused  # type: ignore[method-assign]
     socket.socket.connect_ex = refused  # type: ignore[method-assign]
@@ -97,12 +101,15 @@ def _http_divergence(exc: Exception) -> ReplayDivergence:
 
     text = re.sub(r"https?://\S+", lambda m: scrub_url(m.group(0)), str(exc))
     text = PROCESS.settings().redactor.redact_text(text)[0]
-    return ReplayDivergence(f"agent replay diverged: an HTTP request is not in the incident's "
-                            f"cassette: {text}", kind="http")
+    return ReplayDivergence(
+        f"agent replay diverged: an HTTP request is not in the incident's cassette: {text}",
+        kind="http",
+    )
 
 
-def agent_replay(bundle: Path, events: pa.Table, ledger: pa.Table, entrypoint: str,
-                 guard: Guard) -> tuple[list[Event], list[tuple[int, dict[str, Any]]], str | None]:
+def agent_replay(
+    bundle: Path, events: pa.Table, ledger: pa.Table, entrypoint: str, guard: Guard
+) -> tuple[list[Event], list[tuple[int, dict[str, Any]]], str | None]:
     """Run ``entrypoint`` against the recording. Returns the replay's events, the effects
     that would have fired (with the index of the event that fired each), and why it stopped
     early (the recording ended) if it did."""
@@ -187,8 +194,9 @@ def _served(served: Served) -> Iterator[None]:
         PROCESS.replay = None
 
 
-def _inputs(runs: dict[str, RecordedRun], entrypoint: str,
-            fn: Callable[..., Any]) -> list[dict[str, Any]]:
+def _inputs(
+    runs: dict[str, RecordedRun], entrypoint: str, fn: Callable[..., Any]
+) -> list[dict[str, Any]]:
     """The recorded input of each root run, in the order they started; each must fit ``fn``."""
     roots = [r for r in runs.values() if r.parent is None or r.parent not in runs]
     roots.sort(key=lambda r: (r.start, r.run_id))
@@ -209,8 +217,12 @@ def _inputs(runs: dict[str, RecordedRun], entrypoint: str,
 
 def _unfit(entrypoint: str, recorded: str | None, value: dict[str, Any], exc: TypeError) -> str:
     if recorded is None:
-        return (f"entrypoint {entrypoint} needs arguments ({exc}) but the incident recorded no "
-                "input: decorate the production entry point with @tracekit.entrypoint, or pass "
-                "a function that takes none")
-    return (f"entrypoint {entrypoint} cannot take the input the incident recorded for "
-            f"{recorded} (arguments {sorted(value)}): {exc}")
+        return (
+            f"entrypoint {entrypoint} needs arguments ({exc}) but the incident recorded no "
+            "input: decorate the production entry point with @tracekit.entrypoint, or pass "
+            "a function that takes none"
+        )
+    return (
+        f"entrypoint {entrypoint} cannot take the input the incident recorded for "
+        f"{recorded} (arguments {sorted(value)}): {exc}"
+    )

@@ -23,8 +23,9 @@ def _query(r1: Any, r2: Any) -> None:
     """vcrpy's query matcher, where a recorded redacted value matches any value."""
     a, b = r1.query, r2.query
     if len(a) != len(b) or any(
-            ka != kb or (va != vb and MARKER not in (va, vb))
-            for (ka, va), (kb, vb) in zip(a, b, strict=True)):
+        ka != kb or (va != vb and MARKER not in (va, vb))
+        for (ka, va), (kb, vb) in zip(a, b, strict=True)
+    ):
         raise AssertionError(f"query {_shown(a)} != {_shown(b)}")
 
 

@@ -40,9 +40,16 @@ def _pretty(text: str) -> list[str]:
 
 
 def _diff(recorded: RecordedCall, actual: str) -> str:
-    lines = list(difflib.unified_diff(
-        _pretty(recorded.args), _pretty(actual), f"recorded {recorded.label()}", "actual",
-        lineterm="", n=2))
+    lines = list(
+        difflib.unified_diff(
+            _pretty(recorded.args),
+            _pretty(actual),
+            f"recorded {recorded.label()}",
+            "actual",
+            lineterm="",
+            n=2,
+        )
+    )
     if len(lines) > _DIFF_LINES:
         lines = [*lines[:_DIFF_LINES], f"... ({len(lines) - _DIFF_LINES} more diff lines)"]
     return "\n".join(f"    {line}" for line in lines)
@@ -57,37 +64,62 @@ def _shown(actual: str, pool: list[RecordedCall]) -> str:
     return PROCESS.settings().redactor.redact_json(canonical_json(value))[0]
 
 
-def divergence(run: RecordedRun, kind: str, step: int, name: str | None, actual: str,
-                pool: list[RecordedCall]) -> ReplayDivergence:
+def divergence(
+    run: RecordedRun, kind: str, step: int, name: str | None, actual: str, pool: list[RecordedCall]
+) -> ReplayDivergence:
     actual = _shown(actual, [c for c in pool if c.step == step and name in (None, c.name)][:8])
     what = f"{kind} {name}" if name else kind
-    head = (f"agent replay diverged in run {run.run_id} at step {step}: {what} with "
-            f"{short(json.loads(actual), 200)} is not in the recording")
+    head = (
+        f"agent replay diverged in run {run.run_id} at step {step}: {what} with "
+        f"{short(json.loads(actual), 200)} is not in the recording"
+    )
     left = [c for c in pool if not c.taken]
     if run.exhausted():
-        return RecordingEnds(f"the agent went on past the end of the recording of run "
-                             f"{run.run_id}: {what} at step {step}", run_id=run.run_id,
-                             step=step, kind=kind, actual=actual)
+        return RecordingEnds(
+            f"the agent went on past the end of the recording of run "
+            f"{run.run_id}: {what} at step {step}",
+            run_id=run.run_id,
+            step=step,
+            kind=kind,
+            actual=actual,
+        )
     if not left:
         rest = sum(not c.taken for c in (*run.calls, *run.prompts))
-        return ReplayDivergence(f"{head}\n  every recorded {kind} of the run was replayed, but "
-                                f"{rest} other recorded call(s) were not: the agent took "
-                                "another path", run_id=run.run_id, step=step, kind=kind,
-                                actual=actual)
+        return ReplayDivergence(
+            f"{head}\n  every recorded {kind} of the run was replayed, but "
+            f"{rest} other recorded call(s) were not: the agent took "
+            "another path",
+            run_id=run.run_id,
+            step=step,
+            kind=kind,
+            actual=actual,
+        )
     value = json.loads(actual)
     near = [c for c in left if abs(c.step - step) <= 2] or left[:50]  # texts read: a few
-    ranked = sorted(((_near_miss(c, step, name, value), i, c) for i, c in enumerate(near)),
-                    key=lambda t: (-t[0][0], t[1]))[:_SHOWN]
+    ranked = sorted(
+        ((_near_miss(c, step, name, value), i, c) for i, c in enumerate(near)),
+        key=lambda t: (-t[0][0], t[1]),
+    )[:_SHOWN]
     shown = "\n".join(f"    {t[0][1]}" for t in ranked)
     best = ranked[0][2]
-    message = (f"{head}\n  found {len(left)} recorded {kind} event(s) not yet replayed; the "
-               f"nearest:\n{shown}\n  diff (recorded -> actual):\n{_diff(best, actual)}")
-    return ReplayDivergence(message, run_id=run.run_id, step=step, kind=kind, actual=actual,
-                            recorded=best.args)
+    message = (
+        f"{head}\n  found {len(left)} recorded {kind} event(s) not yet replayed; the "
+        f"nearest:\n{shown}\n  diff (recorded -> actual):\n{_diff(best, actual)}"
+    )
+    return ReplayDivergence(
+        message, run_id=run.run_id, step=step, kind=kind, actual=actual, recorded=best.args
+    )
 
 
-def take(run: RecordedRun, pool: list[RecordedCall], kind: str, step: int, name: str | None,
-          actual: str, upto: bool = False) -> RecordedCall:
+def take(
+    run: RecordedRun,
+    pool: list[RecordedCall],
+    kind: str,
+    step: int,
+    name: str | None,
+    actual: str,
+    upto: bool = False,
+) -> RecordedCall:
     """The first recorded call not yet served with this logical key (step, name, arguments);
     ``upto``: recorded at this step or before (model calls made in parallel each start a step,
     in whatever order they answer)."""

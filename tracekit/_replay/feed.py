@@ -25,9 +25,25 @@ from ..errors import Halted, OutOfScope
 
 __all__ = ["ReplayRun", "decide", "decisions", "first_halt", "halted_runs", "memory_runtime"]
 
-_COLUMNS = ("run_id", "parent_run_id", "root_run_id", "tenant", "seq", "step", "ts", "kind",
-            "name", "args", "status", "cost_usd", "attrs", "release_id", "model_version",
-            "prompt_version", "tools_version")
+_COLUMNS = (
+    "run_id",
+    "parent_run_id",
+    "root_run_id",
+    "tenant",
+    "seq",
+    "step",
+    "ts",
+    "kind",
+    "name",
+    "args",
+    "status",
+    "cost_usd",
+    "attrs",
+    "release_id",
+    "model_version",
+    "prompt_version",
+    "tools_version",
+)
 _WRITES = '"writes":true'
 
 
@@ -50,8 +66,9 @@ class ReplayRun:
 def memory_runtime(guard: Guard, clock: list[float]) -> GuardRuntime:
     """``guard`` on an in-memory control store and the clock ``clock[0]`` (every replay: the
     recorded clock, nothing shared, no socket)."""
-    return GuardRuntime(guard.model_copy(update={"staleness_s": 1e9}), MemoryControl(),
-                        clock=lambda: clock[0])
+    return GuardRuntime(
+        guard.model_copy(update={"staleness_s": 1e9}), MemoryControl(), clock=lambda: clock[0]
+    )
 
 
 def decisions(events: pa.Table) -> list[dict[str, Any]]:
@@ -68,8 +85,12 @@ def _refusals(table: pa.Table) -> pa.ChunkedArray:
     """The guard events of calls the guard refused when the incident was recorded: they are
     attempts too (the agent tried the call), and today's guard decides them again."""
     refused = pc.is_in(table["status"], pa.array(sorted(REFUSALS)))
-    return pc.fill_null(pc.and_(pc.and_(pc.equal(table["kind"], EventKind.GUARD), refused),
-                                pc.is_valid(table["args"])), False)
+    return pc.fill_null(
+        pc.and_(
+            pc.and_(pc.equal(table["kind"], EventKind.GUARD), refused), pc.is_valid(table["args"])
+        ),
+        False,
+    )
 
 
 def decide(row: dict[str, Any], guards: dict[str, RunGuard], runtime: GuardRuntime) -> None:
@@ -91,8 +112,9 @@ def _start(row: dict[str, Any], guards: dict[str, RunGuard], runtime: GuardRunti
 
 def _attempt(guard: RunGuard, row: dict[str, Any]) -> None:
     """A tool call, or a call the guard refused when it was recorded."""
-    if row["kind"] == EventKind.TOOL_CALL or (row["kind"] == EventKind.GUARD
-                                               and row["args"] is not None):
+    if row["kind"] == EventKind.TOOL_CALL or (
+        row["kind"] == EventKind.GUARD and row["args"] is not None
+    ):
         if row["status"] == EventStatus.REFUSED:
             raise _refused_again(row)
         writes = _WRITES in (row["attrs"] or "")
@@ -104,7 +126,8 @@ _HOOKS: dict[str, Callable[[RunGuard, dict[str, Any]], None]] = {
     EventKind.MODEL_OUTPUT: lambda guard, row: guard.after_model_output(row["cost_usd"]),
     EventKind.PROGRESS: lambda guard, row: guard.after_progress(),
     EventKind.TOOL_RESULT: lambda guard, row: guard.after_result(
-        row["name"], row["status"] != EventStatus.ERROR),
+        row["name"], row["status"] != EventStatus.ERROR
+    ),
     EventKind.RUN_END: lambda guard, row: guard.finish(),
 }
 
@@ -113,13 +136,19 @@ def _refused_again(row: dict[str, Any]) -> OutOfScope:
     """A call refused as out of scope (the tool's own bounds, the run's tool set): declared in
     the agent's code, not in the guard's settings, so today it is refused just the same."""
     info = json.loads(row["attrs"] or "{}")
-    return OutOfScope(info.get("level") or "run", info.get("target"),
-                      info.get("reason") or "out of scope", signal=info.get("signal"),
-                      value=info.get("value"), threshold=info.get("threshold"))
+    return OutOfScope(
+        info.get("level") or "run",
+        info.get("target"),
+        info.get("reason") or "out of scope",
+        signal=info.get("signal"),
+        value=info.get("value"),
+        threshold=info.get("threshold"),
+    )
 
 
-def first_halt(rows: list[dict[str, Any]], guard: Guard
-               ) -> tuple[Halted, dict[str, Any], float] | None:
+def first_halt(
+    rows: list[dict[str, Any]], guard: Guard
+) -> tuple[Halted, dict[str, Any], float] | None:
     """Where ``guard`` halts these decisions (on their recorded clock): the halt, its row and
     the spend by then; None when it lets them all through."""
     clock = [0.0]

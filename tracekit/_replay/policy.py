@@ -46,17 +46,25 @@ class Verdict:
     def describe(self) -> str:
         fired = len(self.effects)
         if self.contained:
-            return (f"contained: halted at step {self.step} of run {self.run_id} by {self.signal} "
-                    f"({self.reason}); {fired} effect(s) fired before, ${self.spend_usd:.4f} spent")
-        what = (f"all {self.events} decisions pass" if self.mode == "policy" else
-                f"the agent ran {self.events} decisions unhalted")
-        text = (f"NOT contained by today's guard: {what}; {fired} effect(s) fire, "
-                f"${self.spend_usd:.4f} spent. Add a bound that would stop it.")
+            return (
+                f"contained: halted at step {self.step} of run {self.run_id} by {self.signal} "
+                f"({self.reason}); {fired} effect(s) fired before, ${self.spend_usd:.4f} spent"
+            )
+        what = (
+            f"all {self.events} decisions pass"
+            if self.mode == "policy"
+            else f"the agent ran {self.events} decisions unhalted"
+        )
+        text = (
+            f"NOT contained by today's guard: {what}; {fired} effect(s) fire, "
+            f"${self.spend_usd:.4f} spent. Add a bound that would stop it."
+        )
         return text if self.note is None else f"{text} ({self.note})"
 
 
-def replay(bundle: str | os.PathLike[str], guard: Guard | None = None,
-           entrypoint: str | None = None) -> Verdict:
+def replay(
+    bundle: str | os.PathLike[str], guard: Guard | None = None, entrypoint: str | None = None
+) -> Verdict:
     """Feed the bundle's recorded decisions through ``guard`` (default: the project's guard,
     else the one in force when the incident was exported) on the recorded clock.
 
@@ -66,32 +74,54 @@ def replay(bundle: str | os.PathLike[str], guard: Guard | None = None,
     """
     manifest, events, ledger = load_bundle(bundle, prompts=False)  # agent replay reads them lazily
     if guard is None:
-        guard = project_guard() or (guard_from_mapping(manifest["guard"], "the bundle")
-                                    if manifest.get("guard") else Guard())
+        guard = project_guard() or (
+            guard_from_mapping(manifest["guard"], "the bundle")
+            if manifest.get("guard")
+            else Guard()
+        )
     if entrypoint is not None:
-        return _agent_verdict(Path(bundle), events, ledger, entrypoint, guard,
-                              len(set(manifest["runs"])))
+        return _agent_verdict(
+            Path(bundle), events, ledger, entrypoint, guard, len(set(manifest["runs"]))
+        )
     rows = decisions(events)
     writes = [r for r in ledger.to_pylist() if r["status"] == LedgerStatus.FIRED]
     runs, halt = len(set(manifest["runs"])), first_halt(rows, guard)
     if halt is not None:
         return _halted(*halt, writes, runs, len(rows))
     spend = sum(r["cost_usd"] or 0.0 for r in rows)
-    return Verdict(False, runs, len(rows), spend_usd=round(spend, 6),
-                   effects=[_effect(w) for w in writes])
+    return Verdict(
+        False, runs, len(rows), spend_usd=round(spend, 6), effects=[_effect(w) for w in writes]
+    )
 
 
-def _halted(halt: Halted, row: dict[str, Any], spend: float, writes: list[dict[str, Any]],
-            runs: int, events: int) -> Verdict:
+def _halted(
+    halt: Halted,
+    row: dict[str, Any],
+    spend: float,
+    writes: list[dict[str, Any]],
+    runs: int,
+    events: int,
+) -> Verdict:
     before = [w for w in writes if w["ts"] < row["ts"]]
-    return Verdict(True, runs, events, run_id=row["run_id"], step=row["step"], level=halt.level,
-                   signal=halt.signal, reason=halt.reason, value=halt.value,
-                   threshold=halt.threshold, spend_usd=round(spend, 6),
-                   effects=[_effect(w) for w in before])
+    return Verdict(
+        True,
+        runs,
+        events,
+        run_id=row["run_id"],
+        step=row["step"],
+        level=halt.level,
+        signal=halt.signal,
+        reason=halt.reason,
+        value=halt.value,
+        threshold=halt.threshold,
+        spend_usd=round(spend, 6),
+        effects=[_effect(w) for w in before],
+    )
 
 
-def _agent_verdict(bundle: Path, events: pa.Table, ledger: pa.Table, entrypoint: str,
-                   guard: Guard, runs: int) -> Verdict:
+def _agent_verdict(
+    bundle: Path, events: pa.Table, ledger: pa.Table, entrypoint: str, guard: Guard, runs: int
+) -> Verdict:
     from .agent import agent_replay
 
     replayed, effects, ended = agent_replay(bundle, events, ledger, entrypoint, guard)
@@ -99,17 +129,39 @@ def _agent_verdict(bundle: Path, events: pa.Table, ledger: pa.Table, entrypoint:
     for index, event in enumerate(replayed):
         if event.kind == EventKind.GUARD and event.status in REFUSALS:
             halt = event.decoded_attrs
-            return Verdict(True, runs, index + 1, run_id=event.run_id, step=event.step,
-                           level=halt.get("level"), signal=halt.get("signal"),
-                           reason=halt.get("reason"), value=halt.get("value"),
-                           threshold=halt.get("threshold"), spend_usd=round(spend, 6),
-                           effects=[_effect(e) for i, e in effects if i < index],
-                           mode="agent")
+            return Verdict(
+                True,
+                runs,
+                index + 1,
+                run_id=event.run_id,
+                step=event.step,
+                level=halt.get("level"),
+                signal=halt.get("signal"),
+                reason=halt.get("reason"),
+                value=halt.get("value"),
+                threshold=halt.get("threshold"),
+                spend_usd=round(spend, 6),
+                effects=[_effect(e) for i, e in effects if i < index],
+                mode="agent",
+            )
         spend += event.cost_usd or 0.0
-    return Verdict(False, runs, len(replayed), spend_usd=round(spend, 6),
-                   effects=[_effect(e) for _, e in effects], mode="agent", note=ended)
+    return Verdict(
+        False,
+        runs,
+        len(replayed),
+        spend_usd=round(spend, 6),
+        effects=[_effect(e) for _, e in effects],
+        mode="agent",
+        note=ended,
+    )
 
 
 def _effect(row: dict[str, Any]) -> dict[str, Any]:
-    return {"tool": row["tool"], "destination": row["destination"], "amount": row["amount"],
-            "currency": row["currency"], "run_id": row["run_id"], "call_id": row["call_id"]}
+    return {
+        "tool": row["tool"],
+        "destination": row["destination"],
+        "amount": row["amount"],
+        "currency": row["currency"],
+        "run_id": row["run_id"],
+        "call_id": row["call_id"],
+    }

@@ -12,10 +12,28 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from .._base.vocab import EventKind
+
 __all__ = ["COLUMNS", "Prompts", "RecordedCall", "RecordedRun", "load_runs"]
 
-COLUMNS = ("run_id", "parent_run_id", "tenant", "seq", "step", "ts", "kind", "name", "call_id",
-           "args", "output", "status", "error", "cost_usd", "latency_ms", "attrs")
+COLUMNS = (
+    "run_id",
+    "parent_run_id",
+    "tenant",
+    "seq",
+    "step",
+    "ts",
+    "kind",
+    "name",
+    "call_id",
+    "args",
+    "output",
+    "status",
+    "error",
+    "cost_usd",
+    "latency_ms",
+    "attrs",
+)
 
 
 @dataclass
@@ -62,7 +80,7 @@ class Prompts:
                 continue
             table = self.file.read_row_group(group, columns=columns)
             for offset, row in enumerate(table.to_pylist()):
-                if row["kind"] == "prompt":
+                if row["kind"] == EventKind.PROMPT:
                     row["args"] = (self, len(self.groups))
                     self.groups.append(group)
                     self.offsets.append(offset)
@@ -70,11 +88,14 @@ class Prompts:
         return found
 
     def _may_hold_prompts(self, group: int) -> bool:
-        stats = self.file.metadata.row_group(group).column(
-            self.file.schema_arrow.get_field_index("kind")).statistics
+        stats = (
+            self.file.metadata.row_group(group)
+            .column(self.file.schema_arrow.get_field_index("kind"))
+            .statistics
+        )
         if stats is None or not stats.has_min_max:
             return True
-        return bool(stats.min <= "prompt" <= stats.max)
+        return bool(stats.min <= EventKind.PROMPT <= stats.max)
 
     def text(self, row: int) -> str:
         group = self.groups[row]
@@ -94,7 +115,8 @@ class RecordedRun:
     calls: list[RecordedCall] = field(default_factory=list)
     prompts: list[RecordedCall] = field(default_factory=list)
     draws: dict[str, deque[tuple[int, str]]] = field(
-        default_factory=lambda: {"clock": deque(), "random": deque()})
+        default_factory=lambda: {"clock": deque(), "random": deque()}
+    )
 
     def exhausted(self) -> bool:
         """Every recorded call and prompt of the run was replayed: it went past the end."""
@@ -105,15 +127,16 @@ def load_runs(events: pa.Table, prompts: list[dict[str, Any]]) -> dict[str, Reco
     """The incident's runs, each with its calls, prompts and draws in recorded order.
     ``events`` has every event but the prompts; ``prompts`` are those (texts unread)."""
     rows = events.select([c for c in COLUMNS if c in events.column_names]).to_pylist()
-    rows = [r for r in rows if r["kind"] != "prompt"] + prompts
+    rows = [r for r in rows if r["kind"] != EventKind.PROMPT] + prompts
     rows.sort(key=lambda r: (r["run_id"], r["seq"]))
     runs: dict[str, RecordedRun] = {}
     answers: dict[tuple[str, str], dict[str, Any]] = {}
     for row in rows:
         run = runs.get(row["run_id"])
         if run is None:
-            run = runs[row["run_id"]] = RecordedRun(row["run_id"], row["tenant"],
-                                                     row["parent_run_id"], row["ts"].timestamp())
+            run = runs[row["run_id"]] = RecordedRun(
+                row["run_id"], row["tenant"], row["parent_run_id"], row["ts"].timestamp()
+            )
         _add(run, row, answers)
     for run in runs.values():
         for call in (*run.calls, *run.prompts):
@@ -124,18 +147,23 @@ def load_runs(events: pa.Table, prompts: list[dict[str, Any]]) -> dict[str, Reco
 
 def _add(run: RecordedRun, row: dict[str, Any], answers: dict[tuple[str, str], Any]) -> None:
     kind = row["kind"]
-    if kind in ("tool_call", "prompt"):
-        call = RecordedCall(row["step"] or 0, row["name"], row["args"] or "null",
-                     row["ts"].timestamp(), row["call_id"])
-        (run.calls if kind == "tool_call" else run.prompts).append(call)
-    elif kind in ("tool_result", "model_output", "error"):
+    if kind in (EventKind.TOOL_CALL, EventKind.PROMPT):
+        call = RecordedCall(
+            row["step"] or 0,
+            row["name"],
+            row["args"] or "null",
+            row["ts"].timestamp(),
+            row["call_id"],
+        )
+        (run.calls if kind == EventKind.TOOL_CALL else run.prompts).append(call)
+    elif kind in (EventKind.TOOL_RESULT, EventKind.MODEL_OUTPUT, EventKind.ERROR):
         if row["call_id"] is not None:  # an error with a call id: a model call that raised
             answers[(run.run_id, row["call_id"])] = row
-        elif kind == "model_output" and run.prompts and run.prompts[-1].result is None:
+        elif kind == EventKind.MODEL_OUTPUT and run.prompts and run.prompts[-1].result is None:
             run.prompts[-1].result = row  # a manual model_output answers the prompt before it
-    elif kind in ("clock", "random"):
+    elif kind in (EventKind.CLOCK, EventKind.RANDOM):
         run.draws[kind].append((row["step"] or 0, row["output"]))
-    elif kind == "run_start":
+    elif kind == EventKind.RUN_START:
         run.attrs = row["attrs"]
-    elif kind == "entry" and run.entry is None:
+    elif kind == EventKind.ENTRY and run.entry is None:
         run.entry = {"target": row["name"], "input": json.loads(row["args"] or "{}")}

@@ -68,14 +68,18 @@ class Suggestions:
             if item.suggested is not None:
                 value = item.suggested.value
                 text = str(int(value)) if item.bound in _INTEGER else f"{value:g}"
-                lines.append(f"{item.bound} = {text}  # halts at step {item.suggested.step}, "
-                             f"{item.suggested.false_halts} false halt(s)")
+                lines.append(
+                    f"{item.bound} = {text}  # halts at step {item.suggested.step}, "
+                    f"{item.suggested.false_halts} false halt(s)"
+                )
         return "\n".join(lines)
 
 
-def suggest_bounds(bundle: str | os.PathLike[str],
-                   store: str | os.PathLike[str] | None = None,
-                   healthy_limit: int = 1000) -> Suggestions:
+def suggest_bounds(
+    bundle: str | os.PathLike[str],
+    store: str | os.PathLike[str] | None = None,
+    healthy_limit: int = 1000,
+) -> Suggestions:
     """Try candidate thresholds of every bound on the incident and on the store's other runs."""
     manifest, events, ledger = load_bundle(bundle, prompts=False)
     incident = decisions(events)
@@ -86,8 +90,9 @@ def suggest_bounds(bundle: str | os.PathLike[str],
     return Suggestions(Path(bundle).name, runs, [s for s in found if s.trials])
 
 
-def _healthy(store: str | os.PathLike[str] | None, incident: set[str],
-             limit: int) -> list[dict[str, Any]]:
+def _healthy(
+    store: str | os.PathLike[str] | None, incident: set[str], limit: int
+) -> list[dict[str, Any]]:
     """The decisions of the store's most recent runs outside the incident (none without a
     store)."""
     from .._query.views import connect
@@ -100,26 +105,39 @@ def _healthy(store: str | os.PathLike[str] | None, incident: set[str],
             "SELECT * FROM events WHERE kind <> 'prompt' AND run_id IN (SELECT run_id FROM runs "
             "WHERE run_id NOT IN (SELECT unnest($ids)) AND root_run_id NOT IN "
             "(SELECT unnest($ids)) ORDER BY started DESC LIMIT $limit)",
-            params={"ids": sorted(incident), "limit": limit}).to_arrow_table()
+            params={"ids": sorted(incident), "limit": limit},
+        ).to_arrow_table()
     return decisions(table)
 
 
-def suggest(tunable: Tunable, incident: list[dict[str, Any]], fired: list[dict[str, Any]],
-            healthy: list[dict[str, Any]]) -> Suggestion:
+def suggest(
+    tunable: Tunable,
+    incident: list[dict[str, Any]],
+    fired: list[dict[str, Any]],
+    healthy: list[dict[str, Any]],
+) -> Suggestion:
     """Every candidate setting of one bound, replayed over the incident and the healthy runs."""
     bound = tunable.field
-    trials = [_trial(bound, int(v) if tunable.integer else v, incident, fired, healthy)
-              for v in tunable.candidates(incident)]
+    trials = [
+        _trial(bound, int(v) if tunable.integer else v, incident, fired, healthy)
+        for v in tunable.candidates(incident)
+    ]
     containing = [t for t in trials if t.contains]
     tightest = min(containing, key=lambda t: (t.step, t.value)) if containing else None
-    suggested = min(containing, key=lambda t: (t.false_halts, t.step, -t.value)) \
-        if containing else None
+    suggested = (
+        min(containing, key=lambda t: (t.false_halts, t.step, -t.value)) if containing else None
+    )
     return Suggestion(bound, tightest, suggested, trials)
 
 
-def _trial(bound: str, value: float, incident: list[dict[str, Any]],
-           fired: list[dict[str, Any]], healthy: list[dict[str, Any]]) -> BoundTrial:
-    guard = Guard(**{bound: value})
+def _trial(
+    bound: str,
+    value: float,
+    incident: list[dict[str, Any]],
+    fired: list[dict[str, Any]],
+    healthy: list[dict[str, Any]],
+) -> BoundTrial:
+    guard = Guard.model_validate({bound: value})
     halt = first_halt(incident, guard)
     stopped = len(halted_runs(healthy, guard)) if healthy else 0
     if halt is None:

@@ -17,17 +17,23 @@ from typing import Any
 
 import pyarrow as pa
 
-from .._base.vocab import LedgerStatus
+from .._base.vocab import EventKind, EventStatus, LedgerStatus
 from .._contain.settings import Guard, project_guard
 from .._replay.feed import decisions, first_halt
 
 __all__ = ["Postmortem", "build_postmortem", "chart", "render_html", "render_markdown"]
 
 _CLIP = 240
-_BOUNDS_HINT = ("Run `tracekit suggest-bounds --incident NAME` for the settings that would have "
-                "contained it and their false halts.")
-_SIGNATURE_GUARD = Guard(max_repeats=3, max_steps_without_progress=10,
-                         max_tool_calls_per_minute=60, max_writes_per_minute=10)
+_BOUNDS_HINT = (
+    "Run `tracekit suggest-bounds --incident NAME` for the settings that would have "
+    "contained it and their false halts."
+)
+_SIGNATURE_GUARD = Guard(
+    max_repeats=3,
+    max_steps_without_progress=10,
+    max_tool_calls_per_minute=60,
+    max_writes_per_minute=10,
+)
 
 
 @dataclass
@@ -43,8 +49,11 @@ class Postmortem:
     bounds: list[dict[str, Any]] = field(default_factory=list)
 
 
-def build_postmortem(run_id: str | None = None, incident: str | os.PathLike[str] | None = None,
-                     store: str | os.PathLike[str] | None = None) -> Postmortem:
+def build_postmortem(
+    run_id: str | None = None,
+    incident: str | os.PathLike[str] | None = None,
+    store: str | os.PathLike[str] | None = None,
+) -> Postmortem:
     """Everything the page shows, from the store (``run_id`` and its sub-agents) or a bundle."""
     if (run_id is None) == (incident is None):
         raise ValueError("give one of --run RUN or --incident NAME")
@@ -88,8 +97,15 @@ def _bounds(rows: list[dict[str, Any]], ledger: list[dict[str, Any]]) -> list[di
         name = tunable.field
         trial = suggest(tunable, rows, fired, []).tightest
         if trial is not None:
-            found.append({"bound": name, "value": trial.value, "step": trial.step,
-                          "effects": trial.effects, "spend_usd": trial.spend_usd})
+            found.append(
+                {
+                    "bound": name,
+                    "value": trial.value,
+                    "step": trial.step,
+                    "effects": trial.effects,
+                    "spend_usd": trial.spend_usd,
+                }
+            )
     return found
 
 
@@ -107,8 +123,9 @@ def _clipped(events: pa.Table) -> pa.Table:
     return events
 
 
-def _from_store(run_id: str, store: str | os.PathLike[str] | None) -> tuple[pa.Table,
-                                                                              pa.Table, str]:
+def _from_store(
+    run_id: str, store: str | os.PathLike[str] | None
+) -> tuple[pa.Table, pa.Table, str]:
     from .._capture.state import PROCESS
     from .._query.views import connect, resolve_run
 
@@ -119,35 +136,68 @@ def _from_store(run_id: str, store: str | os.PathLike[str] | None) -> tuple[pa.T
         events = con.sql(  # a prompt can be the whole conversation: only its start is shown
             f"SELECT * REPLACE (CASE WHEN kind = 'tool_call' THEN args ELSE left(args, "
             f"{_CLIP + 1}) END AS args, left(output, {_CLIP + 1}) AS output) FROM events "
-            f"{where}", params={"r": full}).to_arrow_table()
-        ledger = con.sql("SELECT * FROM ledger_history WHERE run_id IN (SELECT run_id FROM "
-                         f"events {where})", params={"r": full}).to_arrow_table()
+            f"{where}",
+            params={"r": full},
+        ).to_arrow_table()
+        ledger = con.sql(
+            f"SELECT * FROM ledger_history WHERE run_id IN (SELECT run_id FROM events {where})",
+            params={"r": full},
+        ).to_arrow_table()
     return events, ledger, f"run {full}"
 
 
-def _assemble(title: str, events: list[dict[str, Any]], ledger: list[dict[str, Any]],
-              guard: dict[str, Any], signature: list[dict[str, Any]]) -> Postmortem:
+def _assemble(
+    title: str,
+    events: list[dict[str, Any]],
+    ledger: list[dict[str, Any]],
+    guard: dict[str, Any],
+    signature: list[dict[str, Any]],
+) -> Postmortem:
     events.sort(key=lambda r: (r["ts"], r["run_id"], r["seq"]))
     ledger.sort(key=lambda r: (r["ts"], r["entry_id"]))
     by_call: dict[tuple[str, str], list[dict[str, Any]]] = {}
     for row in ledger:
         by_call.setdefault((row["run_id"], row["call_id"]), []).append(row)
     first = events[0] if events else {}
-    release = {k: str(first.get(k)) for k in ("release_id", "model_version", "prompt_version",
-                                              "tools_version")}
+    release = {
+        k: str(first.get(k))
+        for k in ("release_id", "model_version", "prompt_version", "tools_version")
+    }
     timeline = [_line(e, by_call.get((e["run_id"], e["call_id"]), [])) for e in events]
-    return Postmortem(title, _summary(title, events, ledger), release, timeline,
-                      _scope(ledger), signature, guard, _charts(events, ledger))
+    return Postmortem(
+        title,
+        _summary(title, events, ledger),
+        release,
+        timeline,
+        _scope(ledger),
+        signature,
+        guard,
+        _charts(events, ledger),
+    )
 
 
 def _line(event: dict[str, Any], ledger: list[dict[str, Any]]) -> dict[str, Any]:
-    text = event["args"] if event["kind"] in ("prompt", "tool_call", "entry") else (
-        event["output"] or event["error"])
-    effects = [f"{r['status']} {r['destination'] or ''} {r['amount'] or ''}".strip()
-               for r in ledger] if event["kind"] == "tool_call" else []
-    return {"ts": event["ts"], "run": event["run_id"], "step": event["step"],
-            "kind": event["kind"], "name": event["name"] or "", "status": event["status"] or "",
-            "text": _clip(text or ""), "cost": event["cost_usd"], "ledger": effects}
+    text = (
+        event["args"]
+        if event["kind"] in (EventKind.PROMPT, EventKind.TOOL_CALL, EventKind.ENTRY)
+        else (event["output"] or event["error"])
+    )
+    effects = (
+        [f"{r['status']} {r['destination'] or ''} {r['amount'] or ''}".strip() for r in ledger]
+        if event["kind"] == EventKind.TOOL_CALL
+        else []
+    )
+    return {
+        "ts": event["ts"],
+        "run": event["run_id"],
+        "step": event["step"],
+        "kind": event["kind"],
+        "name": event["name"] or "",
+        "status": event["status"] or "",
+        "text": _clip(text or ""),
+        "cost": event["cost_usd"],
+        "ledger": effects,
+    }
 
 
 def _clip(text: str) -> str:
@@ -158,21 +208,28 @@ def _summary(title: str, events: list[dict[str, Any]], ledger: list[dict[str, An
     if not events:
         return f"{title}: nothing was recorded."
     runs = {e["run_id"] for e in events}
-    calls = [e for e in events if e["kind"] == "tool_call"]
+    calls = [e for e in events if e["kind"] == EventKind.TOOL_CALL]
     writes = sum('"writes":true' in (e["attrs"] or "") for e in calls)
     fired = [r for r in ledger if r["status"] == LedgerStatus.FIRED]
-    halts = [e for e in events if e["kind"] == "guard" and e["status"] == "halted"]
+    halts = [
+        e for e in events if e["kind"] == EventKind.GUARD and e["status"] == EventStatus.HALTED
+    ]
     span = (events[-1]["ts"] - events[0]["ts"]).total_seconds()
     spend = sum(e["cost_usd"] or 0.0 for e in events)
-    ending = (f"The guard halted it at step {halts[0]['step']} ({halts[0]['name']}: "
-              f"{halts[0]['error']})." if halts else "Nothing halted it.")
+    ending = (
+        f"The guard halted it at step {halts[0]['step']} ({halts[0]['name']}: {halts[0]['error']})."
+        if halts
+        else "Nothing halted it."
+    )
     destinations = sorted({str(r["destination"]) for r in fired if r["destination"]})
-    return (f"{title} ({len(runs)} run(s), tenant {events[0]['tenant']}) went "
-            f"{max(e['step'] or 0 for e in events)} steps in {span:.1f} s: {len(calls)} tool "
-            f"call(s), {writes} of them writes; {len(fired)} side effect(s) fired"
-            f"{' at ' + ', '.join(destinations) if destinations else ''}, "
-            f"{sum(r['status'] == 'suppressed_duplicate' for r in ledger)} duplicate(s) "
-            f"suppressed; ${spend:.4f} spent. {ending}")
+    return (
+        f"{title} ({len(runs)} run(s), tenant {events[0]['tenant']}) went "
+        f"{max(e['step'] or 0 for e in events)} steps in {span:.1f} s: {len(calls)} tool "
+        f"call(s), {writes} of them writes; {len(fired)} side effect(s) fired"
+        f"{' at ' + ', '.join(destinations) if destinations else ''}, "
+        f"{sum(r['status'] == 'suppressed_duplicate' for r in ledger)} duplicate(s) "
+        f"suppressed; ${spend:.4f} spent. {ending}"
+    )
 
 
 def _scope(ledger: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -182,11 +239,24 @@ def _scope(ledger: list[dict[str, Any]]) -> list[dict[str, Any]]:
     out: dict[tuple[str, str], dict[str, Any]] = {}
     for row in latest.values():
         key = (str(row["destination"] or ""), str(row["tool"]))
-        item = out.setdefault(key, {"destination": key[0], "tool": key[1], "fired": 0,
-                                    "may_have_fired": 0, "compensated": 0, "suppressed": 0,
-                                    "reversible": bool(row["reversible"])})
-        name = {"fired": "fired", "reserved": "may_have_fired", "compensated": "compensated",
-                "suppressed_duplicate": "suppressed"}.get(row["status"])
+        item = out.setdefault(
+            key,
+            {
+                "destination": key[0],
+                "tool": key[1],
+                "fired": 0,
+                "may_have_fired": 0,
+                "compensated": 0,
+                "suppressed": 0,
+                "reversible": bool(row["reversible"]),
+            },
+        )
+        name = {
+            "fired": "fired",
+            "reserved": "may_have_fired",
+            "compensated": "compensated",
+            "suppressed_duplicate": "suppressed",
+        }.get(row["status"])
         if name:
             item[name] += 1
     return list(out.values())
@@ -202,8 +272,14 @@ def _signature(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
         value = reference[bound]
         halt = first_halt(rows, Guard(**{bound: value}))
         if halt is not None:
-            found.append({"detector": bound, "threshold": value, "step": halt[1]["step"],
-                          "at": halt[1]["ts"]})
+            found.append(
+                {
+                    "detector": bound,
+                    "threshold": value,
+                    "step": halt[1]["step"],
+                    "at": halt[1]["ts"],
+                }
+            )
     return found
 
 
@@ -215,56 +291,117 @@ def _charts(events: list[dict[str, Any]], ledger: list[dict[str, Any]]) -> dict[
     spend, total = [], 0.0
     for e in events:
         minute = int((e["ts"] - start).total_seconds() // 60)
-        if e["kind"] == "tool_call":
+        if e["kind"] == EventKind.TOOL_CALL:
             calls[minute] = calls.get(minute, 0) + 1
         if e["cost_usd"]:
             total += e["cost_usd"]
             spend.append(((e["ts"] - start).total_seconds(), total))
     writes: dict[int, int] = {}
     for row in ledger:
-        if row["status"] == "fired":
+        if row["status"] == LedgerStatus.FIRED:
             minute = int((row["ts"] - start).total_seconds() // 60)
             writes[minute] = writes.get(minute, 0) + 1
-    return {"tool calls per minute": sorted((float(k), float(v)) for k, v in calls.items()),
-            "cumulative spend (USD)": spend,
-            "writes fired per minute": sorted((float(k), float(v)) for k, v in writes.items())}
+    return {
+        "tool calls per minute": sorted((float(k), float(v)) for k, v in calls.items()),
+        "cumulative spend (USD)": spend,
+        "writes fired per minute": sorted((float(k), float(v)) for k, v in writes.items()),
+    }
 
 
 # -- rendering -----------------------------------------------------------------------------------
-_STYLE = ("body{font:14px system-ui,sans-serif;margin:2em;color:#222}table{border-collapse:"
-          "collapse;font-size:12px}td,th{border:1px solid #ccc;padding:2px 6px;vertical-align:"
-          "top;text-align:left}code{white-space:pre-wrap;word-break:break-all}"
-          "svg{border:1px solid #ddd;margin:4px}.k-guard{background:#fee}")
+_STYLE = (
+    "body{font:14px system-ui,sans-serif;margin:2em;color:#222}table{border-collapse:"
+    "collapse;font-size:12px}td,th{border:1px solid #ccc;padding:2px 6px;vertical-align:"
+    "top;text-align:left}code{white-space:pre-wrap;word-break:break-all}"
+    "svg{border:1px solid #ddd;margin:4px}.k-guard{background:#fee}"
+)
 
 
 def render_html(pm: Postmortem) -> str:
     """The page: every trace value escaped, no script, no external reference."""
     e = html.escape
-    parts = [f"<!doctype html><html><head><meta charset='utf-8'><title>{e(pm.title)} "
-             f"postmortem</title><style>{_STYLE}</style></head><body>",
-             f"<h1>Postmortem: {e(pm.title)}</h1><p>{e(pm.summary)}</p>",
-             "<h2>Release</h2><p>" + ", ".join(f"{e(k)} <code>{e(v)}</code>"
-                                               for k, v in pm.release.items()) + "</p>",
-             "<h2>Charts</h2>"]
-    bounds = {"tool calls per minute": pm.guard.get("max_tool_calls_per_minute"),
-              "cumulative spend (USD)": pm.guard.get("max_cost_usd"),
-              "writes fired per minute": pm.guard.get("max_writes_per_minute")}
+    parts = [
+        f"<!doctype html><html><head><meta charset='utf-8'><title>{e(pm.title)} "
+        f"postmortem</title><style>{_STYLE}</style></head><body>",
+        f"<h1>Postmortem: {e(pm.title)}</h1><p>{e(pm.summary)}</p>",
+        "<h2>Release</h2><p>"
+        + ", ".join(f"{e(k)} <code>{e(v)}</code>" for k, v in pm.release.items())
+        + "</p>",
+        "<h2>Charts</h2>",
+    ]
+    bounds = {
+        "tool calls per minute": pm.guard.get("max_tool_calls_per_minute"),
+        "cumulative spend (USD)": pm.guard.get("max_cost_usd"),
+        "writes fired per minute": pm.guard.get("max_writes_per_minute"),
+    }
     parts += [chart(name, points, bounds.get(name)) for name, points in pm.charts.items()]
-    parts.append("<h2>Runaway signature</h2>" + _table(
-        ["detector", "threshold", "would fire at step", "at"],
-        [[s["detector"], s["threshold"], s["step"], s["at"]] for s in pm.signature]))
-    parts.append("<h2>Bounds that would have contained it</h2>" + (_table(
-        ["bound", "tightest setting", "halts at step", "effects before", "spend before"],
-        [[b["bound"], b["value"], b["step"], b["effects"], f"${b['spend_usd']:.4f}"]
-         for b in pm.bounds]) if pm.bounds else "<p>" + e(_BOUNDS_HINT) + "</p>"))
-    parts.append("<h2>Side-effect scope</h2>" + _table(
-        ["destination", "tool", "fired", "may have fired", "compensated", "duplicates suppressed",
-         "reversible"], [[s["destination"], s["tool"], s["fired"], s["may_have_fired"],
-                          s["compensated"], s["suppressed"], s["reversible"]] for s in pm.scope]))
-    parts.append("<h2>Timeline</h2>" + _table(
-        ["time", "run", "step", "kind", "name", "status", "content", "ledger"],
-        [[t["ts"], t["run"], t["step"], t["kind"], t["name"], t["status"], t["text"],
-          "; ".join(t["ledger"])] for t in pm.timeline], kinds=[t["kind"] for t in pm.timeline]))
+    parts.append(
+        "<h2>Runaway signature</h2>"
+        + _table(
+            ["detector", "threshold", "would fire at step", "at"],
+            [[s["detector"], s["threshold"], s["step"], s["at"]] for s in pm.signature],
+        )
+    )
+    parts.append(
+        "<h2>Bounds that would have contained it</h2>"
+        + (
+            _table(
+                ["bound", "tightest setting", "halts at step", "effects before", "spend before"],
+                [
+                    [b["bound"], b["value"], b["step"], b["effects"], f"${b['spend_usd']:.4f}"]
+                    for b in pm.bounds
+                ],
+            )
+            if pm.bounds
+            else "<p>" + e(_BOUNDS_HINT) + "</p>"
+        )
+    )
+    parts.append(
+        "<h2>Side-effect scope</h2>"
+        + _table(
+            [
+                "destination",
+                "tool",
+                "fired",
+                "may have fired",
+                "compensated",
+                "duplicates suppressed",
+                "reversible",
+            ],
+            [
+                [
+                    s["destination"],
+                    s["tool"],
+                    s["fired"],
+                    s["may_have_fired"],
+                    s["compensated"],
+                    s["suppressed"],
+                    s["reversible"],
+                ]
+                for s in pm.scope
+            ],
+        )
+    )
+    parts.append(
+        "<h2>Timeline</h2>"
+        + _table(
+            ["time", "run", "step", "kind", "name", "status", "content", "ledger"],
+            [
+                [
+                    t["ts"],
+                    t["run"],
+                    t["step"],
+                    t["kind"],
+                    t["name"],
+                    t["status"],
+                    t["text"],
+                    "; ".join(t["ledger"]),
+                ]
+                for t in pm.timeline
+            ],
+            kinds=[t["kind"] for t in pm.timeline],
+        )
+    )
     parts.append("</body></html>")
     return "\n".join(parts)
 
@@ -274,8 +411,9 @@ def _table(head: list[str], rows: list[list[Any]], kinds: list[str] | None = Non
     out = ["<table><tr>" + "".join(f"<th>{e(h)}</th>" for h in head) + "</tr>"]
     for index, row in enumerate(rows):
         css = f" class='k-{e(kinds[index])}'" if kinds else ""
-        out.append(f"<tr{css}>" + "".join(f"<td><code>{e(_cell(v))}</code></td>" for v in row)
-                   + "</tr>")
+        out.append(
+            f"<tr{css}>" + "".join(f"<td><code>{e(_cell(v))}</code></td>" for v in row) + "</tr>"
+        )
     return "".join(out) + "</table>"
 
 
@@ -295,19 +433,25 @@ def chart(name: str, points: list[tuple[float, float]], bound: float | None = No
     span = max(max(xs) - min(xs), 1e-9)
 
     def at(x: float, y: float) -> str:
-        return (f"{pad + (x - min(xs)) / span * (width - 2 * pad):.1f},"
-                f"{height - pad - y / top * (height - 2 * pad):.1f}")
+        return (
+            f"{pad + (x - min(xs)) / span * (width - 2 * pad):.1f},"
+            f"{height - pad - y / top * (height - 2 * pad):.1f}"
+        )
 
     line = " ".join(at(x, y) for x, y in points)
-    out = [f"<svg xmlns='http://www.w3.org/2000/svg' width='{width}' height='{height}' "
-           f"role='img' aria-label='{html.escape(name)}'>",
-           f"<text x='{pad}' y='16' font-size='12'>{html.escape(name)} (max {top:g})</text>",
-           f"<polyline fill='none' stroke='#36c' stroke-width='2' points='{line}'/>"]
+    out = [
+        f"<svg xmlns='http://www.w3.org/2000/svg' width='{width}' height='{height}' "
+        f"role='img' aria-label='{html.escape(name)}'>",
+        f"<text x='{pad}' y='16' font-size='12'>{html.escape(name)} (max {top:g})</text>",
+        f"<polyline fill='none' stroke='#36c' stroke-width='2' points='{line}'/>",
+    ]
     if bound:
         y = at(min(xs), bound).split(",")[1]
-        out.append(f"<line x1='{pad}' x2='{width - pad}' y1='{y}' y2='{y}' stroke='#c33' "
-                   f"stroke-dasharray='4'/><text x='{width - pad}' y='{y}' font-size='10' "
-                   f"text-anchor='end'>bound {bound:g}</text>")
+        out.append(
+            f"<line x1='{pad}' x2='{width - pad}' y1='{y}' y2='{y}' stroke='#c33' "
+            f"stroke-dasharray='4'/><text x='{width - pad}' y='{y}' font-size='10' "
+            f"text-anchor='end'>bound {bound:g}</text>"
+        )
     return "".join(out) + "</svg>"
 
 
@@ -323,23 +467,53 @@ def md(value: Any) -> str:
 
 def render_markdown(pm: Postmortem) -> str:
     """The same page as Markdown, for a ticket."""
-    lines = [f"# Postmortem: {md(pm.title)}", "", md(pm.summary), "",
-             "Release: " + ", ".join(f"{md(k)} {md(v)}" for k, v in pm.release.items()), "",
-             "## Runaway signature", ""]
-    lines += _md_table(["detector", "threshold", "would fire at step"],
-                       [[s["detector"], s["threshold"], s["step"]] for s in pm.signature])
+    lines = [
+        f"# Postmortem: {md(pm.title)}",
+        "",
+        md(pm.summary),
+        "",
+        "Release: " + ", ".join(f"{md(k)} {md(v)}" for k, v in pm.release.items()),
+        "",
+        "## Runaway signature",
+        "",
+    ]
+    lines += _md_table(
+        ["detector", "threshold", "would fire at step"],
+        [[s["detector"], s["threshold"], s["step"]] for s in pm.signature],
+    )
     lines += ["", "## Bounds that would have contained it", ""]
-    lines += _md_table(["bound", "tightest setting", "halts at step", "effects before"],
-                       [[b["bound"], b["value"], b["step"], b["effects"]] for b in pm.bounds]
-                       ) if pm.bounds else [md(_BOUNDS_HINT)]
+    lines += (
+        _md_table(
+            ["bound", "tightest setting", "halts at step", "effects before"],
+            [[b["bound"], b["value"], b["step"], b["effects"]] for b in pm.bounds],
+        )
+        if pm.bounds
+        else [md(_BOUNDS_HINT)]
+    )
     lines += ["", "## Side-effect scope", ""]
-    lines += _md_table(["destination", "tool", "fired", "may have fired", "compensated"],
-                       [[s["destination"], s["tool"], s["fired"], s["may_have_fired"],
-                         s["compensated"]] for s in pm.scope])
+    lines += _md_table(
+        ["destination", "tool", "fired", "may have fired", "compensated"],
+        [
+            [s["destination"], s["tool"], s["fired"], s["may_have_fired"], s["compensated"]]
+            for s in pm.scope
+        ],
+    )
     lines += ["", "## Timeline", ""]
-    lines += _md_table(["time", "step", "kind", "name", "status", "content", "ledger"],
-                       [[t["ts"], t["step"], t["kind"], t["name"], t["status"], t["text"],
-                         "; ".join(t["ledger"])] for t in pm.timeline])
+    lines += _md_table(
+        ["time", "step", "kind", "name", "status", "content", "ledger"],
+        [
+            [
+                t["ts"],
+                t["step"],
+                t["kind"],
+                t["name"],
+                t["status"],
+                t["text"],
+                "; ".join(t["ledger"]),
+            ]
+            for t in pm.timeline
+        ],
+    )
     return "\n".join(lines) + "\n"
 
 
@@ -351,8 +525,10 @@ def _md_table(head: list[str], rows: list[list[Any]]) -> list[str]:
 def write_page(pm: Postmortem, html_path: Path | None, md_path: Path | None) -> list[Path]:
     """Write the pages asked for (atomically); returns their paths."""
     written = []
-    for path, text in ((html_path, render_html(pm) if html_path else ""),
-                       (md_path, render_markdown(pm) if md_path else "")):
+    for path, text in (
+        (html_path, render_html(pm) if html_path else ""),
+        (md_path, render_markdown(pm) if md_path else ""),
+    ):
         if path is None:
             continue
         path.parent.mkdir(parents=True, exist_ok=True)

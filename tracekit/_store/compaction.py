@@ -23,22 +23,40 @@ __all__ = ["close_and_compact", "compact_segment", "recover", "write_partitions"
 
 ROW_GROUP_SIZE = 64 * 1024
 #: low-cardinality columns worth dictionary encoding (ids, payloads and times are not)
-DICTIONARY_COLUMNS = frozenset({
-    "run_id", "parent_run_id", "root_run_id", "tenant", "kind", "name", "status",
-    "release_id", "model_version", "prompt_version", "tools_version", "args", "output", "attrs",
-    "tool", "destination", "action", "currency",
-})
+DICTIONARY_COLUMNS = frozenset(
+    {
+        "run_id",
+        "parent_run_id",
+        "root_run_id",
+        "tenant",
+        "kind",
+        "name",
+        "status",
+        "release_id",
+        "model_version",
+        "prompt_version",
+        "tools_version",
+        "args",
+        "output",
+        "attrs",
+        "tool",
+        "destination",
+        "action",
+        "currency",
+    }
+)
 _TEMP_GRACE_S = 60.0
 
 
-def write_partitions(store: Store, table: pa.Table, stem: str,
-                     kind: str = "events") -> list[Path]:
+def write_partitions(store: Store, table: pa.Table, stem: str, kind: str = "events") -> list[Path]:
     """Sort ``table`` by its table's keys and write one Parquet part per UTC date, atomically."""
     if table.num_rows == 0:
         return []
     table = table.sort_by(SORT_KEYS[kind])
-    return [_write_atomic(part, store.root / kind / f"date={day}", stem)
-            for day, part in split_by_day(table)]
+    return [
+        _write_atomic(part, store.root / kind / f"date={day}", stem)
+        for day, part in split_by_day(table)
+    ]
 
 
 def _write_atomic(table: pa.Table, directory: Path, stem: str) -> Path:
@@ -47,7 +65,10 @@ def _write_atomic(table: pa.Table, directory: Path, stem: str) -> Path:
     tmp = directory / f".tmp-part-{stem}-{os.getpid()}.parquet"
     with open(tmp, "wb") as fh:
         pq.write_table(
-            table, fh, compression="zstd", row_group_size=ROW_GROUP_SIZE,
+            table,
+            fh,
+            compression="zstd",
+            row_group_size=ROW_GROUP_SIZE,
             use_dictionary=[c for c in table.column_names if c in DICTIONARY_COLUMNS],
             write_statistics=True,
         )
@@ -72,7 +93,7 @@ def compact_segment(store: Store, path: Path) -> int | None:
     write_partitions(store, table, stem, kind)
     path.unlink(missing_ok=True)
     fsync_dir(path.parent)
-    return table.num_rows
+    return int(table.num_rows)
 
 
 def close_and_compact(segment: SegmentWriter) -> None:

@@ -24,8 +24,16 @@ import pyarrow.parquet as pq
 from .._base.schema import TABLES
 from ..errors import TracekitWarning
 
-__all__ = ["SEGMENT_SUFFIX", "Store", "TracekitWarning", "fsync_dir", "resolve_root",
-           "skip_warning", "split_by_day", "table_of"]
+__all__ = [
+    "SEGMENT_SUFFIX",
+    "Store",
+    "TracekitWarning",
+    "fsync_dir",
+    "resolve_root",
+    "skip_warning",
+    "split_by_day",
+    "table_of",
+]
 
 SEGMENT_SUFFIX = ".arrows"
 _US_PER_DAY = 86_400_000_000
@@ -111,7 +119,8 @@ class Store:
         if not self.segments_dir.is_dir():
             return []
         return sorted(
-            p for p in self.segments_dir.iterdir()
+            p
+            for p in self.segments_dir.iterdir()
             if p.suffix == SEGMENT_SUFFIX and (table is None or table_of(p) == table)
         )
 
@@ -121,8 +130,11 @@ class Store:
         if not base.is_dir():
             return []
         return sorted(
-            p for part in base.iterdir() if part.is_dir() and part.name.startswith("date=")
-            for p in part.iterdir() if _PART_RE.match(p.name)
+            p
+            for part in base.iterdir()
+            if part.is_dir() and part.name.startswith("date=")
+            for p in part.iterdir()
+            if _PART_RE.match(p.name)
         )
 
     def readable_parquet_paths(self, table: str = "events") -> list[Path]:

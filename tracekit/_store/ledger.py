@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Sequence
 from typing import Any
 
 import pyarrow as pa
@@ -30,8 +31,9 @@ REDACTED = ("result", "destination")  # the columns of a ledger row that may hol
 class LedgerWriter:
     """Appends ledger rows durably (write + fsync) before returning; thread-safe."""
 
-    def __init__(self, store: Store, writer_id: str, redactor: Redactor,
-                 rotate_rows: int = 64 * 1024) -> None:
+    def __init__(
+        self, store: Store, writer_id: str, redactor: Redactor, rotate_rows: int = 64 * 1024
+    ) -> None:
         self.store = store
         self.writer_id = writer_id
         self.redactor = redactor
@@ -54,11 +56,14 @@ class LedgerWriter:
                 self._close_segment()
 
     def _complete(self, row: LedgerRow) -> dict[str, Any]:
-        out: dict[str, Any] = {"ts": time.time_ns() // 1000, "schema_version": SCHEMA_VERSION,
-                               **row}
+        out: dict[str, Any] = {
+            "ts": time.time_ns() // 1000,
+            "schema_version": SCHEMA_VERSION,
+            **row,
+        }
         if out.get("destination") is not None:
             out["destination"] = str(out["destination"])
-        columns = {name: [out.get(name)] for name in REDACTED}
+        columns: dict[str, Sequence[Any]] = {name: [out.get(name)] for name in REDACTED}
         self.redactor.redact_columns(columns, ("result",), ("destination",))
         out.update((name, values[0]) for name, values in columns.items())
         return out

@@ -34,13 +34,14 @@ def live_rows(segments: dict[str, pa.Table], parts: list[Path], table: str) -> p
     return _minus_compacted(segments, parts, TABLES[table])
 
 
-def _minus_compacted(segments: dict[str, pa.Table], parts: list[Path],
-                     schema: pa.Schema) -> pa.Table:
+def _minus_compacted(
+    segments: dict[str, pa.Table], parts: list[Path], schema: pa.Schema
+) -> pa.Table:
     compacted: dict[str, list[str]] = {}  # segment stem -> dates already in Parquet
     for part in parts:
-        stem = part.name[len("part-"): -len(".parquet")]
-        compacted.setdefault(stem, []).append(part.parent.name[len("date="):])
-    tables = []
+        stem = part.name[len("part-") : -len(".parquet")]
+        compacted.setdefault(stem, []).append(part.parent.name[len("date=") :])
+    tables: list[pa.Table] = []
     for stem, rows in segments.items():
         done = set(compacted.get(stem, ()))
         tables.extend(day_rows for day, day_rows in split_by_day(rows) if day not in done)
@@ -55,7 +56,6 @@ def run_rows(store: Store, run_id: str, columns: list[str]) -> pa.Table:
     live = _minus_compacted(segments, parts, TABLES["events"])
     tables = [live.filter(pc.equal(live["run_id"], run_id)).select(columns)]
     if parts:
-        dataset = ds.dataset([str(p) for p in parts], format="parquet",
-                             schema=TABLES["events"])
+        dataset = ds.dataset([str(p) for p in parts], format="parquet", schema=TABLES["events"])
         tables.append(dataset.to_table(columns=columns, filter=ds.field("run_id") == run_id))
     return pa.concat_tables(tables)

@@ -63,8 +63,14 @@ class Call:
 
     __slots__ = ("args", "name", "named", "rules", "writes")
 
-    def __init__(self, name: str, args: str, writes: bool, rules: ToolRules | None = None,
-                 named: dict[str, Any] | None = None) -> None:
+    def __init__(
+        self,
+        name: str,
+        args: str,
+        writes: bool,
+        rules: ToolRules | None = None,
+        named: dict[str, Any] | None = None,
+    ) -> None:
         self.name, self.args, self.writes = name, args, writes
         self.rules, self.named = rules, named
 
@@ -124,15 +130,28 @@ class Detector(Generic[S]):
         """What the durable trace shows of the run (it may be ahead of the saved state)."""
 
     # -- tripping -----------------------------------------------------------------------------
-    def trip(self, value: float, threshold: float, reason: str, level: str = "run",
-             target: str | None = None) -> Halted:
+    def trip(
+        self,
+        value: float,
+        threshold: float,
+        reason: str,
+        level: str = "run",
+        target: str | None = None,
+    ) -> Halted:
         """Set the halt flag this detector's signal names (the run's, by default) and return
         the ``Halted`` to raise."""
         return self.guard.trip(self.signal, value, threshold, reason, level, target)
 
 
-HOOKS = ("on_start", "on_sub_run", "before_call", "after_result", "on_model_output",
-         "on_progress", "on_finish")
+HOOKS = (
+    "on_start",
+    "on_sub_run",
+    "before_call",
+    "after_result",
+    "on_model_output",
+    "on_progress",
+    "on_finish",
+)
 
 
 def overrides(detector: Detector[Any], hook: str) -> bool:

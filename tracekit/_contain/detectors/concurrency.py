@@ -20,7 +20,7 @@ class Concurrency(Detector[ConcurrencySettings]):
     signal = "concurrent_runs"
 
     @classmethod
-    def active(cls, settings: ConcurrencySettings) -> bool:  # type: ignore[override]
+    def active(cls, settings: ConcurrencySettings) -> bool:
         return settings.max_concurrent_runs is not None
 
     def on_start(self) -> None:

@@ -37,8 +37,11 @@ class Width(Detector[WidthSettings]):
     tunables = (Tunable("max_children", by_runs),)
 
     def on_sub_run(self) -> None:
-        parent, limit, control = self.guard.run.parent_run_id, self.g.max_children, \
-            self.guard.rt.control
+        parent, limit, control = (
+            self.guard.run.parent_run_id,
+            self.g.max_children,
+            self.guard.rt.control,
+        )
         if parent is None or limit is None:
             return
         try:
@@ -47,5 +50,9 @@ class Width(Detector[WidthSettings]):
         except ControlError as exc:
             raise Halted.store_unavailable(control.url, exc) from None
         if count > limit:
-            raise self.trip(count, limit, f"run {parent} started {count} sub-agents "
-                            f"(bound {limit})", target=parent)
+            raise self.trip(
+                count,
+                limit,
+                f"run {parent} started {count} sub-agents (bound {limit})",
+                target=parent,
+            )

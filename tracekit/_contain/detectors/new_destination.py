@@ -32,10 +32,18 @@ class NewDestination(Detector[NewDestinationSettings]):
         guard = self.guard
         if destination is None or not guard.rt.is_new_destination(guard.tenant, destination):
             return
-        reason = (f"{call.name} writes to {destination!r}, never seen before for tenant "
-                  f"{guard.tenant}")
+        reason = (
+            f"{call.name} writes to {destination!r}, never seen before for tenant {guard.tenant}"
+        )
         if self.g.new_destination == "halt":
             raise self.trip(1, 0, reason)
-        guard.rt.log_alert({"signal": self.signal, "reason": reason, "run_id": guard.run_id,
-                            "tenant": guard.tenant, "destination": destination})
+        guard.rt.log_alert(
+            {
+                "signal": self.signal,
+                "reason": reason,
+                "run_id": guard.run_id,
+                "tenant": guard.tenant,
+                "destination": destination,
+            }
+        )
         guard.alerts.append(Alert("run", guard.run_id, reason, signal=self.signal))

@@ -53,8 +53,10 @@ class NoProgress(Detector[NoProgressSettings]):
 
     def state(self) -> dict[str, Any]:
         seen = {_digest(name, args) for name, args in list(self.seen)}
-        return {"last_change_step": self.last_change_step,
-                "signatures": sorted(seen | self.resumed)}
+        return {
+            "last_change_step": self.last_change_step,
+            "signatures": sorted(seen | self.resumed),
+        }
 
     def resume(self, saved: dict[str, Any]) -> None:
         self.last_change_step = int(saved.get("last_change_step", 0))

@@ -20,7 +20,7 @@ class ProgressPerUsd(Detector[ProgressPerUsdSettings]):
     signal = "progress_per_usd"
 
     @classmethod
-    def active(cls, settings: ProgressPerUsdSettings) -> bool:  # type: ignore[override]
+    def active(cls, settings: ProgressPerUsdSettings) -> bool:
         return settings.min_progress_per_usd is not None
 
     def before_call(self, call: Call) -> None:

@@ -41,8 +41,12 @@ class Repeats(Detector[RepeatsSettings]):
         count = count_recent(window, window[-1], self.g.repeat_window_s)
         limit = self.g.max_repeats
         if limit is not None and count > limit:
-            raise self.trip(count, limit, f"{call.name} called {count} times with the same "
-                            f"arguments in {self.g.repeat_window_s:g}s (bound {limit})")
+            raise self.trip(
+                count,
+                limit,
+                f"{call.name} called {count} times with the same "
+                f"arguments in {self.g.repeat_window_s:g}s (bound {limit})",
+            )
 
     def _resumed(self, key: tuple[str, str]) -> deque[float] | None:
         if not self.resumed:
@@ -50,10 +54,12 @@ class Repeats(Detector[RepeatsSettings]):
         return self.resumed.pop((key[0], _digest(key[1])), None)
 
     def state(self) -> dict[str, Any]:  # arguments may hold secrets: digests only
-        live = [[tool, _digest(args), list(times)]
-                for (tool, args), times in list(self.windows.items()) if times]
-        held = [[tool, d, list(times)] for (tool, d), times in list(self.resumed.items())
-                if times]
+        live = [
+            [tool, _digest(args), list(times)]
+            for (tool, args), times in list(self.windows.items())
+            if times
+        ]
+        held = [[tool, d, list(times)] for (tool, d), times in list(self.resumed.items()) if times]
         return {"repeats": live + held}
 
     def resume(self, saved: dict[str, Any]) -> None:

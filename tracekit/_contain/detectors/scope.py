@@ -30,8 +30,9 @@ class Scope(Detector[ScopeSettings]):
         super().__init__(guard, settings)
         tenant_tools = settings.tenant_tools.get(guard.tenant)
         requested = guard.tools
-        self.tools = requested if requested is not None else (
-            set(tenant_tools) if tenant_tools else None)
+        self.tools = (
+            requested if requested is not None else (set(tenant_tools) if tenant_tools else None)
+        )
         self.violations = 0
 
     @classmethod
@@ -41,14 +42,17 @@ class Scope(Detector[ScopeSettings]):
     def before_call(self, call: Call) -> None:
         tools = self.tools
         if tools is not None and call.name not in tools:
-            self._violation(f"tool {call.name!r} is not in this run's scope "
-                            f"({', '.join(sorted(tools)) or 'no tools'})")
+            self._violation(
+                f"tool {call.name!r} is not in this run's scope "
+                f"({', '.join(sorted(tools)) or 'no tools'})"
+            )
         rules = call.rules
         if rules is not None and rules.bounds and call.named is not None:
             self._check_bounds(call.name, rules.bounds, call.named)
 
-    def _check_bounds(self, tool: str, bounds: dict[str, tuple[float | None, float | None]],
-                      args: dict[str, Any]) -> None:
+    def _check_bounds(
+        self, tool: str, bounds: dict[str, tuple[float | None, float | None]], args: dict[str, Any]
+    ) -> None:
         for name, (low, high) in bounds.items():
             value = args.get(name)
             if not isinstance(value, int | float) or isinstance(value, bool):
@@ -63,8 +67,14 @@ class Scope(Detector[ScopeSettings]):
         limit = self.g.max_scope_violations
         if limit is not None and self.violations >= limit:
             raise self.trip(self.violations, limit, reason)
-        raise OutOfScope("run", self.guard.run_id, reason, signal=Signal.SCOPE,
-                         value=self.violations, threshold=limit)
+        raise OutOfScope(
+            "run",
+            self.guard.run_id,
+            reason,
+            signal=Signal.SCOPE,
+            value=self.violations,
+            threshold=limit,
+        )
 
     def state(self) -> dict[str, Any]:
         return {"scope_violations": self.violations}

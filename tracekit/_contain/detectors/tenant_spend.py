@@ -35,6 +35,11 @@ class TenantSpend(Detector[TenantSpendSettings]):
         tenant, limit = self.guard.tenant, self.g.tenant_spend_usd
         spend = self.guard.rt.tenant_spend(tenant)
         if limit is not None and spend > limit:
-            raise self.trip(spend, limit, f"tenant {tenant} spent ${spend:.4f} in "
-                            f"{self.g.spend_window_s:g}s (bound ${limit})",
-                            level="tenant", target=tenant)
+            raise self.trip(
+                spend,
+                limit,
+                f"tenant {tenant} spent ${spend:.4f} in "
+                f"{self.g.spend_window_s:g}s (bound ${limit})",
+                level="tenant",
+                target=tenant,
+            )

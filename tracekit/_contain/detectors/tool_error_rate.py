@@ -45,14 +45,16 @@ class ToolErrorRate(Detector[ToolErrorRateSettings]):
         failed = sum(1 for _, bad in results if bad)
         rate = failed / len(results)
         if rate > g.max_tool_error_rate:
-            raise self.trip(rate, g.max_tool_error_rate,
-                            f"{failed} of the last {len(results)} tool calls failed in "
-                            f"{g.tool_error_window_s:g}s ({rate:.0%}; bound "
-                            f"{g.max_tool_error_rate:.0%})")
+            raise self.trip(
+                rate,
+                g.max_tool_error_rate,
+                f"{failed} of the last {len(results)} tool calls failed in "
+                f"{g.tool_error_window_s:g}s ({rate:.0%}; bound "
+                f"{g.max_tool_error_rate:.0%})",
+            )
 
     def state(self) -> dict[str, Any]:
         return {"tool_results": [[when, bad] for when, bad in list(self.results)]}
 
     def resume(self, saved: dict[str, Any]) -> None:
-        self.results.extend((float(when), bool(bad)) for when, bad in
-                            saved.get("tool_results", ()))
+        self.results.extend((float(when), bool(bad)) for when, bad in saved.get("tool_results", ()))

@@ -5,6 +5,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
+from ..._base.vocab import EventKind
+
 __all__ = ["by_runs", "by_spend", "by_steps_or_calls", "fractions"]
 
 _MAX_CANDIDATES = 24
@@ -23,7 +25,7 @@ def _counts(observed: int, start: int = 1) -> list[float]:
 def by_steps_or_calls(rows: _Rows) -> list[float]:
     """Counts up to the incident's steps or tool calls, whichever went further."""
     steps = max((r["step"] or 0 for r in rows), default=0)
-    calls = sum(1 for r in rows if r["kind"] == "tool_call")
+    calls = sum(1 for r in rows if r["kind"] == EventKind.TOOL_CALL)
     return _counts(max(steps, calls))
 
 
