@@ -50,6 +50,22 @@ def store_option(fn: Callable[..., Any]) -> Callable[..., Any]:
     )(fn)
 
 
+def json_option(fn: Callable[..., Any]) -> Callable[..., Any]:
+    """``--json``: print JSON instead of a table."""
+    return click.option("--json", "as_json", is_flag=True, help="Print JSON.")(fn)
+
+
+def fixtures_option(fn: Callable[..., Any]) -> Callable[..., Any]:
+    """``--fixtures DIR``: where incident bundles live."""
+    return click.option(
+        "--fixtures",
+        type=click.Path(file_okay=False, path_type=Path),
+        default=Path("fixtures/incidents"),
+        show_default=True,
+        help="Where bundles live.",
+    )(fn)
+
+
 def format_option(fn: Callable[..., Any]) -> Callable[..., Any]:
     return click.option(
         "--format",
@@ -272,7 +288,7 @@ def _run_named(con: Any, name: str, params: tuple[str, ...]) -> Any:
 @cli.command()
 @click.argument("run_a")
 @click.argument("run_b")
-@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@json_option
 @store_option
 @_sql_errors
 def diff(run_a: str, run_b: str, as_json: bool, store: Path | None) -> None:
@@ -303,7 +319,7 @@ def diff(run_a: str, run_b: str, as_json: bool, store: Path | None) -> None:
 @click.option("--tenant", help="One tenant's runs (with --since).")
 @click.option("--release", help="One release id.")
 @click.option("--since", help="With --tenant: since 30m, 2h, 1d, or an ISO time.")
-@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@json_option
 @store_option
 @_sql_errors
 def scope(
@@ -417,15 +433,9 @@ def export(
 
 @cli.command()
 @click.argument("incident")
-@click.option(
-    "--fixtures",
-    type=click.Path(file_okay=False, path_type=Path),
-    default=Path("fixtures/incidents"),
-    show_default=True,
-    help="Where bundles live.",
-)
+@fixtures_option
 @entrypoint_option
-@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@json_option
 def replay(incident: str, fixtures: Path, entrypoint: str | None, as_json: bool) -> None:
     """Replay an incident through today's guard (the project's [tool.tracekit.guard], else the
     one in force at export), on the recorded clock, and print the verdict.
@@ -453,13 +463,7 @@ def replay(incident: str, fixtures: Path, entrypoint: str | None, as_json: bool)
 @cli.command()
 @click.option("--run", "run_id", help="A run (with its sub-agents); a unique prefix works.")
 @click.option("--incident", help="An incident bundle's name (in --fixtures).")
-@click.option(
-    "--fixtures",
-    type=click.Path(file_okay=False, path_type=Path),
-    default=Path("fixtures/incidents"),
-    show_default=True,
-    help="Where bundles live.",
-)
+@fixtures_option
 @click.option(
     "--html",
     "html_path",
@@ -502,13 +506,7 @@ def postmortem(
 
 @cli.command("suggest-bounds")
 @click.option("--incident", required=True, help="The incident bundle's name.")
-@click.option(
-    "--fixtures",
-    type=click.Path(file_okay=False, path_type=Path),
-    default=Path("fixtures/incidents"),
-    show_default=True,
-    help="Where bundles live.",
-)
+@fixtures_option
 @click.option(
     "--healthy",
     "healthy_limit",
@@ -517,7 +515,7 @@ def postmortem(
     show_default=True,
     help="How many of the store's latest other runs count as healthy (for false halts).",
 )
-@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@json_option
 @store_option
 @_sql_errors
 def suggest_bounds(
@@ -552,13 +550,7 @@ def _trial(trial: Any) -> str:
 
 @cli.command("make-test")
 @click.argument("incident")
-@click.option(
-    "--fixtures",
-    type=click.Path(file_okay=False, path_type=Path),
-    default=Path("fixtures/incidents"),
-    show_default=True,
-    help="Where bundles live.",
-)
+@fixtures_option
 @click.option(
     "--tests",
     "tests_dir",
@@ -726,7 +718,7 @@ def unhalt(level: str, target: str | None, store: Path | None, control: str | No
     show_default=True,
     help="How many recent detector trips to show.",
 )
-@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@json_option
 @click.option(
     "--init",
     is_flag=True,
