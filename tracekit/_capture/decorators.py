@@ -22,7 +22,7 @@ from typing import Any, TypeVar, overload
 from .._base.encode import canonical_json
 from .._base.redact import MARKER
 from .._base.vocab import EventKind, EventStatus
-from .run import Run, _current, describe, entry, exception_attrs
+from .run import EntryInput, Run, _current, describe, entry, exception_attrs
 from .specs import Bounds, ModelSpec, ToolSpec, named_args, param_names
 from .state import PROCESS
 
@@ -267,7 +267,7 @@ def _entrypoint(fn: F, secrets: frozenset[str]) -> F:
         named = named_args(params, args, kwargs)
         if secrets:
             named = {k: MARKER if k in secrets else v for k, v in named.items()}
-        return entry.set([target, canonical_json(named), False])
+        return entry.set(EntryInput(target, canonical_json(named)))
 
     if inspect.iscoroutinefunction(fn):
 

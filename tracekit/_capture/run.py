@@ -12,6 +12,7 @@ import itertools
 import time
 from collections.abc import Callable
 from contextvars import ContextVar, Token
+from dataclasses import dataclass
 from typing import Any
 
 from .._base.encode import canonical_json
@@ -29,8 +30,19 @@ from .state import PROCESS
 __all__ = ["Run", "current_run", "exception_attrs", "run"]
 
 _current: ContextVar[Run | None] = ContextVar("tracekit_run", default=None)
-#: the entry point's [target, input, recorded?] (set by @tracekit.entrypoint)
-entry: ContextVar[list[Any] | None] = ContextVar("tracekit_entry", default=None)
+
+
+@dataclass
+class EntryInput:
+    """What ``@tracekit.entrypoint`` bound: the function, its arguments (JSON), and whether the
+    first run it opened has recorded them yet."""
+
+    target: str
+    args: str
+    recorded: bool = False
+
+
+entry: ContextVar[EntryInput | None] = ContextVar("tracekit_entry", default=None)
 _now_us = time.time_ns
 _emit = PROCESS.emit
 _perf = time.perf_counter
@@ -177,9 +189,9 @@ class Run:
 
     def _record_entry(self) -> None:
         found = entry.get()
-        if found is not None and not found[2] and self.parent_run_id is None:
-            found[2] = True  # the entry point's input, for agent replay
-            self._record(EventKind.ENTRY, name=found[0], args=found[1])
+        if found is not None and not found.recorded and self.parent_run_id is None:
+            found.recorded = True  # the entry point's input, for agent replay
+            self._record(EventKind.ENTRY, name=found.target, args=found.args)
 
     def _adopt_lineage(self, guard: RunGuard) -> None:
         """A parent given by id (from another process): its depth and root, if it was guarded."""

@@ -108,37 +108,37 @@ def _rows(con: Any, view: str, order: str, ids: list[str]) -> pa.Table:
     ).to_arrow_table()
 
 
+_SUMMARY = """
+SELECT count(*) AS runs, coalesce(sum(steps), 0)::BIGINT AS steps,
+       coalesce(sum(tool_calls), 0)::BIGINT AS tool_calls,
+       round(coalesce(sum(cost_usd), 0), 6)::DOUBLE AS cost_usd,
+       list(DISTINCT status ORDER BY status) AS statuses,
+       list(DISTINCT tenant ORDER BY tenant) AS tenants
+FROM runs WHERE run_id IN (SELECT unnest($ids))
+"""
+_EFFECTS = """
+SELECT count(*) FILTER (WHERE status = 'fired') AS effects_fired,
+       count(*) FILTER (WHERE status = 'suppressed_duplicate') AS duplicates_suppressed,
+       count(*) FILTER (WHERE status = 'reserved') AS may_have_fired
+FROM ledger WHERE run_id IN (SELECT unnest($ids))
+"""
+_HALTS = """
+SELECT DISTINCT name FROM events WHERE kind = 'guard' AND status = 'halted'
+AND run_id IN (SELECT unnest($ids)) ORDER BY name
+"""
+
+
 def _summary(con: Any, ids: list[str]) -> dict[str, Any]:
-    row = con.execute(
-        "SELECT count(*), coalesce(sum(steps), 0), coalesce(sum(tool_calls), 0), "
-        "round(coalesce(sum(cost_usd), 0), 6), list(DISTINCT status ORDER BY status), "
-        "list(DISTINCT tenant ORDER BY tenant) FROM runs WHERE run_id IN (SELECT unnest(?))",
-        [ids],
-    ).fetchone()
-    effects = con.execute(
-        "SELECT count(*) FILTER (WHERE status = 'fired'), "
-        "count(*) FILTER (WHERE status = 'suppressed_duplicate'), "
-        "count(*) FILTER (WHERE status = 'reserved') FROM ledger "
-        "WHERE run_id IN (SELECT unnest(?))",
-        [ids],
-    ).fetchone()
-    halts = con.execute(
-        "SELECT DISTINCT name FROM events WHERE kind = 'guard' AND status = 'halted' AND "
-        "run_id IN (SELECT unnest(?)) ORDER BY name",
-        [ids],
-    ).fetchall()
-    return {
-        "runs": row[0],
-        "steps": int(row[1]),
-        "tool_calls": int(row[2]),
-        "cost_usd": float(row[3]),
-        "statuses": row[4],
-        "tenants": row[5],
-        "effects_fired": effects[0],
-        "duplicates_suppressed": effects[1],
-        "may_have_fired": effects[2],
-        "guard_halts": [h[0] for h in halts],
-    }
+    """The incident's counts for the manifest, by column name."""
+    summary = {**_one_row(con, _SUMMARY, ids), **_one_row(con, _EFFECTS, ids)}
+    halts = con.execute(_HALTS, {"ids": ids}).fetchall()
+    return {**summary, "guard_halts": [h[0] for h in halts]}
+
+
+def _one_row(con: Any, sql: str, ids: list[str]) -> dict[str, Any]:
+    cursor = con.execute(sql, {"ids": ids})
+    names = [d[0] for d in cursor.description]
+    return dict(zip(names, cursor.fetchone(), strict=True))
 
 
 def _scrub(
