@@ -85,18 +85,13 @@ def tool(
 def _wrap_tool(func: F, spec: ToolSpec) -> F:
     params = param_names(func)
 
-    def current() -> Run | None:
-        run = _current.get()
-        if run is None and PROCESS.replay is not None:
-            PROCESS.replay.outside_run(spec.name)
-        return run
-
     if inspect.iscoroutinefunction(func):
 
         @functools.wraps(func)
         async def async_wrapper(*args: Any, **kwargs: Any) -> Any:
-            run = current()
+            run = _current.get()
             if run is None:
+                _outside_run(spec)
                 return await func(*args, **kwargs)
             return await run._ainvoke(spec, func, params, args, kwargs)
 
@@ -105,13 +100,20 @@ def _wrap_tool(func: F, spec: ToolSpec) -> F:
 
         @functools.wraps(func)
         def wrapper(*args: Any, **kwargs: Any) -> Any:
-            run = current()
+            run = _current.get()
             if run is None:
+                _outside_run(spec)
                 return func(*args, **kwargs)
             return run._invoke(spec, func, params, args, kwargs)
 
     wrapper.__tracekit_tool__ = {"name": spec.name, "writes": spec.writes}
     return wrapper  # type: ignore[no-any-return]
+
+
+def _outside_run(spec: ToolSpec) -> None:
+    """Outside a run a tool is the plain function; in agent replay that is a divergence."""
+    if PROCESS.replay is not None:
+        PROCESS.replay.outside_run(spec.name)
 
 
 # -- @tracekit.model ------------------------------------------------------------------------------

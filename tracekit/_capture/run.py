@@ -44,10 +44,12 @@ class EntryInput:
 
 entry: ContextVar[EntryInput | None] = ContextVar("tracekit_entry", default=None)
 _now_us = time.time_ns
-_emit = PROCESS.emit
 _perf = time.perf_counter
+# the hot paths' words, looked up once (an enum member's attribute lookup costs ~50 ns)
 _TOOL_CALL, _TOOL_RESULT, _GUARD = EventKind.TOOL_CALL, EventKind.TOOL_RESULT, EventKind.GUARD
+_MODEL_OUTPUT, _PROGRESS = EventKind.MODEL_OUTPUT, EventKind.PROGRESS
 _OK, _STARTED, _DUPLICATE = EventStatus.OK, EventStatus.STARTED, EventStatus.DUPLICATE
+_ERROR = EventStatus.ERROR
 
 
 def current_run() -> Run | None:
@@ -134,7 +136,7 @@ class Run:
     ) -> None:
         seq = self._seq
         self._seq = seq + 1
-        _emit(
+        PROCESS.emit(
             event_row(
                 self._static,
                 seq,
@@ -310,18 +312,8 @@ class Run:
         """Record a model output (a new step), then let the guard see its cost."""
         self.step += 1
         tokens_in, tokens_out = token_usage(usage)
-        self._record(
-            EventKind.MODEL_OUTPUT,
-            name=model or self.release.model,
-            call_id=call_id,
-            output=encoded,
-            status=_OK,
-            tokens_in=tokens_in,
-            tokens_out=tokens_out,
-            cost_usd=cost_usd,
-            latency_ms=latency_ms,
-            attrs=attrs,
-        )
+        self._record(_MODEL_OUTPUT, model or self.release.model, call_id, None, encoded, _OK,
+                     None, tokens_in, tokens_out, cost_usd, latency_ms, attrs)  # fmt: skip
         if self._guard is not None:
             try:
                 self._guard.after_model_output(float_or_none(cost_usd))
@@ -331,12 +323,9 @@ class Run:
 
     def progress(self, label: str, **attrs: Any) -> None:
         """Mark a closed loop or a real change of state (the runaway detectors count these)."""
-        self._record(
-            EventKind.PROGRESS,
-            name=str(label),
-            status=_OK,
-            attrs=canonical_json(attrs) if attrs else None,
-        )
+        encoded = canonical_json(attrs) if attrs else None
+        self._record(_PROGRESS, str(label), None, None, None, _OK, None, None, None, None, None,
+                     encoded)  # fmt: skip
         if self._guard is not None:
             self._guard.after_progress()
 
@@ -365,18 +354,23 @@ class Run:
         ``args``, ``output`` and ``attrs`` are encoded as JSON unless already text; other
         keywords are the event's columns (call_id, status, error, tokens_in, cost_usd, ...).
         """
-        self._record(
-            kind,
-            name,
-            args=_as_json(args),
-            output=_as_json(output),
-            attrs=_as_json(attrs),
-            **columns,
-        )
+        if columns:
+            self._record(
+                kind,
+                name,
+                args=_as_json(args),
+                output=_as_json(output),
+                attrs=_as_json(attrs),
+                **columns,
+            )
+            return
+        self._record(kind, name, None, _as_json(args), _as_json(output), None, None, None, None,
+                     None, None, _as_json(attrs))  # fmt: skip
 
     def call_tool(self, name: str, fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> Any:
         """Call an undecorated ``fn`` as tool ``name``, recording the call and its result."""
-        return self._invoke(ToolSpec(name), fn, None, args, kwargs)
+        spec = _PLAIN_TOOLS.get(name) or _PLAIN_TOOLS.setdefault(name, ToolSpec(name))
+        return self._invoke(spec, fn, None, args, kwargs)
 
     def flush(self, timeout: float | None = None) -> bool:
         """Block until everything recorded so far (by any run in this process) is durable."""
@@ -391,15 +385,17 @@ class Run:
         args: tuple[Any, ...],
         kwargs: dict[str, Any],
     ) -> Any:
-        call = self._start_call(spec, params, args, kwargs)
-        if call.done:
-            return call.result
+        if self._served is not None:  # agent replay: served from the recording, never run
+            return self._served.tool(self, spec, params, args, kwargs)
+        call_id, effect, started = self._start_call(spec, params, args, kwargs)
+        if effect is _DONE:
+            return started  # a duplicate write: the first outcome
         try:
             result = fn(*args, **kwargs)
         except BaseException as exc:
-            call.failed(exc)
+            self._failed(spec, call_id, started, effect, exc)
             raise
-        return call.returned(result)
+        return self._returned(spec, call_id, started, effect, result)
 
     async def _ainvoke(
         self,
@@ -409,15 +405,17 @@ class Run:
         args: tuple[Any, ...],
         kwargs: dict[str, Any],
     ) -> Any:
-        call = self._start_call(spec, params, args, kwargs)
-        if call.done:
-            return call.result
+        if self._served is not None:
+            return self._served.tool(self, spec, params, args, kwargs)
+        call_id, effect, started = self._start_call(spec, params, args, kwargs)
+        if effect is _DONE:
+            return started
         try:
             result = await fn(*args, **kwargs)
         except BaseException as exc:
-            call.failed(exc)
+            self._failed(spec, call_id, started, effect, exc)
             raise
-        return call.returned(result)
+        return self._returned(spec, call_id, started, effect, result)
 
     def _start_call(
         self,
@@ -425,34 +423,70 @@ class Run:
         params: tuple[str, ...] | None,
         args: tuple[Any, ...],
         kwargs: dict[str, Any],
-    ) -> ToolCall:
-        """Up to the tool running: served (agent replay), checked, recorded, reserved."""
-        if self._served is not None:  # agent replay: served from the recording, never run
-            return ToolCall.served(self._served.tool(self, spec, params, args, kwargs))
+    ) -> tuple[str, Any, Any]:
+        """Up to the tool running: checked, recorded, reserved. Returns (call id, the ledger's
+        effect or None, when it started); for a duplicate write (call id, _DONE, its result)."""
         named = named_args(params, args, kwargs)
         encoded = canonical_json(named)
         if self._guard is not None:
             self.check(spec, named, encoded)
         call_id = f"call_{next(self._calls)}"
-        self._record(
-            _TOOL_CALL,
-            name=spec.name,
-            call_id=call_id,
-            args=encoded,
-            status=_STARTED,
-            attrs=spec.attrs,
+        self._record(_TOOL_CALL, spec.name, call_id, encoded, None, _STARTED, None, None, None,
+                     None, None, spec.attrs)  # fmt: skip
+        started = _perf()
+        if not spec.writes:
+            return call_id, None, started
+        return self._reserve(spec, call_id, named, encoded, started)
+
+    def _reserve(
+        self, spec: ToolSpec, call_id: str, named: dict[str, Any], encoded: str, started: float
+    ) -> tuple[str, Any, Any]:
+        """A write goes through the ledger first; a duplicate returns the first outcome."""
+        try:  # not yet this call's effect: a failure here fires nothing, settles nothing
+            effect = _effect(self, spec, call_id, named, encoded)
+            owner, first = effect.reserve()
+        except BaseException as exc:
+            self._failed(spec, call_id, started, None, exc)
+            raise
+        if owner:
+            return call_id, effect, started
+        self.result(spec.name, call_id, started, canonical_json(first), _DUPLICATE)
+        return call_id, _DONE, first
+
+    def _returned(
+        self, spec: ToolSpec, call_id: str, started: float, effect: Effect | None, result: Any
+    ) -> Any:
+        if effect is not None:
+            effect.fired(result)
+        latency_ms = (_perf() - started) * 1000.0  # what result() records, inline: every call
+        self._record(_TOOL_RESULT, spec.name, call_id, None, canonical_json(result), _OK, None,
+                     None, None, None, latency_ms, None)  # fmt: skip
+        guard = self._guard
+        if guard is not None and guard.wants_results:
+            guard.after_result(spec.name, True)
+        return result
+
+    def _failed(
+        self,
+        spec: ToolSpec,
+        call_id: str,
+        started: float,
+        effect: Effect | None,
+        exc: BaseException,
+    ) -> None:
+        if effect is not None:
+            effect.failed(exc)
+        self.result(
+            spec.name, call_id, started, None, status_of(exc), describe(exc), exception_attrs(exc)
         )
-        call = ToolCall(self, spec, call_id)
-        if spec.writes:
-            call.reserve(named, encoded)
-        return call
 
     def check(self, spec: ToolSpec, named: dict[str, Any], encoded: str) -> None:
         """The guard, before the tool runs: a refusal is recorded, then raised."""
         guard = self._guard
         assert guard is not None
         try:
-            for alert in guard.check_call(Call(spec.name, encoded, spec.writes, spec, named)):
+            alerts = guard.check_call(Call(spec.name, encoded, spec.writes, spec, named))
+            for alert in alerts or ():
                 self._refused(alert, spec.name, encoded)
         except Halted as halt:
             self._refused(halt, spec.name, encoded, spec.writes)
@@ -472,82 +506,18 @@ class Run:
         """Record a tool's result (and let the guard see whether it failed)."""
         if started is not None:
             latency_ms = (_perf() - started) * 1000.0
-        self._record(
-            _TOOL_RESULT,
-            name=name,
-            call_id=call_id,
-            output=output,
-            status=status,
-            error=error,
-            latency_ms=latency_ms,
-            attrs=attrs,
-        )
-        if self._guard is not None:
-            self._guard.after_result(name, status != EventStatus.ERROR)
+        self._record(_TOOL_RESULT, name, call_id, None, output, status, error, None, None, None,
+                     latency_ms, attrs)  # fmt: skip
+        guard = self._guard
+        if guard is not None and guard.wants_results:
+            guard.after_result(name, status != _ERROR)
 
     def __repr__(self) -> str:
         return f"<tracekit.Run {self.run_id} tenant={self.tenant!r} step={self.step}>"
 
 
-class ToolCall:
-    """One tool call in flight: what happens when the tool returns or raises."""
-
-    __slots__ = ("call_id", "done", "effect", "result", "run", "spec", "started")
-
-    def __init__(self, run: Run | None, spec: ToolSpec | None, call_id: str) -> None:
-        self.run, self.spec, self.call_id = run, spec, call_id
-        self.effect: Effect | None = None
-        self.done = False
-        self.result: Any = None
-        self.started = _perf()
-
-    @classmethod
-    def served(cls, result: Any) -> ToolCall:
-        """A call that does not run: its result is already known."""
-        call = cls(None, None, "")
-        call.done, call.result = True, result
-        return call
-
-    def reserve(self, named: dict[str, Any], encoded: str) -> None:
-        """A write goes through the ledger first; a duplicate returns the first outcome."""
-        run, spec = self.run, self.spec
-        assert run is not None and spec is not None
-        try:  # not yet this call's effect: a failure here fires nothing, settles nothing
-            effect = _effect(run, spec, self.call_id, named, encoded)
-            owner, first = effect.reserve()
-        except BaseException as exc:
-            self.failed(exc)
-            raise
-        if owner:
-            self.effect = effect
-        else:
-            self.done, self.result = True, first
-            run.result(
-                spec.name, self.call_id, self.started, canonical_json(first), status=_DUPLICATE
-            )
-
-    def returned(self, result: Any) -> Any:
-        run, spec = self.run, self.spec
-        assert run is not None and spec is not None
-        if self.effect is not None:
-            self.effect.fired(result)
-        run.result(spec.name, self.call_id, self.started, canonical_json(result))
-        return result
-
-    def failed(self, exc: BaseException) -> None:
-        run, spec, effect = self.run, self.spec, self.effect
-        assert run is not None and spec is not None
-        if effect is not None:
-            effect.failed(exc)
-        run.result(
-            spec.name,
-            self.call_id,
-            self.started,
-            None,
-            status=status_of(exc),
-            error=describe(exc),
-            attrs=exception_attrs(exc),
-        )
+_PLAIN_TOOLS: dict[str, ToolSpec] = {}  # run.call_tool's tools: one declaration per name
+_DONE = object()  # the call is done without running: its first outcome is known
 
 
 def _effect(run: Run, spec: ToolSpec, call_id: str, named: dict[str, Any], encoded: str) -> Effect:

@@ -180,9 +180,7 @@ def token_usage(usage: Any) -> tuple[int | None, int | None]:
     if usage is None:
         return None, None
 
-    def get(key: str) -> Any:
-        return usage.get(key) if isinstance(usage, dict) else getattr(usage, key, None)
-
+    get = usage.get if isinstance(usage, dict) else _getter(usage)
     tokens_in = get("input_tokens")
     if tokens_in is None:
         tokens_in = get("prompt_tokens")
@@ -190,3 +188,7 @@ def token_usage(usage: Any) -> tuple[int | None, int | None]:
     if tokens_out is None:
         tokens_out = get("completion_tokens")
     return int_or_none(tokens_in), int_or_none(tokens_out)
+
+
+def _getter(usage: Any) -> Callable[[str], Any]:
+    return lambda key: getattr(usage, key, None)

@@ -59,7 +59,10 @@ class Process:
     def __init__(self) -> None:
         self.lock = threading.RLock()
         self._settings: Settings | None = None
-        self.sink: Sink | None = None
+        self._sink: Sink | None = None
+        #: hands one event row to the sink: the hot path's only call into the process state
+        #: (the sink's own ``emit`` once one runs; until then, one that starts the recorder)
+        self.emit: Callable[[EventRow], None] = self._emit_first
         self.runtime: GuardRuntime | None = None
         self.control: LedgerControl | None = None  # the ledger's own, when no guard has one
         self.replay: Replaying | None = None  # read on every run start and tool call
@@ -84,12 +87,17 @@ class Process:
         return new
 
     # -- what starts on first use -------------------------------------------------------------
-    def emit(self, row: EventRow) -> None:
-        """Hand one event row to the sink (the hot path's only call into the process state)."""
-        sink = self.sink
-        if sink is None:
-            sink = self.recorder()
-        sink.emit(row)
+    @property
+    def sink(self) -> Sink | None:
+        return self._sink
+
+    @sink.setter
+    def sink(self, sink: Sink | None) -> None:
+        self._sink = sink
+        self.emit = self._emit_first if sink is None else sink.emit
+
+    def _emit_first(self, row: EventRow) -> None:
+        self.recorder().emit(row)
 
     def recorder(self) -> Sink:
         """The sink for the configured store, started on first use."""

@@ -13,6 +13,7 @@ the tenant's for tenant spend), so other processes and resumed runs are stopped 
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -25,7 +26,6 @@ from .runtime import GuardRuntime
 __all__ = ["Alert", "Call", "RunGuard", "RunTrace", "RunView"]
 
 _monotonic = time.monotonic
-_NO_ALERTS: list[Alert] = []
 
 
 @dataclass
@@ -54,6 +54,7 @@ class RunGuard:
         self.keys = self._keys(run.run_id)
         self.cost = 0.0
         self.progress = 0
+        self.progress_step = 0  # the step of the last progress mark
         self.alerts: list[Alert] = []
         self.detectors: list[Detector[Any]] = [cls(self, self.g) for cls in runtime.detectors]
         hooks = {h: tuple(getattr(d, h) for d in self.detectors if overrides(d, h)) for h in HOOKS}
@@ -61,6 +62,8 @@ class RunGuard:
         self._before_call, self._after_result = hooks["before_call"], hooks["after_result"]
         self._on_model_output, self._on_progress = hooks["on_model_output"], hooks["on_progress"]
         self._on_finish = hooks["on_finish"]
+        self._plans: dict[Any, tuple[Callable[[Call], None], ...]] = {}  # per tool: its hooks
+        self.wants_results = bool(self._after_result)  # the run skips the hook otherwise
 
     def _keys(self, run_id: str) -> tuple[tuple[str, str | None, str], ...]:
         run = self.run
@@ -88,17 +91,32 @@ class RunGuard:
             for hook in self._on_sub_run:
                 hook()
 
-    def check_call(self, call: Call) -> list[Alert]:
+    def check_call(self, call: Call) -> list[Alert] | None:
         """Before a tool runs: the kill switch (and the frozen tool), then every detector. A
         refusal raises; alerts (recorded, the call goes on) are returned."""
-        self.check_flags(call.name)
-        for hook in self._before_call:
+        rt = self.rt  # the kill switch, inline: this runs before every tool call
+        if rt.failure is not None or _monotonic() - rt.refreshed > self.g.staleness_s:
+            rt.assert_fresh()
+        if rt.flags:
+            self.check_flags(call.name)
+        call.at = rt.clock()
+        key = call.rules if call.rules is not None else (call.name, call.writes)
+        plan = self._plans.get(key)
+        if plan is None:
+            plan = self._plans[key] = self._plan(call)
+        for hook in plan:
             hook(call)
-        self.rt._dirty[self.run_id] = self
+        rt._dirty[self.run_id] = self
         if not self.alerts:
-            return _NO_ALERTS
+            return None
         alerts, self.alerts = self.alerts, []
         return alerts
+
+    def _plan(self, call: Call) -> tuple[Callable[[Call], None], ...]:
+        """The before-call hooks of the detectors that apply to this tool (a read-only tool has
+        no write rate, a tool without bounds in an unscoped run no scope check), computed once
+        per tool and run."""
+        return tuple(h for h in self._before_call if h.__self__.applies(call))
 
     def after_result(self, tool: str, ok: bool) -> None:
         """A tool returned (``ok``) or raised."""
@@ -118,6 +136,7 @@ class RunGuard:
 
     def after_progress(self) -> None:
         self.progress += 1
+        self.progress_step = self.run.step
         for hook in self._on_progress:
             hook()
         self.rt.mark_dirty(self)

@@ -25,7 +25,6 @@ durable trace shows of the run (it may be ahead of the saved state).
 
 from __future__ import annotations
 
-from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, ClassVar, Generic, Protocol, TypeVar
@@ -37,7 +36,7 @@ from ...errors import Halted
 if TYPE_CHECKING:
     from ..runguard import RunGuard, RunTrace
 
-__all__ = ["Alert", "Call", "Detector", "ToolRules", "Tunable", "count_recent", "overrides"]
+__all__ = ["Alert", "Call", "Detector", "ToolRules", "Tunable", "overrides"]
 
 S = TypeVar("S", bound=BaseModel)
 
@@ -59,9 +58,10 @@ class ToolRules(Protocol):
 
 class Call:
     """One tool call as the guard sees it: live (with the tool's rules and named arguments), or
-    rebuilt from a recorded event (name, canonical arguments and whether it writes)."""
+    rebuilt from a recorded event (name, canonical arguments and whether it writes). ``at`` is
+    the guard's clock when the call was checked."""
 
-    __slots__ = ("args", "name", "named", "rules", "writes")
+    __slots__ = ("args", "at", "name", "named", "rules", "writes")
 
     def __init__(
         self,
@@ -73,6 +73,7 @@ class Call:
     ) -> None:
         self.name, self.args, self.writes = name, args, writes
         self.rules, self.named = rules, named
+        self.at = 0.0
 
 
 @dataclass(frozen=True)
@@ -93,11 +94,12 @@ class Detector(Generic[S]):
     signal: ClassVar[str]
     tunables: ClassVar[tuple[Tunable, ...]] = ()
 
-    __slots__ = ("g", "guard")
+    __slots__ = ("g", "guard", "run")
 
     def __init__(self, guard: RunGuard, settings: S) -> None:
         self.guard = guard
         self.g = settings
+        self.run = guard.run  # what the hooks read most (its step), one attribute away
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
@@ -108,6 +110,12 @@ class Detector(Generic[S]):
     def active(cls, settings: Any) -> bool:
         """Does this guard use the detector? By default: its first tunable is set."""
         return getattr(settings, cls.tunables[0].field) is not None
+
+    def applies(self, call: Call) -> bool:
+        """Does ``before_call`` have anything to check for this tool in this run? Asked once
+        per tool and run (a tool is known by its declaration, or its name and whether it
+        writes); the guard calls the hook only for the tools it applies to."""
+        return True
 
     # -- hooks: each subclass overrides the ones it needs -----------------------------------
     def on_start(self) -> None: ...
@@ -157,10 +165,3 @@ HOOKS = (
 def overrides(detector: Detector[Any], hook: str) -> bool:
     """Does the detector override ``hook`` (the guard calls only the hooks a detector has)?"""
     return getattr(type(detector), hook) is not getattr(Detector, hook)
-
-
-def count_recent(window: deque[float], now: float, span_s: float) -> int:
-    """Drop the times older than ``span_s`` before ``now`` from a sliding window; its size."""
-    while window and window[0] <= now - span_s:
-        window.popleft()
-    return len(window)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from pydantic import BaseModel, Field
 
 from .base import Call, Detector, Tunable
@@ -19,13 +21,18 @@ class Cost(Detector[CostSettings]):
     signal = "cost"
     tunables = (Tunable("max_cost_usd", by_spend, integer=False),)
 
-    def before_call(self, call: Call) -> None:
-        self._check()
+    __slots__ = ("limit",)
 
-    def on_model_output(self) -> None:
-        self._check()
+    def __init__(self, guard: Any, settings: CostSettings) -> None:
+        super().__init__(guard, settings)
+        self.limit = settings.max_cost_usd or 0.0  # active: set
 
-    def _check(self) -> None:
-        cost, limit = self.guard.cost, self.g.max_cost_usd
-        if limit is not None and cost > limit:
+    def check(self, call: Call | None = None) -> None:
+        """After a model output, and when the run starts."""
+        cost, limit = self.guard.cost, self.limit
+        if cost > limit:
             raise self.trip(cost, limit, f"run cost ${cost:.4f} (bound ${limit})")
+
+    # steps and cost change only with a model output: checked there, and at the start (a run
+    # resumed past a bound); a run they tripped is halted, so the kill switch refuses its next call
+    on_start = on_model_output = check

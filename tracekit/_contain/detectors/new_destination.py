@@ -24,6 +24,9 @@ class NewDestination(Detector[NewDestinationSettings]):
     def active(cls, settings: Any) -> bool:
         return bool(settings.new_destination != "allow")
 
+    def applies(self, call: Call) -> bool:
+        return call.writes and call.rules is not None
+
     def before_call(self, call: Call) -> None:
         rules = call.rules
         if not call.writes or rules is None or call.named is None:

@@ -41,20 +41,19 @@ class NoProgress(Detector[NoProgressSettings]):
         self.seen.add(key)
         if self.resumed and _digest(call.name, call.args) in self.resumed:
             return  # made before the resume: not new
-        self.last_change_step = self.guard.run.step
-
-    def on_progress(self) -> None:
-        self.last_change_step = self.guard.run.step
+        self.last_change_step = self.run.step
 
     def on_model_output(self) -> None:
-        idle, limit = self.guard.run.step - self.last_change_step, self.g.max_steps_without_progress
+        guard = self.guard  # a progress mark is a change of state too (the guard keeps its step)
+        changed = max(self.last_change_step, guard.progress_step)
+        idle, limit = guard.run.step - changed, self.g.max_steps_without_progress
         if limit is not None and idle > limit:
             raise self.trip(idle, limit, f"{idle} steps with no progress and no new tool call")
 
     def state(self) -> dict[str, Any]:
         seen = {_digest(name, args) for name, args in list(self.seen)}
         return {
-            "last_change_step": self.last_change_step,
+            "last_change_step": max(self.last_change_step, self.guard.progress_step),
             "signatures": sorted(seen | self.resumed),
         }
 

@@ -23,16 +23,16 @@ class ProgressPerUsd(Detector[ProgressPerUsdSettings]):
     def active(cls, settings: ProgressPerUsdSettings) -> bool:
         return settings.min_progress_per_usd is not None
 
-    def before_call(self, call: Call) -> None:
-        self._check()
-
-    def on_model_output(self) -> None:
-        self._check()
-
-    def _check(self) -> None:
+    def check(self, call: Call | None = None) -> None:
+        """After a model output, and when the run starts."""
         cost, progress, minimum = self.guard.cost, self.guard.progress, self.g.min_progress_per_usd
         if minimum is None or cost < max(self.g.progress_grace_usd, 1e-12):
             return
         rate = progress / cost
         if rate < minimum:
             raise self.trip(rate, minimum, f"{progress} progress marks for ${cost:.4f}")
+
+    # the rate changes only with a model output (a progress mark can only raise it): checked
+    # there, and at the start (a resumed run); a run it tripped is halted, so the kill switch
+    # refuses its next call
+    on_start = on_model_output = check

@@ -9,7 +9,7 @@ from typing import Any
 from pydantic import BaseModel, Field
 
 from ..._base.ids import digest
-from .base import Call, Detector, Tunable, count_recent
+from .base import Call, Detector, Tunable
 from .tuning import by_steps_or_calls
 
 __all__ = ["Repeats", "RepeatsSettings"]
@@ -24,10 +24,11 @@ class Repeats(Detector[RepeatsSettings]):
     settings = RepeatsSettings
     signal = "repeats"
     tunables = (Tunable("max_repeats", by_steps_or_calls),)
-    __slots__ = ("resumed", "windows")
+    __slots__ = ("limit", "resumed", "span", "windows")
 
     def __init__(self, guard: Any, settings: RepeatsSettings) -> None:
         super().__init__(guard, settings)
+        self.limit, self.span = settings.max_repeats or 0, settings.repeat_window_s
         self.windows: dict[tuple[str, str], deque[float]] = {}
         # windows of a resumed run, known by digest until the same call shows up again
         self.resumed: dict[tuple[str, str], deque[float]] = {}
@@ -37,10 +38,12 @@ class Repeats(Detector[RepeatsSettings]):
         window = self.windows.get(key)
         if window is None:
             window = self.windows[key] = self._resumed(key) or deque()
-        window.append(self.guard.rt.clock())
-        count = count_recent(window, window[-1], self.g.repeat_window_s)
-        limit = self.g.max_repeats
-        if limit is not None and count > limit:
+        now = call.at
+        window.append(now)
+        while window[0] <= now - self.span:
+            window.popleft()
+        count, limit = len(window), self.limit
+        if count > limit:
             raise self.trip(
                 count,
                 limit,

@@ -39,6 +39,9 @@ class Scope(Detector[ScopeSettings]):
     def active(cls, settings: Any) -> bool:
         return True  # a run's tool set and a tool's bounds are declared in code
 
+    def applies(self, call: Call) -> bool:
+        return self.tools is not None or bool(call.rules is not None and call.rules.bounds)
+
     def before_call(self, call: Call) -> None:
         tools = self.tools
         if tools is not None and call.name not in tools:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from pydantic import BaseModel, Field
 
 from .base import Call, Detector, Tunable
@@ -18,14 +20,18 @@ class Steps(Detector[StepsSettings]):
     settings = StepsSettings
     signal = "steps"
     tunables = (Tunable("max_steps", by_steps_or_calls),)
+    __slots__ = ("limit",)
 
-    def before_call(self, call: Call) -> None:
-        self._check()
+    def __init__(self, guard: Any, settings: StepsSettings) -> None:
+        super().__init__(guard, settings)
+        self.limit = settings.max_steps or 0  # active: set
 
-    def on_model_output(self) -> None:
-        self._check()
+    def check(self, call: Call | None = None) -> None:
+        """After a model output, and when the run starts."""
+        step = self.run.step
+        if step > self.limit:
+            raise self.trip(step, self.limit, f"{step} steps (bound {self.limit})")
 
-    def _check(self) -> None:
-        step, limit = self.guard.run.step, self.g.max_steps
-        if limit is not None and step > limit:
-            raise self.trip(step, limit, f"{step} steps (bound {limit})")
+    # steps and cost change only with a model output: checked there, and at the start (a run
+    # resumed past a bound); a run they tripped is halted, so the kill switch refuses its next call
+    on_start = on_model_output = check

@@ -25,13 +25,8 @@ class TenantSpend(Detector[TenantSpendSettings]):
     def on_start(self) -> None:
         self.guard.rt.track_tenant(self.guard.tenant)
 
-    def before_call(self, call: Call) -> None:
-        self._check()
-
-    def on_model_output(self) -> None:
-        self._check()
-
-    def _check(self) -> None:
+    def check(self, call: Call | None = None) -> None:
+        """Before a call and after a model output alike."""
         tenant, limit = self.guard.tenant, self.g.tenant_spend_usd
         spend = self.guard.rt.tenant_spend(tenant)
         if limit is not None and spend > limit:
@@ -43,3 +38,5 @@ class TenantSpend(Detector[TenantSpendSettings]):
                 level="tenant",
                 target=tenant,
             )
+
+    before_call = on_model_output = check

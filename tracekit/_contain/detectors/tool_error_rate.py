@@ -37,7 +37,7 @@ class ToolErrorRate(Detector[ToolErrorRateSettings]):
 
     def before_call(self, call: Call) -> None:
         results, g = self.results, self.g
-        since = self.guard.rt.clock() - g.tool_error_window_s
+        since = call.at - g.tool_error_window_s
         while results and results[0][0] <= since:
             results.popleft()
         if len(results) < g.tool_error_min_calls or g.max_tool_error_rate is None:

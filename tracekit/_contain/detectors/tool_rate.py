@@ -8,7 +8,7 @@ from typing import Any, ClassVar
 
 from pydantic import BaseModel, Field
 
-from .base import Call, Detector, Tunable, count_recent
+from .base import Call, Detector, Tunable
 from .tuning import by_steps_or_calls
 
 __all__ = ["PerMinute", "ToolRate", "ToolRateSettings"]
@@ -22,10 +22,11 @@ class PerMinute(Detector[Any]):
     field: ClassVar[str]
     state_key: ClassVar[str]
     what: ClassVar[str]
-    __slots__ = ("times",)
+    __slots__ = ("limit", "times")
 
     def __init__(self, guard: Any, settings: Any) -> None:
         super().__init__(guard, settings)
+        self.limit: int = getattr(settings, self.field) or 0  # active: set
         self.times: deque[float] = deque()
 
     def counts(self, call: Call) -> bool:
@@ -34,10 +35,12 @@ class PerMinute(Detector[Any]):
     def before_call(self, call: Call) -> None:
         if not self.counts(call):
             return
-        window, limit = self.times, getattr(self.g, self.field)
-        window.append(self.guard.rt.clock())
-        count = count_recent(window, window[-1], MINUTE)
-        if limit is not None and count > limit:
+        window, now = self.times, call.at
+        window.append(now)
+        while window[0] <= now - MINUTE:  # the sliding minute (inline: this runs every call)
+            window.popleft()
+        count, limit = len(window), self.limit
+        if count > limit:
             raise self.trip(count, limit, f"{count} {self.what} per minute (bound {limit})")
 
     def state(self) -> dict[str, Any]:

@@ -24,3 +24,6 @@ class WriteRate(PerMinute):
 
     def counts(self, call: Call) -> bool:
         return call.writes
+
+    def applies(self, call: Call) -> bool:
+        return call.writes
