@@ -78,8 +78,13 @@ def _all_bounds() -> Any:
 
 
 def bench_check(control: str, store: Path) -> dict[str, float]:
-    """Median ns of RunGuard.check_call with every bound set and nothing tripped."""
+    """Median ns of RunGuard.check_call with every bound set and nothing tripped.
+
+    Each check is handed a new ``Call`` (name, canonical arguments, writes), as the run builds
+    one before every guarded tool call."""
     import tracekit
+    from tracekit._contain.detectors.base import Call
+    from tracekit._contain.detectors.tool_rate import PerMinute
 
     tracekit.configure(store=store, guard=_all_bounds(), control=control)
     signatures = [json.dumps({"order_id": f"O-{i}"}) for i in range(50)]
@@ -87,12 +92,15 @@ def bench_check(control: str, store: Path) -> dict[str, float]:
     with tracekit.run(tenant="bench") as run:
         guard = run._guard
         assert guard is not None
+        # the sliding-minute windows (tool calls, writes), emptied between rounds
+        rate_windows = [d.times for d in guard.detectors if isinstance(d, PerMinute)]
         for _ in range(300):
             t0 = time.perf_counter_ns()
             for i in range(500):
-                guard.check_call("lookup_order", signatures[i % 50], False)
+                guard.check_call(Call("lookup_order", signatures[i % 50], False))
             per_call.append((time.perf_counter_ns() - t0) / 500)
-            guard.calls.clear()
+            for window in rate_windows:
+                window.clear()
         naive = _naive_round_trip(guard.rt.control)
     tracekit.shutdown()
     return {"check_ns": statistics.median(per_call), "naive_ns": naive}
@@ -184,14 +192,14 @@ _SPENDER = textwrap.dedent("""
         rt = run._guard.rt
         view = rt.tenant_spend("spend")
     seconds = time.perf_counter() - t0
-    print(json.dumps({"spent": spent, "view": view, "seconds": seconds}), flush=True)
+    print(json.dumps({"spent": spent, "view": view, "seconds": seconds,
+                      "bucket_s": rt._bucket_s}), flush=True)
     tracekit.shutdown()
 """)
 
 
 def bench_spend(control: str, store: Path, procs: int = 4, calls: int = 500) -> dict[str, Any]:
     """4 processes spend at once; compare the shared window total with the true sum."""
-    from tracekit._contain.guard import Guard, _spend_bucket_s
     from tracekit._control.backends import open_control
 
     workers = [subprocess.Popen([sys.executable, "-c", _SPENDER, str(store), control,
@@ -200,7 +208,8 @@ def bench_spend(control: str, store: Path, procs: int = 4, calls: int = 500) -> 
     reports = [json.loads(w.communicate(timeout=300)[0].strip().splitlines()[-1])
                for w in workers]
     true_sum = sum(r["spent"] for r in reports)
-    bucket_s = _spend_bucket_s(Guard(spend_window_s=300))
+    # the bucket the spenders' GuardRuntime counted in: max(spend_window_s / 30, 1 s)
+    bucket_s = reports[0]["bucket_s"]
     con = open_control(control, store)
     since = int((time.time() - 300) // bucket_s) + 1
     total = con.total("spend:spend", since)

@@ -103,7 +103,7 @@ _IN_PROCESS = """
 import json, statistics, sys, time
 import tracekit
 from tracekit._report.postmortem import build_postmortem, render_html
-from tracekit._replay.policy import project_guard
+from tracekit._contain.settings import project_guard
 run_id, guard = sys.argv[1], project_guard("tests/incidents")
 jobs = {
     "export": lambda: tracekit.export_incident([run_id], "big", force=True),

@@ -28,6 +28,7 @@ from bench_guard import RedisServer  # noqa: E402
 
 def fsync_cost(samples: int = 300) -> float:
     """Median µs of one small append + fsync on the disk the stores live on."""
+    (HERE / "out").mkdir(parents=True, exist_ok=True)  # also when --out points elsewhere
     with tempfile.NamedTemporaryFile(dir=HERE / "out") as fh:
         times = []
         for _ in range(samples):

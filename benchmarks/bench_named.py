@@ -5,9 +5,10 @@
 The store is step 3's (``bench_queries.generate`` and ``build_store``: tracekit's own layout,
 4 writers, segments of the recorder's size), plus a side-effect ledger derived from it: every
 tool call that writes (a quarter of them) gets a ``reserved`` and a ``fired`` row, to one of a few
-hundred destinations per tenant, written with ``Store.write_partitions(kind="ledger")``. Each
-query runs with its default parameters (``run_timeline`` and ``effects_by_run`` on sampled runs)
-on a fresh ``tracekit.connect``; median and p90 of 5 (the first run included).
+hundred destinations per tenant, written with the compactor's ``write_partitions(store, ...,
+kind="ledger")`` (``tracekit._store.compaction``). Each query runs with its default parameters
+(``run_timeline`` and ``effects_by_run`` on sampled runs) on a fresh ``tracekit.connect``; median
+and p90 of 5 (the first run included).
 """
 
 from __future__ import annotations
@@ -63,6 +64,7 @@ def ledger_of(events: pa.Table, seed: int = 5) -> pa.Table:
 
 def build(n_events: int, workdir: Path) -> tuple[Path, list[str]]:
     """Build (or reuse) the store; returns it and a sample of its run ids."""
+    from tracekit._store.compaction import write_partitions
     from tracekit._store.layout import Store
 
     store = workdir / f"named-{n_events}" / "store"
@@ -74,8 +76,8 @@ def build(n_events: int, workdir: Path) -> tuple[Path, list[str]]:
         ledger = ledger_of(table)
         step = 131_072
         for i, start in enumerate(range(0, ledger.num_rows, step)):
-            Store(store).write_partitions(ledger.slice(start, step), f"ledger-{i:06d}",
-                                          kind="ledger")
+            write_partitions(Store(store), ledger.slice(start, step), f"ledger-{i:06d}",
+                             kind="ledger")
         del table, writer
     parts = sorted((store / "events").rglob("*.parquet"))
     runs = pc.unique(pq.read_table(parts[:4], columns=["run_id"])["run_id"]).to_pylist()

@@ -1,8 +1,9 @@
 """Steps 3 and 4: postmortem queries on a large store, and bytes per event on disk.
 
 The store is generated, not recorded event by event (that is step 2's job): realistic runs are
-built as Arrow columns and written with tracekit's own ``Store.write_partitions``, one call per
-write-ahead segment, exactly as the compactor does. So the layout is what tracekit writes:
+built as Arrow columns and written with tracekit's own ``write_partitions``
+(``tracekit._store.compaction``), one call per write-ahead segment, exactly as the compactor
+does. So the layout is what tracekit writes:
 
 * 4 writer processes; a run belongs to one writer; each writer's rows arrive in time order and are
   cut into segments of the recorder's default ``rotate_rows`` (read from tracekit);
@@ -272,6 +273,7 @@ def generate(n_events: int, seed: int = 7) -> tuple[pa.Table, np.ndarray]:
 
 def build_store(root: Path, table: pa.Table, writer: np.ndarray) -> dict[str, Any]:
     """Write ``table`` as tracekit's compactor would: per writer, per segment."""
+    from tracekit._store.compaction import write_partitions
     from tracekit._store.layout import Store
 
     store = Store(root)
@@ -283,7 +285,7 @@ def build_store(root: Path, table: pa.Table, writer: np.ndarray) -> dict[str, An
         rows = table.filter(pa.array(writer == w))
         for i, start in enumerate(range(0, rows.num_rows, seg_rows)):
             seg = rows.slice(start, seg_rows)
-            parts += len(store.write_partitions(seg, f"{wid}-{i + 1:06d}"))
+            parts += len(write_partitions(store, seg, f"{wid}-{i + 1:06d}"))
     return {"parts": parts, "segment_rows": seg_rows,
             "write_s": round(time.perf_counter() - t0, 1)}
 

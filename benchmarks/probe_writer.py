@@ -1,10 +1,10 @@
 """Probe: where the writer thread and the compactor spend their time, per row.
 
 Not a contender benchmark: a breakdown that explains step 2. It records ``rows`` events with the
-benchmark payload into a list (the recorder is bypassed), then times each stage the writer and
-the compactor apply to them, calling tracekit's own internals (so it follows the code as it is
-today, and reports "unavailable" for a stage whose internals were renamed). Each stage is timed
-``reps`` times; the median is reported in ns per row.
+benchmark payload into a list (a pinned ``MemorySink``: the recorder is bypassed), then times
+each stage the writer and the compactor apply to them, calling tracekit's own internals (so it
+follows the code as it is today, and reports "unavailable" for a stage whose internals were
+renamed). Each stage is timed ``reps`` times; the median is reported in ns per row.
 
 The last row times a cheaper alternative for the redaction pre-check, to size the gain of a fix
 before anyone writes it.
@@ -26,22 +26,19 @@ from _common import PAYLOAD, PROGRESS_LABEL, TOOL_NAME
 
 def _rows(n: int) -> list[tuple[Any, ...]]:
     import tracekit
-    from tracekit._capture import settings as _config
+    from tracekit._capture.state import PROCESS
+    from tracekit.testing import MemorySink
 
-    rows: list[tuple[Any, ...]] = []
-    original = _config.emit
-    _config.emit = rows.append  # type: ignore[assignment]
-    try:
+    sink = MemorySink()  # the rows the recorder would be handed, kept in a list
+    with PROCESS.pin(sink, None):
         k = 0
-        while len(rows) < n:
+        while len(sink.rows) < n:
             with tracekit.run(tenant=f"tenant-{k % 50:02d}") as run:
                 for _ in range(49):
                     run.event("tool_call", name=TOOL_NAME, args=PAYLOAD)
                     run.progress(PROGRESS_LABEL)
             k += 1
-    finally:
-        _config.emit = original  # type: ignore[assignment]
-    return rows
+    return sink.rows
 
 
 def probe_writer(rows: int = 200_000, reps: int = 3) -> dict[str, Any]:
@@ -49,17 +46,25 @@ def probe_writer(rows: int = 200_000, reps: int = 3) -> dict[str, Any]:
     import pyarrow.compute as pc
 
     from tracekit._base.redact import _DEFAULT_HINTS, Redactor
-    from tracekit._capture import recorder as _recorder
+    from tracekit._capture.rows import (
+        _JSON_FIELDS,
+        _ROW,
+        _TEXT_FIELDS,
+        _TYPES,
+        _event_ids,
+        _static_arrays,
+        to_batch,
+    )
     from tracekit._store import layout as _store
-    from tracekit._store.layout import SegmentWriter, Store, read_segment
+    from tracekit._store.compaction import write_partitions
+    from tracekit._store.layout import Store
+    from tracekit._store.segments import SegmentWriter, read_segment
 
     items = _rows(rows)
     n = len(items)
     tmp = Path(tempfile.mkdtemp(prefix="probe-writer-"))
-    rec = _recorder.Recorder.__new__(_recorder.Recorder)  # no threads: only the methods
-    rec.redactor = Redactor()
-    rec.writer_id = "0123456789ab"
-    rec._event_no = 0
+    redactor = Redactor()  # the recorder's, as configured by default
+    writer_id = "0123456789ab"
     out: dict[str, float | str] = {}
 
     def stage(name: str, fn: Callable[[], Any]) -> Any:
@@ -75,24 +80,24 @@ def probe_writer(rows: int = 200_000, reps: int = 3) -> dict[str, Any]:
         out[name] = round(statistics.median(times) / n * 1e9)
         return result
 
-    text_cols = getattr(_recorder, "_TEXT_COLUMNS", None) or (
-        getattr(_recorder, "_ERROR_COLUMN", _recorder._ROW["error"]),)
-    json_cols = (*_recorder._JSON_COLUMNS, *text_cols)
+    json_cols = [_ROW[name] for name in (*_JSON_FIELDS, *_TEXT_FIELDS)]
     cols = stage("writer: transpose rows (zip)", lambda: list(zip(*items, strict=True)))
-    stage("writer: redaction pre-check (clean payload)", lambda: rec._redact(list(cols)))
-    stage("writer: static columns", lambda: _recorder._static_arrays(cols[0]))
+    # what to_batch redacts: the columns by name, JSON and text ones scrubbed in place
+    stage("writer: redaction pre-check (clean payload)", lambda: redactor.redact_columns(
+        {name: cols[i] for name, i in _ROW.items()}, _JSON_FIELDS, _TEXT_FIELDS))
+    stage("writer: static columns", lambda: _static_arrays(cols[0]))
     stage("writer: per-row columns to Arrow", lambda: [
-        pa.array(cols[i], _recorder._TYPES[name]) for name, i in _recorder._ROW.items()])
-    stage("writer: event ids", lambda: rec._event_ids(cols[_recorder._ROW["ts"]], n))
-    batch = stage("writer: _to_batch total", lambda: rec._to_batch(list(items)))
+        pa.array(cols[i], _TYPES[name]) for name, i in _ROW.items()])
+    stage("writer: event ids", lambda: _event_ids(cols[_ROW["ts"]], writer_id, 0, n))
+    batch = stage("writer: to_batch total",
+                  lambda: to_batch(list(items), redactor, writer_id, 0))
 
     store = Store(tmp / "store")
     seg = SegmentWriter(store, "probe", 1)
     t0 = time.perf_counter()
     seg.append(batch)
     out["writer: segment append + fsync"] = round((time.perf_counter() - t0) / n * 1e9)
-    seg._ipc.close()
-    seg._fh.flush()
+    seg.close_stream()  # the Arrow stream ended, the lock still held (as compaction does)
     seg_bytes = seg.path.stat().st_size
     table = stage("compact: read segment", lambda: read_segment(seg.path))
     s = stage("compact: sort by (run_id, seq)",
@@ -108,10 +113,10 @@ def probe_writer(rows: int = 200_000, reps: int = 3) -> dict[str, Any]:
 
     def write_all() -> Any:
         k[0] += 1
-        return store.write_partitions(table, f"probe-{k[0]}")
+        return write_partitions(store, table, f"probe-{k[0]}")
 
     stage("compact: write_partitions total (sort, split, Parquet, fsync)", write_all)
-    seg._fh.close()
+    seg.release()
 
     # a cheaper alternative for the redaction pre-check: one RE2 pass in Arrow, GIL released
     hints = "|".join(re.escape(h) for h in _DEFAULT_HINTS)
@@ -125,7 +130,7 @@ def probe_writer(rows: int = 200_000, reps: int = 3) -> dict[str, Any]:
     hinted = [canonical_json({**PAYLOAD, "sort_key": "price", "page": i}) for i in range(5000)]
     t0 = time.perf_counter()
     for text in hinted:
-        rec.redactor.redact_json(text)
+        redactor.redact_json(text)
     out["redaction: redact_json per distinct payload with a hint word (per value)"] = round(
         (time.perf_counter() - t0) / len(hinted) * 1e9)
     shutil.rmtree(tmp, ignore_errors=True)
