@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import socket
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pyarrow.parquet as pq
 
 import tracekit
+from tracekit._capture.state import PROCESS
 from tracekit.testing import Recording
 
 
@@ -31,3 +34,12 @@ def replay(bundle: Path, agent: Callable[..., Any],
 
 def bundle_events(bundle: Path) -> list[dict[str, Any]]:
     return pq.read_table(bundle / "events.parquet").to_pylist()
+
+
+def replay_state() -> dict[str, Any]:
+    """What an agent replay sets aside while it runs: all of it back once it is over."""
+    return {"replay": PROCESS.replay, "pinned": PROCESS.pinned,
+            "settings": PROCESS._settings, "recorder": PROCESS.sink,
+            "runtime": PROCESS.runtime, "connect": socket.socket.connect,
+            "getaddrinfo": socket.getaddrinfo,
+            "httpx": (httpx.HTTPTransport.handle_request, httpx.Client._send_single_request)}

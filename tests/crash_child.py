@@ -1,4 +1,4 @@
-"""Child process for tests/test_crash.py: records events until it is killed.
+"""Child process for tests/store/test_crash.py: records events until it is killed.
 
 Usage::
 

@@ -30,7 +30,7 @@ from tracekit._control.sqlite import SQLiteControl
 
 redis = pytest.importorskip("redis")
 
-CHILD = Path(__file__).parent / "guard_children" / "agent.py"
+CHILD = Path(__file__).resolve().parent.parent / "guard_children" / "agent.py"
 
 # -- tools whose bodies count their own runs (a refused call must never reach the body) ----------
 BODY: Counter[str] = Counter()

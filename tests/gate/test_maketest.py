@@ -17,7 +17,7 @@ from hypothesis import strategies as st
 
 from tracekit._gate.maketest import HandEdited, make_test
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 GUARD_TOML = "[guard]\nmax_repeats = 3\nmax_steps = 25\n"
 DEMO_AGENT = "tracekit._demo:handle_ticket"
 STATEMENTS = ["Expr", "Import", "Import", "ImportFrom", "Assign", "Assign", "Assign", "Assign",

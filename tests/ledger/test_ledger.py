@@ -33,7 +33,7 @@ from tracekit.errors import DuplicateInFlight, IdempotencyConflict, ReplayedFail
 
 redis = pytest.importorskip("redis")
 
-CHILD = Path(__file__).parent / "ledger_children" / "agent.py"
+CHILD = Path(__file__).resolve().parent.parent / "ledger_children" / "agent.py"
 
 
 @pytest.fixture(params=["sqlite", "redis"])

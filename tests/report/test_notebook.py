@@ -12,7 +12,7 @@ from tracekit._demo import run_demo
 nbformat = pytest.importorskip("nbformat")
 nbclient = pytest.importorskip("nbclient")
 
-NOTEBOOK = Path(__file__).resolve().parent.parent / "examples" / "postmortem.ipynb"
+NOTEBOOK = Path(__file__).resolve().parents[2] / "examples" / "postmortem.ipynb"
 
 
 def test_the_postmortem_notebook_runs_without_an_error(tmp_path: Path,

@@ -23,7 +23,7 @@ import pytest
 
 import tracekit
 
-CHILD = Path(__file__).with_name("crash_child.py")
+CHILD = Path(__file__).resolve().parent.parent / "crash_child.py"
 TRIALS = 32
 
 
