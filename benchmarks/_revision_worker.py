@@ -73,6 +73,10 @@ class Bench:
             guard: Any = tracekit.Guard(
                 max_steps=HUGE, max_cost_usd=HUGE, max_tool_calls_per_minute=HUGE,
                 max_repeats=HUGE, max_steps_without_progress=HUGE,
+                # a loop of 200k calls a minute fills the per-minute windows, and the background
+                # thread saving the run's state then lags: both revisions would fail closed
+                # (stale flags) at the default 1 s
+                staleness_s=10.0,
             )
         else:
             guard = False
