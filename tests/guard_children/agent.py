@@ -1,4 +1,4 @@
-"""Child processes for tests/test_control.py and tests/test_guard.py.
+"""Child processes for tests/control/test_control.py and tests/contain/test_guard.py.
 
 Usage (each mode prints one JSON line on stdout when it is done)::
 

@@ -1,15 +1,20 @@
 """A control store in memory: one process, nothing shared. Policy and agent replay run the
 guard on it (no socket, no file), and tests use it; it keeps every promise of the contract
-the other backends keep (leases expire and cap, idempotency keys are taken once)."""
+the other backends keep (leases expire and cap, idempotency keys are taken once, documents
+are kept as JSON: a caller that changes a dict after handing it over changes nothing here, and
+what comes back is what SQLite and Redis give back: lists for tuples, string keys)."""
 
 from __future__ import annotations
 
+import json
 import threading
 from typing import Any
 
 from .._base.vocab import LedgerStatus
 
 __all__ = ["MemoryControl"]
+
+_KEEP_TRIPS = 1000  # the newest trips kept, as the other backends keep
 
 
 class MemoryControl:
@@ -19,11 +24,11 @@ class MemoryControl:
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
-        self._flags: dict[str, dict[str, Any]] = {}
+        self._flags: dict[str, str] = {}  # every document is kept as its JSON text
         self._counters: dict[str, dict[int, float]] = {}
-        self._docs: dict[str, dict[str, Any]] = {}
-        self._trips: list[dict[str, Any]] = []
-        self._idem: dict[str, dict[str, Any]] = {}
+        self._docs: dict[str, str] = {}
+        self._trips: list[str] = []  # newest first
+        self._idem: dict[str, str] = {}
         self._leases: dict[str, dict[str, float]] = {}  # name -> holder -> expires
 
     def check_alive(self) -> None:
@@ -31,8 +36,9 @@ class MemoryControl:
 
     # -- flags and trips ------------------------------------------------------------------
     def set_flag(self, key: str, info: dict[str, Any]) -> None:
+        text = json.dumps(info)
         with self._lock:
-            self._flags[key] = dict(info)
+            self._flags[key] = text
 
     def clear_flag(self, key: str) -> bool:
         with self._lock:
@@ -40,16 +46,19 @@ class MemoryControl:
 
     def flags(self) -> dict[str, dict[str, Any]]:
         with self._lock:
-            return {k: dict(v) for k, v in self._flags.items()}
+            held = dict(self._flags)
+        return {k: json.loads(v) for k, v in held.items()}
 
     def log_trip(self, trip: dict[str, Any]) -> None:
+        text = json.dumps(trip)
         with self._lock:
-            self._trips.insert(0, dict(trip))
-            del self._trips[1000:]
+            self._trips.insert(0, text)
+            del self._trips[_KEEP_TRIPS:]
 
     def trips(self, limit: int = 20) -> list[dict[str, Any]]:
         with self._lock:
-            return [dict(t) for t in self._trips[:limit]]
+            recent = self._trips[: max(limit, 0)]
+        return [json.loads(t) for t in recent]
 
     # -- counters and documents ---------------------------------------------------------------
     def add(self, counter: str, bucket: int, amount: float, ttl_s: float | None = None) -> None:
@@ -58,19 +67,26 @@ class MemoryControl:
             buckets[bucket] = buckets.get(bucket, 0.0) + amount
 
     def total(self, counter: str, since_bucket: int, until_bucket: int | None = None) -> float:
-        top = 2**62 if until_bucket is None else until_bucket
+        """The sum of the buckets in [since, until] (no upper bound when ``until`` is None)."""
         with self._lock:
             buckets = self._counters.get(counter, {})
-            return float(sum(v for b, v in buckets.items() if since_bucket <= b <= top))
+            return float(
+                sum(
+                    v
+                    for b, v in buckets.items()
+                    if since_bucket <= b and (until_bucket is None or b <= until_bucket)
+                )
+            )
 
     def put(self, key: str, value: dict[str, Any]) -> None:
+        text = json.dumps(value)
         with self._lock:
-            self._docs[key] = dict(value)
+            self._docs[key] = text
 
     def get(self, key: str) -> dict[str, Any] | None:
         with self._lock:
-            doc = self._docs.get(key)
-            return None if doc is None else dict(doc)
+            text = self._docs.get(key)
+        return None if text is None else json.loads(text)
 
     # -- leases -------------------------------------------------------------------------------
     def acquire(self, name: str, holder: str, limit: int, expires: float, now: float) -> bool:
@@ -91,32 +107,36 @@ class MemoryControl:
     # -- idempotency --------------------------------------------------------------------------
     def reserve(self, key: str, doc: dict[str, Any]) -> dict[str, Any] | None:
         """Take ``key`` atomically: None if this call took it, else the holder's document."""
-        with self._lock:
+        text = json.dumps(doc)
+        with self._lock:  # (not ``setdefault(...) is text``: equal JSON texts may be one object)
             held = self._idem.get(key)
-            if held is not None:
-                return dict(held)
-            self._idem[key] = dict(doc)
-            return None
+            if held is None:
+                self._idem[key] = text
+                return None
+        return json.loads(held)  # type: ignore[no-any-return]
 
     def settle(self, key: str, doc: dict[str, Any]) -> None:
+        text = json.dumps(doc)
         with self._lock:
-            self._idem[key] = dict(doc)
+            self._idem[key] = text
 
     def peek(self, key: str) -> dict[str, Any] | None:
         with self._lock:
-            held = self._idem.get(key)
-            return None if held is None else dict(held)
+            text = self._idem.get(key)
+        return None if text is None else json.loads(text)
 
     def replace_failed(self, key: str, entry_id: str, doc: dict[str, Any]) -> bool:
         """Hand a key whose attempt ``entry_id`` failed to a retry; False if another got it."""
+        text = json.dumps(doc)
         with self._lock:
-            held = self._idem.get(key)
+            raw = self._idem.get(key)
+            held = None if raw is None else json.loads(raw)
             if (
-                held
+                isinstance(held, dict)
                 and held.get("entry_id") == entry_id
                 and held.get("status") == LedgerStatus.FAILED
             ):
-                self._idem[key] = dict(doc)
+                self._idem[key] = text
                 return True
             return False
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import threading
 from collections.abc import Callable
 from typing import Any
@@ -10,6 +11,16 @@ from typing import Any
 from .base import CONTROL_VERSION, ControlError
 
 __all__ = ["RedisControl"]
+
+#: a window up to this many buckets wide is read key by key (MGET); a wider one by a scan
+_MGET_SPAN = 1024
+_BUCKET = re.compile(r"-?[0-9]+")
+_GLOB_SPECIAL = re.compile(r"([*?\[\]\\])")
+
+
+def _glob_escape(text: str) -> str:
+    """``text`` as a literal in a Redis glob pattern."""
+    return _GLOB_SPECIAL.sub(r"\\\1", text)
 
 
 class RedisControl:
@@ -95,16 +106,27 @@ class RedisControl:
         self._run(pipe.execute)
 
     def total(self, counter: str, since_bucket: int, until_bucket: int | None = None) -> float:
+        """The sum of the buckets in [since, until] (no upper bound when ``until`` is None)."""
         base = f"{self.prefix}counter:{counter}:"
-        if until_bucket is not None:
+        if until_bucket is not None and until_bucket - since_bucket < _MGET_SPAN:
             keys = [f"{base}{b}" for b in range(since_bucket, until_bucket + 1)]
-            return sum(float(v) for v in self._run(self.client.mget, keys) if v is not None)
-        keys = [
-            k
-            for k in self._run(list, self.client.scan_iter(f"{base}*", count=1000))
-            if int(k[len(base) :]) >= since_bucket
-        ]  # no upper bound: the slow way
-        return sum(float(v) for v in self._run(self.client.mget, keys) if v) if keys else 0.0
+            if not keys:
+                return 0.0
+            return float(sum(float(v) for v in self._run(self.client.mget, keys) if v is not None))
+        # a wide or open window: scan this counter's keys (only its own: the name is matched
+        # literally, and a longer counter's keys, ``<name>:<more>:<bucket>``, are not buckets)
+        keys = []
+        for key in self._run(list, self.client.scan_iter(f"{_glob_escape(base)}*", count=1000)):
+            bucket = key[len(base) :]
+            if (
+                _BUCKET.fullmatch(bucket)
+                and since_bucket <= int(bucket)
+                and (until_bucket is None or int(bucket) <= until_bucket)
+            ):
+                keys.append(key)
+        if not keys:
+            return 0.0
+        return float(sum(float(v) for v in self._run(self.client.mget, keys) if v is not None))
 
     def put(self, key: str, value: dict[str, Any]) -> None:
         self._run(self.client.set, f"{self.prefix}doc:{key}", json.dumps(value))
@@ -120,11 +142,13 @@ class RedisControl:
         self._run(pipe.execute)
 
     def trips(self, limit: int = 20) -> list[dict[str, Any]]:
+        if limit <= 0:  # (LRANGE 0 -1 would be every trip)
+            return []
         raw = self._run(self.client.lrange, f"{self.prefix}trips", 0, limit - 1)
         return [json.loads(r) for r in raw]
 
     _ACQUIRE = """
-    redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', ARGV[4])
+    redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', '(' .. ARGV[4])
     if redis.call('ZSCORE', KEYS[1], ARGV[1]) or
        redis.call('ZCARD', KEYS[1]) < tonumber(ARGV[2]) then
         redis.call('ZADD', KEYS[1], ARGV[3], ARGV[1])

@@ -14,6 +14,8 @@ from .base import CONTROL_VERSION, ControlError
 
 __all__ = ["SQLiteControl"]
 
+_KEEP_TRIPS = 1000  # the newest trips kept (as the Redis and memory backends keep)
+
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (name TEXT PRIMARY KEY, value TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS flags (key TEXT PRIMARY KEY, info TEXT NOT NULL);
@@ -108,11 +110,18 @@ class SQLiteControl:
         )
 
     def total(self, counter: str, since_bucket: int, until_bucket: int | None = None) -> float:
-        rows = self._exec(
-            "SELECT coalesce(sum(value), 0) FROM counters WHERE name = ? "
-            "AND bucket >= ? AND bucket <= ?",
-            (counter, since_bucket, 2**62 if until_bucket is None else until_bucket),
-        )
+        """The sum of the buckets in [since, until] (no upper bound when ``until`` is None)."""
+        if until_bucket is None:
+            rows = self._exec(
+                "SELECT coalesce(sum(value), 0) FROM counters WHERE name = ? AND bucket >= ?",
+                (counter, since_bucket),
+            )
+        else:
+            rows = self._exec(
+                "SELECT coalesce(sum(value), 0) FROM counters WHERE name = ? "
+                "AND bucket >= ? AND bucket <= ?",
+                (counter, since_bucket, until_bucket),
+            )
         return float(rows[0][0])
 
     def put(self, key: str, value: dict[str, Any]) -> None:
@@ -123,10 +132,12 @@ class SQLiteControl:
         return json.loads(rows[0][0]) if rows else None
 
     def log_trip(self, trip: dict[str, Any]) -> None:
-        self._exec("INSERT INTO trips (info) VALUES (?)", (json.dumps(trip),))
+        """Keep the trip; like the other backends, only the newest ``_KEEP_TRIPS`` are kept."""
+        rows = self._exec("INSERT INTO trips (info) VALUES (?) RETURNING id", (json.dumps(trip),))
+        self._exec("DELETE FROM trips WHERE id <= ?", (rows[0][0] - _KEEP_TRIPS,))
 
     def trips(self, limit: int = 20) -> list[dict[str, Any]]:
-        rows = self._exec("SELECT info FROM trips ORDER BY id DESC LIMIT ?", (limit,))
+        rows = self._exec("SELECT info FROM trips ORDER BY id DESC LIMIT ?", (max(limit, 0),))
         return [json.loads(r[0]) for r in rows]
 
     def acquire(self, name: str, holder: str, limit: int, expires: float, now: float) -> bool:

@@ -1,4 +1,6 @@
-"""The control store contract: one suite, both backends (SQLite in tmp_path, a private Redis).
+"""The control store's own tests beside the contract suite (``test_contract.py``): flags,
+counters, documents and trips on every backend (SQLite in tmp_path, a private Redis, memory);
+versions, broken and hung stores and adds from many processes on the two shared backends.
 
 Redis tests start their own ``redis-server`` on a free loopback port and kill it at teardown;
 the shared Redis on 6379 is never touched.
@@ -24,13 +26,14 @@ from _redis import RedisServer
 
 from tracekit._control.backends import open_control
 from tracekit._control.base import CONTROL_VERSION, flag_key
+from tracekit._control.memory import MemoryControl
 from tracekit._control.redis import RedisControl
 from tracekit._control.sqlite import SQLiteControl
 from tracekit.errors import ControlError
 
 redis = pytest.importorskip("redis")
 
-CHILD = Path(__file__).parent / "guard_children" / "agent.py"
+CHILD = Path(__file__).parent.parent / "guard_children" / "agent.py"
 
 
 # -- the backends, behind one fixture --------------------------------------------------------------
@@ -41,6 +44,11 @@ class Backend:
     control: Any
     tmp: Path
     server: RedisServer | None = None
+
+    @property
+    def shared(self) -> bool:
+        """Another handle sees this one's state (SQLite, Redis; not memory)."""
+        return self.name != "memory"
 
     def open(self) -> Any:
         return open_control(self.spec, self.tmp)
@@ -64,14 +72,30 @@ class Backend:
             con.close()
 
 
-@pytest.fixture(params=["sqlite", "redis"])
-def backend(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Backend]:
-    if request.param == "sqlite":
+def _made(request: pytest.FixtureRequest, name: str, tmp_path: Path) -> Backend:
+    if name == "sqlite":
         control: Any = SQLiteControl(tmp_path / "control.db")
-        made = Backend("sqlite", f"sqlite:{tmp_path / 'control.db'}", control, tmp_path)
-    else:
-        server = request.getfixturevalue("redis_server")
-        made = Backend("redis", server.url, RedisControl(server.url), tmp_path, server)
+        return Backend("sqlite", f"sqlite:{tmp_path / 'control.db'}", control, tmp_path)
+    if name == "memory":
+        return Backend("memory", MemoryControl.url, MemoryControl(), tmp_path)
+    server = request.getfixturevalue("redis_server")
+    return Backend("redis", server.url, RedisControl(server.url), tmp_path, server)
+
+
+@pytest.fixture(params=["sqlite", "redis", "memory"])
+def backend(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Backend]:
+    """Every backend."""
+    made = _made(request, request.param, tmp_path)
+    yield made
+    with contextlib.suppress(Exception):
+        made.control.close()
+
+
+@pytest.fixture(params=["sqlite", "redis"])
+def shared_backend(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Backend]:
+    """The backends many processes share (a file, a server): they can be broken, versioned,
+    reopened."""
+    made = _made(request, request.param, tmp_path)
     yield made
     with contextlib.suppress(Exception):
         made.control.close()
@@ -97,10 +121,10 @@ def test_flags_set_clear_list_keep_their_info(backend: Backend) -> None:
     assert control.clear_flag("halt:never-set") is False
     assert control.flags() == {"halt:run:r1": info_run,
                                "freeze:tool:refund": {"reason": "bad deploy"}}
-    # a second handle on the same store sees the same flags
+    # a second handle on the same store sees the same flags (memory: a new store, empty)
     other = backend.open()
     try:
-        assert other.flags() == control.flags()
+        assert other.flags() == (control.flags() if backend.shared else {})
     finally:
         other.close()
 
@@ -148,19 +172,19 @@ def test_trips_newest_first_with_limit(backend: Backend) -> None:
 
 
 # -- versions --------------------------------------------------------------------------------------
-def test_a_store_of_another_version_is_refused_loudly(backend: Backend) -> None:
-    backend.control.set_flag("halt:global", {"reason": "x"})
-    backend.set_version("99")
+def test_a_store_of_another_version_is_refused_loudly(shared_backend: Backend) -> None:
+    shared_backend.control.set_flag("halt:global", {"reason": "x"})
+    shared_backend.set_version("99")
     with pytest.raises(ControlError, match="99") as info:
-        backend.open()
+        shared_backend.open()
     assert "version" in str(info.value)
     assert str(CONTROL_VERSION) in str(info.value)
 
 
-def test_a_fresh_store_is_stamped_with_this_version(backend: Backend) -> None:
-    backend.control.close()
-    backend.control = backend.open()  # reopening a store of this version is fine
-    assert backend.control.flags() == {}
+def test_a_fresh_store_is_stamped_with_this_version(shared_backend: Backend) -> None:
+    shared_backend.control.close()
+    shared_backend.control = shared_backend.open()  # reopening a store of this version is fine
+    assert shared_backend.control.flags() == {}
 
 
 # -- errors surface as ControlError ----------------------------------------------------------------
@@ -177,18 +201,18 @@ OPERATIONS = [
 ]
 
 
-def test_a_broken_store_raises_control_error_within_the_timeout(backend: Backend) -> None:
-    control = backend.control
+def test_a_broken_store_raises_control_error_within_the_timeout(shared_backend: Backend) -> None:
+    control = shared_backend.control
     control.set_flag("halt:run:r1", {"reason": "x"})  # the store worked
-    backend.break_it()
+    shared_backend.break_it()
     for name, args in OPERATIONS:
         started = time.monotonic()
         with pytest.raises(ControlError):
             getattr(control, name)(*args)
         assert time.monotonic() - started < 2.0, name  # 0.25 s timeout, generous bound
-    if backend.server is not None:  # (a removed SQLite file is simply a new, empty store)
+    if shared_backend.server is not None:  # (a removed SQLite file is simply a new, empty store)
         with pytest.raises(ControlError):
-            backend.open()
+            shared_backend.open()
 
 
 def test_a_hung_redis_raises_control_error_within_the_timeout(
@@ -231,13 +255,13 @@ PROCESSES = 4
 ADDS = 150
 
 
-def test_concurrent_adds_from_four_processes_sum_exactly(backend: Backend) -> None:
-    go = backend.tmp / "go"
+def test_concurrent_adds_from_four_processes_sum_exactly(shared_backend: Backend) -> None:
+    go = shared_backend.tmp / "go"
     procs = [
         subprocess.Popen(
-            [sys.executable, str(CHILD), "add", backend.spec, "spend:acme", str(ADDS), "0.5",
+            [sys.executable, str(CHILD), "add", shared_backend.spec, "spend:acme", str(ADDS), "0.5",
              str(go)],
-            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=backend.tmp,
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=shared_backend.tmp,
         )
         for _ in range(PROCESSES)
     ]
@@ -248,8 +272,8 @@ def test_concurrent_adds_from_four_processes_sum_exactly(backend: Backend) -> No
         assert proc.returncode == 0, err
         assert json.loads(out.strip().splitlines()[-1]) == {"done": ADDS}
     # 0.5 is exact in binary: the sum must be exact, every add counted once
-    assert backend.control.total("spend:acme", 0) == PROCESSES * ADDS * 0.5
-    assert backend.control.total("spend:acme", 2) == PROCESSES * (ADDS // 3) * 0.5
+    assert shared_backend.control.total("spend:acme", 0) == PROCESSES * ADDS * 0.5
+    assert shared_backend.control.total("spend:acme", 2) == PROCESSES * (ADDS // 3) * 0.5
 
 
 # -- flag keys -------------------------------------------------------------------------------------
