@@ -22,6 +22,7 @@ import pyarrow.parquet as pq
 from .._base.redact import Redactor
 from .._base.schema import SCHEMA_VERSION
 from .._capture.state import PROCESS
+from .._store.layout import aside_name, replace_directory
 from .._store.ledger import REDACTED
 from .._version import __version__
 from ..errors import BundleExists
@@ -226,9 +227,7 @@ def _write_bundle(
         for name, table in (("events", events), ("ledger", ledger)):
             lines = [json.dumps(r, sort_keys=True, default=str) for r in table.to_pylist()]
             (tmp / f"{name}.jsonl").write_text("\n".join(lines) + ("\n" if lines else ""))
-    if target.exists():
-        shutil.rmtree(target)
-    os.replace(tmp, target)
+    replace_directory(tmp, target)
 
 
 def _write_events(events: pa.Table, path: Path) -> None:
@@ -268,6 +267,12 @@ def load_manifest(path: str | os.PathLike[str]) -> dict[str, Any]:
     try:
         manifest = json.loads((folder / "manifest.json").read_text())
     except (OSError, ValueError) as exc:
+        aside = aside_name(folder)
+        if not folder.exists() and (aside / "manifest.json").is_file():
+            raise ValueError(
+                f"{folder} is missing: an interrupted `tracekit export --force` left the "
+                f"previous bundle at {aside}; move it back (mv {aside} {folder}) or export again"
+            ) from None
         raise ValueError(
             f"{folder} is not an incident bundle ({exc}); create one with "
             "`tracekit export --run RUN --incident NAME`"

@@ -10,8 +10,11 @@ Under the store root (see docs/architecture.md)::
 
 from __future__ import annotations
 
+import ctypes
+import errno
 import os
 import re
+import shutil
 import warnings
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -70,6 +73,58 @@ def fsync_dir(path: Path) -> None:
         os.fsync(fd)
     finally:
         os.close(fd)
+
+
+_RENAME_EXCHANGE = 2  # renameat2(2): swap the two paths atomically
+_AT_FDCWD = -100
+
+
+def _exchange(a: Path, b: Path) -> bool:
+    """Swap two existing paths in one atomic step (Linux ``renameat2`` with
+    ``RENAME_EXCHANGE``); False where the system cannot."""
+    try:
+        renameat2 = ctypes.CDLL(None, use_errno=True).renameat2
+    except (OSError, AttributeError):
+        return False
+    if renameat2(_AT_FDCWD, os.fsencode(a), _AT_FDCWD, os.fsencode(b), _RENAME_EXCHANGE) == 0:
+        return True
+    err = ctypes.get_errno()
+    if err in (errno.ENOSYS, errno.EINVAL, errno.EOPNOTSUPP):
+        return False
+    raise OSError(err, os.strerror(err), str(b))
+
+
+def aside_name(target: Path) -> Path:
+    """Where ``replace_directory`` moves the old directory while the new one goes in (where
+    the system cannot swap them in one step)."""
+    return target.with_name(f".old-{target.name}")
+
+
+def fsync_tree(folder: Path) -> None:
+    """Every file of ``folder`` (one level) and the folder itself, on disk."""
+    for path in folder.iterdir():
+        if path.is_file():
+            with open(path, "rb") as fh:
+                os.fsync(fh.fileno())
+    fsync_dir(folder)
+
+
+def replace_directory(new: Path, target: Path) -> None:
+    """Put the directory ``new`` at ``target``, replacing what is there: the two are swapped
+    in one atomic step where the system can (a reader finds the old or the new, never none),
+    else the old is moved aside first (a crash then leaves it at ``aside_name(target)``)."""
+    fsync_tree(new)
+    if not target.exists():
+        os.replace(new, target)
+    elif _exchange(new, target):
+        shutil.rmtree(new)  # the old directory, now at the temporary name
+    else:
+        aside = aside_name(target)
+        shutil.rmtree(aside, ignore_errors=True)
+        os.replace(target, aside)
+        os.replace(new, target)
+        shutil.rmtree(aside)
+    fsync_dir(target.parent)
 
 
 def skip_warning(path: Path, why: str) -> None:
