@@ -245,3 +245,24 @@ def test_scope_reports_what_landed(demo_store: tuple[Path, str]) -> None:
     assert "customer-email" in table.stdout and "irreversible" in table.stdout
     missing = tk("scope", store=store)
     assert missing.returncode == 1 and "needs --run, --tenant or --release" in missing.stderr
+
+
+def test_show_full_does_not_pad_every_row_to_the_widest_payload(
+        demo_store: tuple[Path, str]) -> None:
+    store, runaway = demo_store
+    out = tk("show", runaway, "--full", store=store)
+    assert out.returncode == 0, out.stderr
+    lines = out.stdout.splitlines()[2:]
+    widest = max(len(line) for line in lines)
+    short = [line for line in lines if "run_start" in line or "progress" in line]
+    assert widest > 500  # the prompts, whole
+    assert short and all(len(line) < 200 for line in short), max(map(len, short))
+
+
+def test_an_ambiguous_prefix_names_the_runs_it_could_be(demo_store: tuple[Path, str]) -> None:
+    store, _ = demo_store
+    out = tk("show", "run_", store=store)
+    assert out.returncode == 1
+    assert "is the start of more than 5 runs" in out.stderr or "is the start of" in out.stderr
+    assert "give more of the id" in out.stderr and "no run" not in out.stderr
+    assert out.stderr.count("\n") == 1

@@ -10,6 +10,7 @@ from __future__ import annotations
 from typing import Any
 
 __all__ = [
+    "AmbiguousRun",
     "BundleExists",
     "ControlError",
     "DuplicateInFlight",
@@ -132,6 +133,21 @@ class UnknownRun(TracekitError, LookupError):
         self.suggestions = suggestions
         hint = f"; did you mean {', '.join(suggestions)}?" if suggestions else ""
         super().__init__(f"no run {run_id!r} in the store{hint}")
+
+
+class AmbiguousRun(UnknownRun):
+    """More than one run starts with that prefix; carries (up to five of) them."""
+
+    def __init__(self, run_id: str, matches: list[str], more: bool = False) -> None:
+        super().__init__(run_id, matches)
+        listed = ", ".join(matches) + (", ..." if more else "")
+        self.args = (
+            f"{run_id!r} is the start of {'more than ' if more else ''}"
+            f"{len(matches)} runs ({listed}): give more of the id",
+        )
+
+    def __str__(self) -> str:
+        return str(self.args[0])
 
 
 class UnknownQuery(TracekitError, ValueError):

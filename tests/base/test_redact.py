@@ -526,3 +526,15 @@ def test_attrs_do_not_stall_the_recorder(store: Path, attrs: dict[str, str]) -> 
     names = [n for (n,) in con.execute("SELECT name FROM events").fetchall()]
     con.close()
     assert "after" in names
+
+
+def test_organisation_and_project_ids_are_redacted() -> None:
+    red = Redactor()
+    org, proj = "org-" + "a1B2c3D4e5F6g7H8i9J0k1L2", "proj_" + "Z9y8X7w6V5u4T3s2R1q0P9o8"
+    doc = canonical_json({"headers": {"openai-organization": org, "openai-project": proj,
+                                      "anthropic-organization-id": "a1b2-c3d4"},
+                          "note": f"quota for {org} / {proj}"})
+    text, count = red.redact_json(doc)
+    assert count == 5 and org not in text and proj not in text and "a1b2-c3d4" not in text
+    assert red.redact_text("the org-chart of the proj_x folder") == (
+        "the org-chart of the proj_x folder", 0)  # words, not ids

@@ -80,7 +80,7 @@ def test_without_an_atomic_swap_the_old_bundle_is_kept_aside_and_named(
     with pytest.raises(ValueError, match="interrupted `tracekit export --force`") as info:
         load_manifest(target)
     aside = Path(str(info.value).split(" left the previous bundle at ")[1].split(";")[0])
-    assert json.loads((aside / "manifest.json").read_text())["runs"][0] == first
+    assert first in json.loads((aside / "manifest.json").read_text())["runs"]
 
 
 def test_force_replaces_and_leaves_no_temporary(tmp_path: Path,

@@ -131,3 +131,18 @@ def test_the_cli_lists_and_runs_named_queries(demo: tuple[Path, dict[str, str]])
         out = tk("query", *bad, "--store", str(store))
         assert out.returncode == 1 and message in out.stderr, out.stderr
         assert len(out.stderr.strip().splitlines()) == 1
+
+
+def test_connect_reads_the_configured_store(demo: tuple[Path, dict[str, str]],
+                                            monkeypatch: pytest.MonkeyPatch,
+                                            tmp_path: Path) -> None:
+    store, _ = demo
+    monkeypatch.delenv("TRACEKIT_HOME", raising=False)
+    monkeypatch.chdir(tmp_path)  # no ./.tracekit here
+    tracekit.configure(store=store, guard=False)
+    try:
+        with tracekit.connect() as con:
+            (runs,) = con.execute("SELECT count(*) FROM runs").fetchone() or (0,)
+        assert runs >= 5
+    finally:
+        tracekit.configure(store=tmp_path / "elsewhere", guard=False)

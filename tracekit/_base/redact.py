@@ -36,6 +36,7 @@ DEFAULT_KEYS: tuple[str, ...] = (
     r"private[-_]?key",
     r"(aws[-_])?access[-_]?key([-_]id)?",
     r"credentials?",
+    r"(openai|anthropic)[-_](organization|project)([-_]id)?",  # who is billed: an org id
 )
 
 #: value patterns replaced wherever they appear in text
@@ -46,6 +47,8 @@ DEFAULT_PATTERNS: tuple[str, ...] = (
     r"(?:AKIA|ASIA)[0-9A-Z]{16}",
     r"xox[abposr]-[A-Za-z0-9-]{10,}",
     r"gh[pousr]_[A-Za-z0-9]{30,}",
+    r"(?<![A-Za-z0-9_-])org-[A-Za-z0-9]{16,}",  # an OpenAI organisation id
+    r"(?<![A-Za-z0-9_-])proj_[A-Za-z0-9]{16,}",  # an OpenAI project id
 )
 
 # ``password=hunter2``, ``api_key: abc`` and ``?token=abc`` in free text and URLs: the key stays
@@ -76,6 +79,11 @@ _DEFAULT_HINTS: tuple[str, ...] = (
     "ghu_",
     "ghs_",
     "ghr_",
+    "org-",
+    "proj_",
+    "organization",
+    "openai-project",
+    "openai_project",
 )
 
 
@@ -258,6 +266,8 @@ _PATTERN_HINTS: tuple[Callable[[str, str], bool], ...] = (
     lambda text, low: "AKIA" in text or "ASIA" in text,
     lambda text, low: "xox" in text,
     lambda text, low: "gh" in text and "_" in text,
+    lambda text, low: "org-" in text,
+    lambda text, low: "proj_" in text,
 )
 
 

@@ -23,6 +23,9 @@ SECRET_HEADERS = frozenset(
         "x-goog-api-key",
         "x-auth-token",
         "x-amz-security-token",
+        "openai-organization",
+        "openai-project",
+        "anthropic-organization-id",
     }
 )
 _SECRET_PARAMS = frozenset(

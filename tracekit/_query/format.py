@@ -31,9 +31,16 @@ def _clip(text: str, width: int | None) -> str:
     return text[: max(width - 1, 1)] + "…"
 
 
+#: a column is padded to its longest cell up to this; a longer cell (``show --full``) overflows
+#: its own row instead of pushing every other row's columns out to its width
+_PAD_UP_TO = 60
+
+
 def _table(columns: Sequence[str], rows: Sequence[Sequence[Any]], width: int | None) -> str:
     cells = [[_clip(_cell(v), width) for v in row] for row in rows]
-    widths = [max([len(c), *(len(r[i]) for r in cells)]) for i, c in enumerate(columns)]
+    widths = [
+        max([len(c), *(min(len(r[i]), _PAD_UP_TO) for r in cells)]) for i, c in enumerate(columns)
+    ]
     line = "  ".join(c.ljust(w) for c, w in zip(columns, widths, strict=True))
     rule = "  ".join("-" * w for w in widths)
     body = ["  ".join(v.ljust(w) for v, w in zip(r, widths, strict=True)).rstrip() for r in cells]

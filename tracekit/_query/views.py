@@ -14,9 +14,10 @@ from pathlib import Path
 import duckdb
 
 from .._base.schema import TABLES
+from .._capture.state import PROCESS
 from .._store.layout import Store, resolve_root
 from .._store.reading import live_rows, segment_tables
-from ..errors import UnknownRun
+from ..errors import AmbiguousRun, UnknownRun
 
 __all__ = [
     "VIEWS",
@@ -81,8 +82,10 @@ def connect(
     store: str | os.PathLike[str] | None = None,
     database: str = ":memory:",
 ) -> duckdb.DuckDBPyConnection:
-    """A DuckDB connection with the views ``events``, ``runs`` and ``tool_calls``."""
-    root = Store(resolve_root(store))
+    """A read-only DuckDB connection over the store with the views ``events``, ``runs``,
+    ``tool_calls``, ``ledger`` and ``ledger_history``. Without ``store``: the configured one
+    (``tracekit.configure(store=...)``, else ``$TRACEKIT_HOME``, else ``./.tracekit``)."""
+    root = Store(resolve_root(store) if store is not None else PROCESS.settings().store)
     con = duckdb.connect(database)
     _create_table_view(con, root, "events", "events")
     con.execute(_RUNS_SQL)
@@ -129,7 +132,7 @@ def resolve_run(con: duckdb.DuckDBPyConnection, run_id: str) -> str:
     if len(prefixed) == 1:
         return str(prefixed[0][0])
     if prefixed:
-        raise UnknownRun(run_id, [r[0] for r in prefixed[:5]])
+        raise AmbiguousRun(run_id, [r[0] for r in prefixed[:5]], more=len(prefixed) > 5)
     return _nearest(con, run_id)
 
 
