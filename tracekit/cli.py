@@ -515,33 +515,47 @@ def postmortem(
     show_default=True,
     help="How many of the store's latest other runs count as healthy (for false halts).",
 )
+@click.option(
+    "--healthy-minimum",
+    "min_healthy",
+    type=click.IntRange(min=1),
+    default=5,
+    show_default=True,
+    help="Suggest nothing unless at least this many healthy runs show what a setting costs.",
+)
 @json_option
 @store_option
 @_sql_errors
 def suggest_bounds(
-    incident: str, fixtures: Path, healthy_limit: int, as_json: bool, store: Path | None
+    incident: str,
+    fixtures: Path,
+    healthy_limit: int,
+    min_healthy: int,
+    as_json: bool,
+    store: Path | None,
 ) -> None:
     """The guard settings that would have contained an incident, by policy replay over
-    candidate thresholds: per bound, the tightest (earliest halt) and the suggested one
-    (fewest false halts among the store's healthy runs), as a [tool.tracekit.guard] table.
+    candidate thresholds: per bound, the tightest (earliest halt) and the suggested one (no
+    false halt among the store's healthy runs, with a margin over what they needed), as a
+    [tool.tracekit.guard] table. Nothing is suggested on too few healthy runs.
     """
     from dataclasses import asdict
 
     from ._replay.suggest import suggest_bounds as suggest
 
-    result = suggest(fixtures / incident, store, healthy_limit)
+    result = suggest(fixtures / incident, store, healthy_limit, min_healthy)
     if as_json:
         click.echo(json.dumps(asdict(result), indent=2, default=str))
         return
-    rows = [(b.bound, _trial(b.tightest), _trial(b.suggested)) for b in result.bounds]
-    _echo_table(["bound", "tightest", "suggested"], rows, "table", None)
+    rows = [(b.bound, _trial(b.tightest), _trial(b.suggested), b.note or "") for b in result.bounds]
+    _echo_table(["bound", "tightest", "suggested", "note"], rows, "table", None)
     click.echo(f"false halts: of the {result.healthy_runs} other run(s) in the store")
     click.echo(result.toml())
 
 
 def _trial(trial: Any) -> str:
     if trial is None:
-        return "cannot contain it"
+        return "-"
     return (
         f"{trial.value:g}: halts at step {trial.step}, {trial.effects} effect(s), "
         f"${trial.spend_usd:.4f}, {trial.false_halts} false halt(s)"

@@ -57,7 +57,9 @@ def test_false_halts_count_the_healthy_runs_a_setting_would_stop(
     for trial in steps.trials:  # max_steps halts a run when its step count passes the bound
         assert trial.false_halts == sum(1 for n in healthy if n > trial.value), trial
     assert steps.suggested is not None and steps.suggested.false_halts == 0
-    assert steps.suggested.value == max(healthy)  # the loosest that stops nothing healthy
+    floor = max(healthy)  # the tightest setting that stops nothing healthy...
+    assert steps.suggested.value >= floor + max(1, -(-floor // 4))  # ...plus the margin
+    assert steps.suggested.step is not None and steps.healthy_runs == 8
 
 
 def test_the_cli_prints_the_table_and_a_guard_table(incident: tuple[Path, Path]) -> None:
@@ -77,3 +79,24 @@ def test_the_cli_prints_the_table_and_a_guard_table(incident: tuple[Path, Path])
     missing = subprocess.run([*cmd[:5], "nope", *cmd[6:]], capture_output=True, text=True,
                              timeout=120)
     assert missing.returncode == 1 and "not an incident bundle" in missing.stderr
+
+
+def test_too_few_healthy_runs_suggest_nothing_and_say_so(incident: tuple[Path, Path],
+                                                        tmp_path: Path) -> None:
+    bundle, _ = incident
+    store = tmp_path / "one-healthy-run"
+    tracekit.configure(store=store, guard=False)
+    with tracekit.run(tenant="globex") as run:
+        run.model_output("done", cost_usd=0.001)
+    tracekit.shutdown()
+    result = suggest_bounds(bundle, store)
+    assert result.healthy_runs == 1
+    assert all(item.suggested is None for item in result.bounds)
+    assert all("1 healthy run(s)" in (item.note or "") for item in result.bounds
+               if item.tightest is not None)
+    assert any(item.tightest is not None for item in result.bounds)  # it can contain it...
+    settings = tomllib.loads(result.toml())["tool"]["tracekit"]["guard"]
+    assert settings == {}  # ...but nothing is offered to paste
+    assert "# max_steps: not suggested" in result.toml()
+    fewer = suggest_bounds(bundle, store, min_healthy=1)
+    assert any(item.suggested is not None for item in fewer.bounds)

@@ -5,11 +5,19 @@ tenant spend, fan-out), candidate thresholds are drawn from what the incident it
 each is tried by policy replay, alone on an otherwise empty guard: over the incident (where does
 it halt, with how many effects fired and how much spent) and over the healthy runs in the store
 (how many it would also have stopped: false halts). Per bound the tightest setting (the earliest
-halt) and the suggested one (fewest false halts, then earliest halt, then loosest) are reported.
+halt) and the suggested one are reported.
+
+A suggestion needs evidence: at least ``min_healthy`` healthy runs (5 by default; below that
+nothing is suggested, and the output says why), and it keeps a margin over the loosest that
+healthy runs needed: the smallest setting that contains the incident and is at least
+``1 + margin`` times the tightest setting that stopped no healthy run (``margin`` 0.25; one
+more, at least, for a count). A setting that only just lets the healthy runs through is one
+busy day away from a false halt.
 """
 
 from __future__ import annotations
 
+import math
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -18,6 +26,7 @@ from typing import Any
 import pyarrow as pa
 
 from .._base.vocab import LedgerStatus
+from .._capture.state import PROCESS
 from .._contain.detectors.base import Tunable
 from .._contain.settings import DETECTORS, Guard
 from .._export.bundle import load_bundle
@@ -29,6 +38,8 @@ __all__ = ["TUNABLES", "BoundTrial", "Suggestion", "Suggestions", "suggest", "su
 #: every setting suggest-bounds tries, from the detectors, in the order the guard checks them
 TUNABLES: tuple[Tunable, ...] = tuple(t for d in DETECTORS for t in d.tunables)
 _INTEGER = {t.field for t in TUNABLES if t.integer}
+MIN_HEALTHY = 5  # healthy runs a suggestion needs
+MARGIN = 0.25  # over the tightest setting that stops no healthy run
 
 
 @dataclass
@@ -53,6 +64,8 @@ class Suggestion:
     tightest: BoundTrial | None
     suggested: BoundTrial | None
     trials: list[BoundTrial] = field(default_factory=list)
+    healthy_runs: int = 0  # the healthy runs the suggestion was judged on
+    note: str | None = None  # why nothing (or something short of the margin) is suggested
 
 
 @dataclass
@@ -65,13 +78,16 @@ class Suggestions:
         """The suggested settings as a ``[tool.tracekit.guard]`` table."""
         lines = ["[tool.tracekit.guard]"]
         for item in self.bounds:
-            if item.suggested is not None:
-                value = item.suggested.value
-                text = str(int(value)) if item.bound in _INTEGER else f"{value:g}"
-                lines.append(
-                    f"{item.bound} = {text}  # halts at step {item.suggested.step}, "
-                    f"{item.suggested.false_halts} false halt(s)"
-                )
+            if item.suggested is None:
+                lines.append(f"# {item.bound}: not suggested ({item.note})")
+                continue
+            value = item.suggested.value
+            text = str(int(value)) if item.bound in _INTEGER else f"{value:g}"
+            lines.append(
+                f"{item.bound} = {text}  # halts at step {item.suggested.step}; stops "
+                f"{item.suggested.false_halts} of {item.healthy_runs} healthy run(s)"
+                + (f"; {item.note}" if item.note else "")
+            )
         return "\n".join(lines)
 
 
@@ -79,25 +95,26 @@ def suggest_bounds(
     bundle: str | os.PathLike[str],
     store: str | os.PathLike[str] | None = None,
     healthy_limit: int = 1000,
+    min_healthy: int = MIN_HEALTHY,
 ) -> Suggestions:
     """Try candidate thresholds of every bound on the incident and on the store's other runs."""
     manifest, events, ledger = load_bundle(bundle, prompts=False)
     incident = decisions(events)
     fired = [r for r in ledger.to_pylist() if r["status"] == LedgerStatus.FIRED]
-    healthy = _healthy(store, set(manifest["runs"]), healthy_limit)
-    found = [suggest(tunable, incident, fired, healthy) for tunable in TUNABLES]
+    healthy = healthy_decisions(store, set(manifest["runs"]), healthy_limit)
+    found = [suggest(t, incident, fired, healthy, min_healthy) for t in TUNABLES]
     runs = len({r["run_id"] for r in healthy})
     return Suggestions(Path(bundle).name, runs, [s for s in found if s.trials])
 
 
-def _healthy(
+def healthy_decisions(
     store: str | os.PathLike[str] | None, incident: set[str], limit: int
 ) -> list[dict[str, Any]]:
     """The decisions of the store's most recent runs outside the incident (none without a
     store)."""
     from .._query.views import connect
 
-    root = resolve_root(store)
+    root = resolve_root(store) if store is not None else PROCESS.settings().store
     if not Store(root).exists():
         return []
     with connect(root) as con:
@@ -115,8 +132,10 @@ def suggest(
     incident: list[dict[str, Any]],
     fired: list[dict[str, Any]],
     healthy: list[dict[str, Any]],
+    min_healthy: int = MIN_HEALTHY,
 ) -> Suggestion:
-    """Every candidate setting of one bound, replayed over the incident and the healthy runs."""
+    """Every candidate setting of one bound, replayed over the incident and the healthy runs;
+    the suggested one by the rules of this module's docstring."""
     bound = tunable.field
     trials = [
         _trial(bound, int(v) if tunable.integer else v, incident, fired, healthy)
@@ -124,10 +143,33 @@ def suggest(
     ]
     containing = [t for t in trials if t.contains]
     tightest = min(containing, key=lambda t: (t.step, t.value)) if containing else None
-    suggested = (
-        min(containing, key=lambda t: (t.false_halts, t.step, -t.value)) if containing else None
-    )
-    return Suggestion(bound, tightest, suggested, trials)
+    runs = len({r["run_id"] for r in healthy})
+    found = Suggestion(bound, tightest, None, trials, runs)
+    if not containing:
+        found.note = "no setting tried contains the incident"
+    elif runs < min_healthy:
+        found.note = (
+            f"{runs} healthy run(s) in the store to judge it by; a suggestion needs "
+            f"{min_healthy} (--healthy-minimum)"
+        )
+    else:
+        found.suggested, found.note = _with_margin(containing, tunable.integer)
+    return found
+
+
+def _with_margin(containing: list[BoundTrial], integer: bool) -> tuple[BoundTrial, str | None]:
+    """The smallest containing setting with the margin over the tightest that stopped no
+    healthy run (or, short of that, the best there is, said so)."""
+    safe = sorted((t for t in containing if t.false_halts == 0), key=lambda t: t.value)
+    if not safe:
+        least = min(containing, key=lambda t: (t.false_halts, t.step, -t.value))
+        return least, "every setting that contains it also stops healthy runs"
+    floor = safe[0].value
+    wanted = floor + max(1, math.ceil(floor * MARGIN)) if integer else floor * (1 + MARGIN)
+    roomy = [t for t in safe if t.value >= wanted]
+    if roomy:
+        return roomy[0], None
+    return safe[-1], f"less than the {MARGIN:.0%} margin over {floor:g} still contains it"
 
 
 def _trial(

@@ -69,7 +69,7 @@ def build_postmortem(
     rows = decisions(events)
     ledger_rows = ledger.to_pylist()
     page = _assemble(title, events.to_pylist(), ledger_rows, guard, _signature(rows))
-    page.bounds = _bounds(rows, ledger_rows)
+    page.bounds = _bounds(rows, ledger_rows, store)
     return page
 
 
@@ -82,30 +82,38 @@ def _guard_now() -> dict[str, Any]:
 
 
 _BOUNDS_UP_TO = 3000  # decisions: beyond, the page points at `tracekit suggest-bounds`
+_HEALTHY_ON_THE_PAGE = 200  # the store's latest other runs the page judges suggestions by
 
 
-def _bounds(rows: list[dict[str, Any]], ledger: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """The tightest setting of each bound that contains the incident (policy replay over
-    candidate thresholds; false halts need the store: `tracekit suggest-bounds`)."""
-    from .._replay.suggest import TUNABLES, suggest
+def _bounds(
+    rows: list[dict[str, Any]], ledger: list[dict[str, Any]], store: str | os.PathLike[str] | None
+) -> list[dict[str, Any]]:
+    """The suggested setting of each bound (suggest-bounds' rules, over the store's latest
+    other runs), or why none is suggested."""
+    from .._replay.suggest import TUNABLES, healthy_decisions, suggest
 
     if len(rows) > _BOUNDS_UP_TO:
         return []
     fired = [r for r in ledger if r["status"] == LedgerStatus.FIRED]
+    runs = {r["run_id"] for r in rows}
+    healthy = healthy_decisions(store, runs, _HEALTHY_ON_THE_PAGE)
     found = []
     for tunable in TUNABLES:
-        name = tunable.field
-        trial = suggest(tunable, rows, fired, []).tightest
-        if trial is not None:
-            found.append(
-                {
-                    "bound": name,
-                    "value": trial.value,
-                    "step": trial.step,
-                    "effects": trial.effects,
-                    "spend_usd": trial.spend_usd,
-                }
-            )
+        item = suggest(tunable, rows, fired, healthy)
+        if item.tightest is None:
+            continue
+        trial = item.suggested
+        found.append(
+            {
+                "bound": tunable.field,
+                "value": None if trial is None else trial.value,
+                "step": None if trial is None else trial.step,
+                "effects": None if trial is None else trial.effects,
+                "spend_usd": None if trial is None else trial.spend_usd,
+                "healthy_runs": item.healthy_runs,
+                "note": item.note or "",
+            }
+        )
     return found
 
 
@@ -346,9 +354,25 @@ def render_html(pm: Postmortem) -> str:
         "<h2>Bounds that would have contained it</h2>"
         + (
             _table(
-                ["bound", "tightest setting", "halts at step", "effects before", "spend before"],
                 [
-                    [b["bound"], b["value"], b["step"], b["effects"], f"${b['spend_usd']:.4f}"]
+                    "bound",
+                    "suggested setting",
+                    "halts at step",
+                    "effects before",
+                    "spend before",
+                    "healthy runs",
+                    "note",
+                ],
+                [
+                    [
+                        b["bound"],
+                        _or_not(b["value"]),
+                        b["step"],
+                        b["effects"],
+                        "" if b["spend_usd"] is None else f"${b['spend_usd']:.4f}",
+                        b["healthy_runs"],
+                        b["note"],
+                    ]
                     for b in pm.bounds
                 ],
             )
@@ -415,6 +439,10 @@ def _table(head: list[str], rows: list[list[Any]], kinds: list[str] | None = Non
             f"<tr{css}>" + "".join(f"<td><code>{e(_cell(v))}</code></td>" for v in row) + "</tr>"
         )
     return "".join(out) + "</table>"
+
+
+def _or_not(value: Any) -> str:
+    return "not suggested" if value is None else str(value)
 
 
 def _cell(value: Any) -> str:
@@ -484,8 +512,11 @@ def render_markdown(pm: Postmortem) -> str:
     lines += ["", "## Bounds that would have contained it", ""]
     lines += (
         _md_table(
-            ["bound", "tightest setting", "halts at step", "effects before"],
-            [[b["bound"], b["value"], b["step"], b["effects"]] for b in pm.bounds],
+            ["bound", "suggested setting", "halts at step", "effects before", "note"],
+            [
+                [b["bound"], _or_not(b["value"]), b["step"], b["effects"], b["note"]]
+                for b in pm.bounds
+            ],
         )
         if pm.bounds
         else [md(_BOUNDS_HINT)]
