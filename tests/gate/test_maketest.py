@@ -209,3 +209,27 @@ def test_generated_tests_give_the_same_verdicts_in_any_order_and_hash_seed(tmp_p
     assert code == 1 and lines == ("FAILED t/test_incident_43.py::test_incident_43_is_contained",
                                    "PASSED t/test_incident_42.py::test_incident_42_is_contained",
                                    "PASSED t/test_incident_44.py::test_incident_44_is_contained")
+
+
+def test_an_uncontained_incident_gets_its_expectations_from_the_incident(
+        tmp_path: Path) -> None:
+    """Not contained when made: the expectations are where the incident should have been
+    stopped (before its first suppressed duplicate), so adding a bound later turns the same
+    generated test green without regenerating it."""
+    out = tk(tmp_path, "demo", "--no-guard")
+    runaway = re.search(r"The runaway: (run_\w+)", out.stdout)
+    assert runaway, out.stdout + out.stderr
+    assert tk(tmp_path, "export", "--run", runaway.group(1), "--incident", "loop").returncode == 0
+    (tmp_path / "tests/incidents").mkdir(parents=True)
+    (tmp_path / "tests/incidents/tracekit.toml").write_text("[guard]\nmax_steps = 100\n")
+    made = make_test("loop", tmp_path / "fixtures/incidents", tmp_path / "tests/incidents")
+    assert not made.verdict.contained
+    # the demo's refund loop: looked up, refunded once (fired), then the same refund again
+    assert made.expectations["max_effects"] == 1
+    assert 2 <= made.expectations["halt_by"] < 10
+    assert 0 < made.expectations["max_cost"] < made.verdict.spend_usd
+    assert pytest_in(tmp_path, "tests/incidents").returncode == 1  # no bound stops it yet
+    (tmp_path / "tests/incidents/tracekit.toml").write_text("[guard]\nmax_repeats = 1\n")
+    run = pytest_in(tmp_path, "tests/incidents")  # the same file, not regenerated
+    assert run.returncode == 0, run.stdout
+    assert "incidents: 1 contained, 0 not contained" in run.stdout

@@ -16,8 +16,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from .._base.vocab import LedgerStatus
 from .._contain.settings import project_guard
-from .._export.bundle import NAME_RE, load_manifest
+from .._export.bundle import NAME_RE, load_bundle, load_manifest
+from .._replay.feed import decisions
 from .._replay.policy import Verdict, replay
 from ..errors import HandEdited
 from .templates import render_template
@@ -60,7 +62,7 @@ def make_test(
     manifest = load_manifest(bundle)
     target = Path(tests) / f"test_{_ident(name)}.py"
     verdict = replay(bundle, guard=project_guard(target.parent.resolve()), entrypoint=entrypoint)
-    expected = _expectations(verdict, manifest, halt_by, max_effects, max_cost)
+    expected = _expectations(verdict, bundle, manifest, halt_by, max_effects, max_cost)
     text = _render(name, bundle, target, manifest, {**expected, "entrypoint": entrypoint})
     changed = _write(target, text, force)
     return MadeTest(target, verdict, expected, changed, manifest)
@@ -72,23 +74,58 @@ def _ident(name: str) -> str:
 
 def _expectations(
     verdict: Verdict,
+    bundle: Path,
     manifest: dict[str, Any],
     halt_by: int | None,
     max_effects: int | None,
     max_cost: float | None,
 ) -> dict[str, Any]:
-    """What the incident shows: where today's guard halts it (or, when it does not, where it
-    should have: before the second effect of the same kind, i.e. the first duplicate)."""
-    summary = manifest["summary"]
+    """What the incident shows: where today's guard halts it, or, when it does not, where it
+    should have (``harm_point``): then a bound added later turns the same test green."""
     if verdict.contained:
         step, effects, cost = verdict.step or 0, len(verdict.effects), verdict.spend_usd
     else:
-        step, effects, cost = 1, min(1, summary["effects_fired"]), 0.0
+        step, effects, cost = harm_point(bundle, manifest)
     return {
         "halt_by": int(halt_by if halt_by is not None else step),
         "max_effects": int(max_effects if max_effects is not None else effects),
         "max_cost": float(max_cost if max_cost is not None else _round_up(cost)),
     }
+
+
+def harm_point(bundle: Path, manifest: dict[str, Any]) -> tuple[int, int, float]:
+    """Where the incident should have been stopped, from the incident itself: before its first
+    suppressed duplicate (a write tried again: the loop), or before its spend crossed the
+    ``max_cost_usd`` in force when it was recorded, whichever came first; (step, effects fired
+    before, spend before). An incident with neither is judged on its whole extent."""
+    _, events, ledger = load_bundle(bundle, prompts=False)
+    rows = decisions(events)
+    writes = ledger.to_pylist()
+    marks = [w["ts"] for w in writes if w["status"] == LedgerStatus.SUPPRESSED_DUPLICATE]
+    marks += _spend_crossings(rows, (manifest.get("guard") or {}).get("max_cost_usd"))
+    until = min(marks) if marks else None
+    before = [r for r in rows if until is None or r["ts"] <= until]
+    step = max((r["step"] or 0 for r in before), default=0)
+    fired = sum(
+        1
+        for w in writes
+        if w["status"] == LedgerStatus.FIRED and (until is None or w["ts"] < until)
+    )
+    return step, fired, float(sum(r["cost_usd"] or 0.0 for r in before))
+
+
+def _spend_crossings(rows: list[dict[str, Any]], bound: float | None) -> list[Any]:
+    """When a run's spend first went past ``bound``."""
+    if not bound:
+        return []
+    spent: dict[str, float] = {}
+    crossed: dict[str, Any] = {}
+    for row in rows:
+        run = row["run_id"]
+        spent[run] = spent.get(run, 0.0) + (row["cost_usd"] or 0.0)
+        if spent[run] > bound and run not in crossed:
+            crossed[run] = row["ts"]
+    return list(crossed.values())
 
 
 def _round_up(cost: float) -> float:
