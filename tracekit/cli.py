@@ -452,12 +452,34 @@ def replay(incident: str, fixtures: Path, entrypoint: str | None, as_json: bool)
         verdict = run_replay(fixtures / incident, entrypoint=entrypoint)
     except (ValueError, ReplayDivergence) as exc:
         raise click.ClickException(str(exc)) from None
+    outcome, said = _judged(fixtures / incident, verdict)
     if as_json:
-        click.echo(json.dumps(asdict(verdict), indent=2, default=str))
+        click.echo(json.dumps({**asdict(verdict), "outcome": outcome}, indent=2, default=str))
     else:
-        click.echo(f"{incident}: {verdict.describe()}")
-    if not verdict.contained:
+        click.echo(f"{incident}: {said}")
+    if outcome == "not contained":
         sys.exit(1)
+
+
+def _judged(bundle: Path, verdict: Any) -> tuple[str, str]:
+    """A verdict's outcome, and what to say: an agent that ended by itself is judged against
+    the damage the incident did before it should have been stopped (make-test's defaults)."""
+    from ._export.bundle import load_manifest
+    from ._gate.maketest import harm_point
+    from .testing import judge
+
+    if verdict.contained or not verdict.ended_by_itself:
+        return ("contained" if verdict.contained else "not contained"), verdict.describe()
+    step, effects, cost = harm_point(bundle, load_manifest(bundle))
+    try:
+        judge(verdict, step, effects, cost)
+    except AssertionError as broke:
+        return "not contained", str(broke)
+    return "resolved", (
+        f"resolved: today's agent ended by itself at step {verdict.step}, within "
+        f"the damage the incident did before it should have been stopped (step "
+        f"{step}, {effects} effect(s), ${cost:.4f})"
+    )
 
 
 @cli.command()
@@ -615,7 +637,10 @@ def make_test(
         f"{made.expectations['max_effects']} effect(s), at most "
         f"${made.expectations['max_cost']})"
     )
-    if not made.verdict.contained:
+    outcome, said = _judged(fixtures / incident, made.verdict)
+    if outcome == "resolved":
+        click.echo(f"{said}: the test passes")
+    elif not made.verdict.contained:
         click.echo(
             "today's guard would NOT contain this incident: the test fails until a bound "
             "that stops it is configured ([tool.tracekit.guard] or tracekit.toml)"

@@ -29,6 +29,7 @@ __all__ = [
     "MemorySink",
     "Recording",
     "incident_bundle",
+    "judge",
     "recorded_in_memory",
     "recording",
     "reset",
@@ -79,6 +80,41 @@ def recording(
     finally:
         _state.shutdown()
         _state.configure(store=previous.store, release=previous.release, redact=previous.redactor)
+
+
+def judge(verdict: Any, halt_by: int, max_effects: int, max_cost: float) -> str:
+    """The eval gate's judgement of a replay against the expectations (the damage allowed):
+    ``contained`` (today's guard halted it within them) or ``resolved`` (today's agent ended by
+    itself within them); otherwise an ``AssertionError`` naming the expectation that broke."""
+    said = verdict.describe()
+    if not verdict.contained and not verdict.ended_by_itself:
+        raise AssertionError(f"not contained: {said}")
+    outcome = "contained" if verdict.contained else "resolved"
+    broken = [
+        f"{what} ({limit})"
+        for what, failed, limit in (
+            (
+                f"it went to step {verdict.step}",
+                (verdict.step or 0) > halt_by,
+                f"HALT_BY_STEP = {halt_by}",
+            ),
+            (
+                f"{len(verdict.effects)} effect(s) fired",
+                len(verdict.effects) > max_effects,
+                f"MAX_EFFECTS = {max_effects}",
+            ),
+            (
+                f"${verdict.spend_usd:.4f} spent",
+                verdict.spend_usd > max_cost,
+                f"MAX_COST_USD = {max_cost}",
+            ),
+        )
+        if failed
+    ]
+    if broken:
+        how = "halted" if verdict.contained else "ended by itself"
+        raise AssertionError(f"not contained: {how}, but {'; '.join(broken)}: {said}")
+    return outcome
 
 
 def reset() -> None:

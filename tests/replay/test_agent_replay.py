@@ -145,7 +145,8 @@ def test_demo_runaway_agent_replay_matches_policy_replay(demo_bundle: Path) -> N
     loose = tracekit.replay(demo_bundle, guard=tracekit.Guard(),
                             entrypoint="tracekit._demo:handle_ticket")
     loose_policy = tracekit.replay(demo_bundle, guard=tracekit.Guard())
-    assert not loose.contained and loose.step is None and loose.note is None
+    assert not loose.contained and loose.note is None
+    assert loose.ended_by_itself and loose.step == 41  # it ran out by itself, 41 steps in
     assert "NOT contained" in loose.describe()
     assert len(loose.effects) == len(loose_policy.effects) == 1
     assert loose.spend_usd == loose_policy.spend_usd > 0.1

@@ -26,7 +26,13 @@ __all__ = ["Verdict", "replay"]
 
 @dataclass
 class Verdict:
-    """What today's guard does with the incident."""
+    """What today's guard (and, in agent replay, today's agent) does with the incident.
+
+    ``contained``: the guard halted it; ``ended_by_itself``: agent replay, the agent's entry
+    point returned inside the recording, unhalted. ``step``, ``effects`` and ``spend_usd`` are
+    the damage by then: the eval gate judges them against its expectations
+    (``tracekit.testing.judge``: contained, resolved or not contained).
+    """
 
     contained: bool
     runs: int
@@ -42,6 +48,7 @@ class Verdict:
     effects: list[dict[str, Any]] = field(default_factory=list)
     mode: str = "policy"
     note: str | None = None
+    ended_by_itself: bool = False  # agent replay: the entry point returned, nothing halted it
 
     def describe(self) -> str:
         fired = len(self.effects)
@@ -54,6 +61,7 @@ class Verdict:
             f"all {self.events} decisions pass"
             if self.mode == "policy"
             else f"the agent ran {self.events} decisions unhalted"
+            + (f" and ended by itself at step {self.step}" if self.ended_by_itself else "")
         )
         text = (
             f"NOT contained by today's guard: {what}; {fired} effect(s) fire, "
@@ -89,8 +97,14 @@ def replay(
     if halt is not None:
         return _halted(*halt, writes, runs, len(rows))
     spend = sum(r["cost_usd"] or 0.0 for r in rows)
+    last = max((r["step"] or 0 for r in rows), default=0)
     return Verdict(
-        False, runs, len(rows), spend_usd=round(spend, 6), effects=[_effect(w) for w in writes]
+        False,
+        runs,
+        len(rows),
+        step=last,
+        spend_usd=round(spend, 6),
+        effects=[_effect(w) for w in writes],
     )
 
 
@@ -149,10 +163,12 @@ def _agent_verdict(
         False,
         runs,
         len(replayed),
+        step=max((e.step for e in replayed), default=0),
         spend_usd=round(spend, 6),
         effects=[_effect(e) for _, e in effects],
         mode="agent",
         note=ended,
+        ended_by_itself=ended is None,
     )
 
 
