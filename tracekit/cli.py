@@ -89,11 +89,21 @@ def entrypoint_option(fn: Callable[..., Any]) -> Callable[..., Any]:
     )(fn)
 
 
-def _project_on_path() -> None:
-    """Entry points are imported from the project, as pytest would: the current folder first."""
-    here = os.getcwd()
-    if here not in sys.path:
-        sys.path.insert(0, here)
+def tests_option(fn: Callable[..., Any]) -> Callable[..., Any]:
+    """``--tests DIR``: where the incident tests live (the project's guard is found from it up)."""
+    return click.option(
+        "--tests",
+        "tests_dir",
+        type=click.Path(file_okay=False, path_type=Path),
+        default=Path("tests/incidents"),
+        show_default=True,
+        help="Where the generated tests go (the project's guard is found from here up).",
+    )(fn)
+
+
+def _tests_folder(tests_dir: Path) -> Path:
+    """The incident tests' folder, or here when it does not exist yet."""
+    return tests_dir if tests_dir.is_dir() else Path.cwd()
 
 
 def _existing_store(store: Path | None) -> Path:
@@ -434,28 +444,35 @@ def export(
 @cli.command()
 @click.argument("incident")
 @fixtures_option
+@tests_option
 @entrypoint_option
 @json_option
-def replay(incident: str, fixtures: Path, entrypoint: str | None, as_json: bool) -> None:
-    """Replay an incident through today's guard (the project's [tool.tracekit.guard], else the
-    one in force at export), on the recorded clock, and print the verdict.
+def replay(
+    incident: str, fixtures: Path, tests_dir: Path, entrypoint: str | None, as_json: bool
+) -> None:
+    """Replay an incident through today's guard on the recorded clock, and print the verdict.
 
-    Policy replay by default (the recorded decisions); with --entrypoint, agent replay.
+    The guard, first found: the project's (tracekit.toml or [tool.tracekit.guard], searched
+    from --tests up, as the generated test searches from its folder), else the one in force
+    when the incident was recorded. Policy replay by default (the recorded decisions); with
+    --entrypoint, agent replay (imported from the project's root).
     """
     from dataclasses import asdict
 
     from ._replay.policy import replay as run_replay
     from .errors import ReplayDivergence
 
-    _project_on_path()
     try:
-        verdict = run_replay(fixtures / incident, entrypoint=entrypoint)
+        verdict = run_replay(
+            fixtures / incident, entrypoint=entrypoint, project=_tests_folder(tests_dir)
+        )
     except (ValueError, ReplayDivergence) as exc:
         raise click.ClickException(str(exc)) from None
     outcome, said = _judged(fixtures / incident, verdict)
     if as_json:
         click.echo(json.dumps({**asdict(verdict), "outcome": outcome}, indent=2, default=str))
     else:
+        click.echo(f"guard: {verdict.guard_source}")
         click.echo(f"{incident}: {said}")
     if outcome == "not contained":
         sys.exit(1)
@@ -545,6 +562,7 @@ def postmortem(
     show_default=True,
     help="Suggest nothing unless at least this many healthy runs show what a setting costs.",
 )
+@tests_option
 @json_option
 @store_option
 @_sql_errors
@@ -553,6 +571,7 @@ def suggest_bounds(
     fixtures: Path,
     healthy_limit: int,
     min_healthy: int,
+    tests_dir: Path,
     as_json: bool,
     store: Path | None,
 ) -> None:
@@ -572,6 +591,17 @@ def suggest_bounds(
     rows = [(b.bound, _trial(b.tightest), _trial(b.suggested), b.note or "") for b in result.bounds]
     _echo_table(["bound", "tightest", "suggested", "note"], rows, "table", None)
     click.echo(f"false halts: of the {result.healthy_runs} other run(s) in the store")
+    from ._replay.policy import replay as run_replay
+
+    today = run_replay(fixtures / incident, project=_tests_folder(tests_dir))
+    click.echo(
+        f"today's guard ({today.guard_source}): "
+        + (
+            f"contains it at step {today.step} ({today.signal})"
+            if today.contained
+            else "does not contain it"
+        )
+    )
     click.echo(result.toml())
 
 
@@ -587,14 +617,7 @@ def _trial(trial: Any) -> str:
 @cli.command("make-test")
 @click.argument("incident")
 @fixtures_option
-@click.option(
-    "--tests",
-    "tests_dir",
-    type=click.Path(file_okay=False, path_type=Path),
-    default=Path("tests/incidents"),
-    show_default=True,
-    help="Where the generated test goes.",
-)
+@tests_option
 @click.option(
     "--halt-by",
     type=click.IntRange(min=0),
@@ -624,7 +647,6 @@ def make_test(
     from ._gate.maketest import make_test as write_test
     from .errors import ReplayDivergence
 
-    _project_on_path()
     try:
         made = write_test(
             incident, fixtures, tests_dir, halt_by, max_effects, max_cost, force, entrypoint
@@ -637,6 +659,7 @@ def make_test(
         f"{made.expectations['max_effects']} effect(s), at most "
         f"${made.expectations['max_cost']})"
     )
+    click.echo(f"guard: {made.verdict.guard_source}")
     outcome, said = _judged(fixtures / incident, made.verdict)
     if outcome == "resolved":
         click.echo(f"{said}: the test passes")

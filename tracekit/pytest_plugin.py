@@ -3,8 +3,8 @@
 - the ``incident`` marker: ``pytest -m incident`` runs every incident test;
 - the ``tracekit_guard`` fixture: the project's guard, as configured next to the tests
   (``tracekit.toml`` or ``[tool.tracekit.guard]`` of the nearest pyproject.toml, searched from the
-  test's folder up); a project with none gets an empty Guard, and its incident tests fail until a
-  bound is added;
+  test's folder up), or None: ``tracekit.replay`` then takes the guard recorded in the bundle,
+  the same order ``tracekit replay`` follows (``tracekit/_replay/resolve.py``);
 - a summary line at the end: ``incidents: N contained, M not contained``.
 """
 
@@ -28,9 +28,11 @@ def pytest_configure(config: pytest.Config) -> None:
 
 
 @pytest.fixture
-def tracekit_guard(request: pytest.FixtureRequest) -> Guard:
-    """The project's configured guard, found from the test's folder up."""
-    return project_guard(Path(str(request.node.fspath)).parent) or Guard()
+def tracekit_guard(request: pytest.FixtureRequest) -> Guard | None:
+    """The project's configured guard, found from the test's folder up; None when it has none
+    (``tracekit.replay`` then uses the guard recorded in the bundle, as ``tracekit replay``
+    does: one order for both, ``tracekit/_replay/resolve.py``)."""
+    return project_guard(Path(str(request.node.fspath)).parent)
 
 
 @pytest.hookimpl(hookwrapper=True)

@@ -178,7 +178,8 @@ class Run:
             self._resume(self._guard)
         self._token = _current.set(self)
         attrs = canonical_json(self.attrs) if self.attrs else None
-        self._record(EventKind.RUN_START, status=EventStatus.RUNNING, attrs=attrs)
+        in_force = runtime.settings_json if runtime is not None else None  # for the manifest
+        self._record(EventKind.RUN_START, status=EventStatus.RUNNING, output=in_force, attrs=attrs)
         self._record_entry()
         if self._guard is not None:
             try:

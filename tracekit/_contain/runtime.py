@@ -16,6 +16,7 @@ import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
+from .._base.encode import canonical_json
 from .._base.ids import digest
 from .._control.base import GuardControl, flag_key, now_info
 from ..errors import ControlError, Halted
@@ -43,6 +44,9 @@ class GuardRuntime:
         self.clock = clock
         self.scrub = scrub  # the configured redaction: nothing secret reaches the control store
         self.detectors = tuple(cls for cls in DETECTORS if cls.active(guard))
+        #: the settings in force, as recorded on each run's start (an incident's bundle says
+        #: which guard was watching when it happened)
+        self.settings_json = canonical_json(guard.model_dump(mode="json"))
         self._refresh_lock = threading.Lock()  # one refresh at a time; trips wait for it
         self._local_trips: dict[str, dict[str, Any]] = {}  # tripped while the store was down
         self.flags: dict[str, dict[str, Any]] = {}

@@ -21,6 +21,7 @@ import pyarrow.parquet as pq
 
 from .._base.redact import Redactor
 from .._base.schema import SCHEMA_VERSION
+from .._base.vocab import EventKind
 from .._capture.state import PROCESS
 from .._store.layout import aside_name, replace_directory
 from .._store.ledger import REDACTED
@@ -160,13 +161,26 @@ def _scrub(
     return table
 
 
+def _guard_in_force(events: pa.Table) -> dict[str, Any] | None:
+    """The guard that watched the incident's first run, as its run_start recorded it (else the
+    one configured for this export, for a trace recorded before runs said so)."""
+    if events.num_rows:
+        starts = events.filter(pc.equal(events["kind"], EventKind.RUN_START))
+        for text in starts["output"].to_pylist():
+            if text:
+                found = json.loads(text)
+                return found if isinstance(found, dict) else None
+    guard = PROCESS.settings().guard
+    return guard.model_dump(mode="json") if guard is not None else None
+
+
 def _manifest(
     incident: str, ids: list[str], events: pa.Table, summary: dict[str, Any]
 ) -> dict[str, Any]:
     first = events.slice(0, 1).to_pylist()[0] if events.num_rows else {}
     ts = [v for v in pc.min_max(events["ts"]).values() if v.is_valid] if events.num_rows else []
     ts = [v.as_py() for v in ts]
-    guard = PROCESS.settings().guard
+    guard = _guard_in_force(events)
     return {
         "bundle_version": BUNDLE_VERSION,
         "name": incident,
@@ -182,7 +196,7 @@ def _manifest(
         },
         "schema_version": SCHEMA_VERSION,
         "tracekit_version": __version__,
-        "guard": guard.model_dump(mode="json") if guard is not None else None,
+        "guard": guard,
         "summary": summary,
         **_replay_info(events),
     }

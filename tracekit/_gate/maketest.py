@@ -17,7 +17,6 @@ from pathlib import Path
 from typing import Any
 
 from .._base.vocab import LedgerStatus
-from .._contain.settings import project_guard
 from .._export.bundle import NAME_RE, load_bundle, load_manifest
 from .._replay.feed import decisions
 from .._replay.policy import Verdict, replay
@@ -61,7 +60,7 @@ def make_test(
     bundle = Path(fixtures) / name
     manifest = load_manifest(bundle)
     target = Path(tests) / f"test_{_ident(name)}.py"
-    verdict = replay(bundle, guard=project_guard(target.parent.resolve()), entrypoint=entrypoint)
+    verdict = replay(bundle, entrypoint=entrypoint, project=target.parent.resolve())
     expected = _expectations(verdict, bundle, manifest, halt_by, max_effects, max_cost)
     text = _render(name, bundle, target, manifest, {**expected, "entrypoint": entrypoint})
     changed = _write(target, text, force)

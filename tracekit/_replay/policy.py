@@ -16,10 +16,11 @@ from typing import Any
 import pyarrow as pa
 
 from .._base.vocab import REFUSALS, EventKind, LedgerStatus
-from .._contain.settings import Guard, guard_from_mapping, project_guard
+from .._contain.settings import Guard
 from .._export.bundle import load_bundle
 from ..errors import Halted
 from .feed import decisions, first_halt
+from .resolve import resolve_guard, with_project_on_path
 
 __all__ = ["Verdict", "replay"]
 
@@ -49,6 +50,7 @@ class Verdict:
     mode: str = "policy"
     note: str | None = None
     ended_by_itself: bool = False  # agent replay: the entry point returned, nothing halted it
+    guard_source: str = ""  # where the guard came from (resolve.py's order)
 
     def describe(self) -> str:
         fired = len(self.effects)
@@ -71,26 +73,39 @@ class Verdict:
 
 
 def replay(
-    bundle: str | os.PathLike[str], guard: Guard | None = None, entrypoint: str | None = None
+    bundle: str | os.PathLike[str],
+    guard: Guard | None = None,
+    entrypoint: str | None = None,
+    project: str | os.PathLike[str] | None = None,
 ) -> Verdict:
-    """Feed the bundle's recorded decisions through ``guard`` (default: the project's guard,
-    else the one in force when the incident was exported) on the recorded clock.
+    """Feed the bundle's recorded decisions through a guard on the recorded clock: ``guard``,
+    else the project's (searched from ``project``, a folder or file of the project, default
+    here, up), else the one in force when the incident was recorded (``resolve.py``).
 
-    With ``entrypoint`` ("module:function") the real agent code runs instead (agent replay),
-    its model outputs, tool results, HTTP, clock and random draws served from the recording;
-    a call the recording does not have raises ``ReplayDivergence``.
+    With ``entrypoint`` ("module:function", imported from the project's root) the real agent
+    code runs instead (agent replay), its model outputs, tool results, HTTP, clock and random
+    draws served from the recording; a call the recording does not have raises
+    ``ReplayDivergence``.
     """
     manifest, events, ledger = load_bundle(bundle, prompts=False)  # agent replay reads them lazily
-    if guard is None:
-        guard = project_guard() or (
-            guard_from_mapping(manifest["guard"], "the bundle")
-            if manifest.get("guard")
-            else Guard()
-        )
+    guard, source = resolve_guard(manifest, guard, project)
+    verdict = _verdict(Path(bundle), manifest, events, ledger, guard, entrypoint, project)
+    verdict.guard_source = source
+    return verdict
+
+
+def _verdict(
+    bundle: Path,
+    manifest: dict[str, Any],
+    events: pa.Table,
+    ledger: pa.Table,
+    guard: Guard,
+    entrypoint: str | None,
+    project: str | os.PathLike[str] | None,
+) -> Verdict:
     if entrypoint is not None:
-        return _agent_verdict(
-            Path(bundle), events, ledger, entrypoint, guard, len(set(manifest["runs"]))
-        )
+        with_project_on_path(project)
+        return _agent_verdict(bundle, events, ledger, entrypoint, guard, len(set(manifest["runs"])))
     rows = decisions(events)
     writes = [r for r in ledger.to_pylist() if r["status"] == LedgerStatus.FIRED]
     runs, halt = len(set(manifest["runs"])), first_halt(rows, guard)
