@@ -7,16 +7,26 @@ import contextlib
 import os
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, NamedTuple
 
 from .._base.project import find_project_settings
 from .._base.vocab import HaltLevel
 from .._control.backends import open_control
 from .._control.base import OnCallControl, flag_key, level_of, now_info
+from .._control.breakglass import BreakGlass
 from .._store.layout import resolve_root
-from ..errors import NothingToUnhalt, ReleaseStillHalted
+from ..errors import ControlError, NothingToUnhalt, ReleaseStillHalted
 
-__all__ = ["Status", "Switched", "halt", "open_control_for", "status", "unhalt"]
+__all__ = [
+    "Status",
+    "Switched",
+    "break_glass_for",
+    "halt",
+    "open_control_for",
+    "status",
+    "unhalt",
+]
 
 _ORDER: dict[str, int] = {level: i for i, level in enumerate(HaltLevel)}
 
@@ -60,6 +70,22 @@ def _opened(
         con.close()
 
 
+def break_glass_for(
+    store: str | os.PathLike[str] | None = None, control: str | None = None
+) -> BreakGlass | None:
+    """The break-glass halt file of the embedded control store the project uses (None for a
+    server store: there every guard reads the server)."""
+    if control is None:
+        found = find_project_settings()
+        control = found.control if found is not None else None
+    if control is None or control == "sqlite" or control.startswith("sqlite:"):
+        path = (
+            resolve_root(store) / "control.db" if control in (None, "sqlite") else Path(control[7:])
+        )
+        return BreakGlass(path)
+    return None
+
+
 def halt(
     level: str,
     target: str | None = None,
@@ -74,9 +100,21 @@ def halt(
     key = flag_key(level, target)
     if not reason.strip():
         raise ValueError('a halt needs a reason (--reason "..."): the next on-call reads it')
-    with _opened(store, control, init) as con:
-        con.set_flag(key, now_info(reason, by=by, level=level, target=target))
-        return Switched(key, con.url)
+    info = now_info(reason, by=by, level=level, target=target)
+    try:
+        with _opened(store, control, init) as con:
+            con.set_flag(key, info)
+            return Switched(key, con.url)
+    except ControlError as exc:  # damaged or locked: the break-glass file, if there is one
+        glass = break_glass_for(store, control)
+        if glass is None or "no control store at" in str(exc):
+            raise
+        glass.set_flag(key, {**info, "break_glass": True})
+        return Switched(
+            key,
+            f"the break-glass file {glass.path} (every guard reads it; the "
+            f"control store could not take it: {exc})",
+        )
 
 
 def unhalt(
@@ -87,6 +125,9 @@ def unhalt(
 ) -> Switched:
     """Lift a halt or a freeze. A tenant's or run's halt stays while its release is halted."""
     key = flag_key(level, target)
+    glass = break_glass_for(store, control)
+    if glass is not None and glass.clear_flag(key):  # a break-glass halt is lifted first
+        return Switched(key, f"the break-glass file {glass.path}")
     with _opened(store, control) as con:
         if level in (HaltLevel.TENANT, HaltLevel.RUN):
             _refuse_under_halted_release(con, level, str(target))
@@ -116,8 +157,16 @@ def status(
 ) -> Status:
     """Every active halt and frozen tool and the last ``trips`` detector trips. ``init``
     creates the store (or re-initialises a Redis that came back empty)."""
-    with _opened(store, control, init) as con:
-        flags, recent, url = con.flags(), con.trips(trips), con.url
+    glass = break_glass_for(store, control)
+    glass_flags = glass.flags() if glass is not None else {}
+    try:
+        with _opened(store, control, init) as con:
+            flags, recent, url = con.flags(), con.trips(trips), con.url
+    except ControlError as exc:
+        if init or (not glass_flags and "damaged" not in str(exc)):
+            raise  # --init never initialises over a damaged store
+        flags, recent, url = {}, [], f"UNAVAILABLE: {exc}"
+    flags = {**flags, **glass_flags}
     active = sorted(
         ({"key": key, **info} for key, info in flags.items()),
         key=lambda f: (_ORDER.get(level_of(f["key"]), 9), f["key"]),

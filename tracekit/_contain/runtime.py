@@ -90,8 +90,9 @@ class GuardRuntime:
                 self._save_dirty_runs()
                 if self._leases:
                     self._renew_leases()
+                glass = self._break_glass()  # first: a halt there holds even if the store fails
                 self.control.check_alive()
-                flags = self.control.flags()
+                flags = {**self.control.flags(), **glass}
             except ControlError as exc:
                 self.failure = str(exc)
                 return
@@ -101,6 +102,17 @@ class GuardRuntime:
             self.flags = flags
             self.failure = None
             self.refreshed = started
+
+    def _break_glass(self) -> dict[str, dict[str, Any]]:
+        """The break-glass halts beside an embedded store (``tracekit halt`` writes there when
+        the store cannot take a halt); they count even while the store is failing."""
+        glass = getattr(self.control, "break_glass", None)
+        if glass is None:
+            return {}
+        found: dict[str, dict[str, Any]] = glass.flags()
+        if found:
+            self.flags = {**self.flags, **found}
+        return found
 
     def _refresh_loop(self) -> None:
         while not self._stop.wait(self.guard.refresh_s):

@@ -11,10 +11,19 @@ from pathlib import Path
 from typing import Any
 
 from .base import CONTROL_VERSION, ControlError
+from .breakglass import BreakGlass
 
 __all__ = ["SQLiteControl"]
 
 _KEEP_TRIPS = 1000  # the newest trips kept (as the Redis and memory backends keep)
+#: stamped in the file's header (``PRAGMA application_id``): a file without it is not ours
+APPLICATION_ID = 0x74726B31  # "trk1"
+_MAGIC = b"SQLite format 3\x00"
+
+_REPAIR = (
+    "every guarded call is refused; `tracekit halt` still reaches every worker through "
+    "the break-glass file beside it (see the README: a damaged control store)"
+)
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (name TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -33,6 +42,42 @@ CREATE TABLE IF NOT EXISTS leases (
 """
 
 
+class _Headers:
+    """One read-only descriptor per store file per process, to read its header raw.
+
+    Closing *any* descriptor of a file drops every POSIX lock the process holds on it, SQLite's
+    own connections' included, so a descriptor is opened once per file and closed only after the
+    last handle in the process on that file has closed its connection.
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._held: dict[tuple[int, int], list[int]] = {}  # identity -> [descriptor, handles]
+
+    def hold(self, path: Path) -> tuple[int, int]:
+        with self._lock:
+            st = os.stat(path)
+            key = (st.st_dev, st.st_ino)
+            entry = self._held.get(key)
+            if entry is None:
+                entry = self._held[key] = [os.open(path, os.O_RDONLY | os.O_CLOEXEC), 0]
+            entry[1] += 1
+            return key
+
+    def read(self, key: tuple[int, int]) -> bytes:
+        return os.pread(self._held[key][0], 100, 0)
+
+    def release(self, key: tuple[int, int]) -> None:
+        with self._lock:
+            entry = self._held[key]
+            entry[1] -= 1
+            if entry[1] == 0:
+                os.close(self._held.pop(key)[0])
+
+
+_HEADERS = _Headers()
+
+
 class SQLiteControl:
     """The embedded control store: one SQLite file, shared by every process on the machine."""
 
@@ -40,31 +85,92 @@ class SQLiteControl:
         self.path = Path(path)
         self.url = f"sqlite:{self.path}"
         self.timeout_s = timeout_s
+        self.break_glass = BreakGlass(self.path)
         self._lock = threading.Lock()
-        self._con = self._run(self._open)
-        self._identity = self._run(self._file_identity)
+        self._closed = False
+        self._identity = self._run(self._hold)
+        try:
+            self._con = self._run(self._open)
+        except ControlError:
+            _HEADERS.release(self._identity)
+            raise
+        # a store made before the stamp may keep running unstamped (its checkpoint blocked by
+        # another process's reader); every store made now is stamped, and checked for it
+        self._stamped = self._stamp() == APPLICATION_ID
+
+    def _hold(self) -> tuple[int, int]:
+        if not self.path.parent.is_dir():
+            raise ControlError(f"control store folder {self.path.parent} does not exist")
+        if not self.path.exists():
+            self._create()
+        return _HEADERS.hold(self.path)
+
+    def _create(self) -> None:
+        """Make the store whole beside its place and link it in: no process ever opens a half
+        made store, so a store that is short or unstamped is damaged, never new."""
+        tmp = self.path.with_name(f".{self.path.name}.{os.getpid()}.{threading.get_ident()}")
+        con = sqlite3.connect(tmp, isolation_level=None)
+        try:
+            con.execute(f"PRAGMA application_id = {APPLICATION_ID}")
+            con.execute("PRAGMA journal_mode=WAL")
+            con.executescript(_SCHEMA)
+            con.execute("INSERT INTO meta VALUES ('version', ?)", (str(CONTROL_VERSION),))
+        finally:
+            con.close()
+        try:
+            os.link(tmp, self.path)
+        except FileExistsError:
+            pass  # another process made it first: this one opens theirs
+        finally:
+            tmp.unlink(missing_ok=True)
 
     def _file_identity(self) -> tuple[int, int]:
         st = os.stat(self.path)
         return st.st_dev, st.st_ino
 
     def _open(self) -> sqlite3.Connection:
-        if not self.path.parent.is_dir():
-            raise ControlError(f"control store folder {self.path.parent} does not exist")
+        self._verify_file(legacy=True)
         con = sqlite3.connect(
             self.path, timeout=self.timeout_s, isolation_level=None, check_same_thread=False
         )
         con.execute("PRAGMA journal_mode=WAL")
         con.execute("PRAGMA synchronous=NORMAL")
-        con.executescript(_SCHEMA)
-        con.execute("INSERT OR IGNORE INTO meta VALUES ('version', ?)", (str(CONTROL_VERSION),))
-        (version,) = con.execute("SELECT value FROM meta WHERE name = 'version'").fetchone()
-        if version != str(CONTROL_VERSION):
+        self._check_version(con)
+        if self._stamp() != APPLICATION_ID:  # made before the stamp: stamped now
+            con.execute(f"PRAGMA application_id = {APPLICATION_ID}")
+            con.execute("PRAGMA wal_checkpoint(TRUNCATE)")  # the stamp in the file itself
+        return con
+
+    def _check_version(self, con: sqlite3.Connection) -> None:
+        try:
+            row = con.execute("SELECT value FROM meta WHERE name = 'version'").fetchone()
+        except sqlite3.DatabaseError as exc:
+            raise ControlError(f"control store {self.path} is damaged ({exc}): {_REPAIR}") from None
+        if row is None:
+            raise ControlError(f"control store {self.path} is damaged (no version): {_REPAIR}")
+        if row[0] != str(CONTROL_VERSION):
             raise ControlError(
-                f"{self.path} is control store version {version}; this tracekit reads version "
+                f"{self.path} is control store version {row[0]}; this tracekit reads version "
                 f"{CONTROL_VERSION}: upgrade tracekit"
             )
-        return con
+
+    def _stamp(self) -> int:
+        header = _HEADERS.read(self._identity)
+        return int.from_bytes(header[68:72], "big") if len(header) == 100 else -1
+
+    def _verify_file(self, legacy: bool = False) -> None:
+        """The file is an SQLite database stamped as tracekit's (checked on the file itself,
+        not through SQLite's cache: truncated, overwritten or replaced, it is refused)."""
+        header = _HEADERS.read(self._identity)
+        if len(header) < 100 or not header.startswith(_MAGIC):
+            what = "truncated" if len(header) < 100 else "its header is not SQLite's"
+            raise ControlError(f"control store {self.path} is damaged ({what}): {_REPAIR}")
+        stamp = int.from_bytes(header[68:72], "big")
+        if stamp != APPLICATION_ID and not (legacy and stamp == 0):
+            raise ControlError(
+                f"control store {self.path} is damaged (not tracekit's: "
+                f"application id {stamp:#x}): {_REPAIR}"
+            )
 
     def _run(self, fn: Callable[..., Any], *args: Any) -> Any:
         try:
@@ -83,6 +189,7 @@ class SQLiteControl:
                 same = False
             if not same:
                 raise ControlError(f"control store {self.path} was removed or replaced")
+            self._verify_file(legacy=not self._stamped)
             rows: list[Any] = self._con.execute(sql, tuple(params)).fetchall()
             return rows
 
@@ -90,8 +197,10 @@ class SQLiteControl:
         return rows
 
     def check_alive(self) -> None:
-        """Raise ControlError unless the store is there and still tracekit's."""
-        self._exec("SELECT 1 FROM meta WHERE name = 'version'")
+        """Raise ControlError unless the store is there, undamaged and still tracekit's."""
+        rows = self._exec("SELECT value FROM meta WHERE name = 'version'")
+        if not rows or rows[0][0] != str(CONTROL_VERSION):
+            raise ControlError(f"control store {self.path} is damaged (no version): {_REPAIR}")
 
     def set_flag(self, key: str, info: dict[str, Any]) -> None:
         self._exec("INSERT OR REPLACE INTO flags VALUES (?, ?)", (key, json.dumps(info)))
@@ -204,3 +313,6 @@ class SQLiteControl:
     def close(self) -> None:
         with self._lock:
             self._con.close()
+            if not self._closed:
+                self._closed = True
+                _HEADERS.release(self._identity)
