@@ -57,4 +57,5 @@ def test_every_guard_base_is_a_registered_detector_in_order() -> None:
 def test_every_detector_setting_is_a_guard_field() -> None:
     own = {name for d in DETECTORS for name in d.settings.model_fields}
     assert own <= set(Guard.model_fields)
-    assert set(Guard.model_fields) - own == {"staleness_s", "refresh_s", "timeout_s"}
+    core = {"staleness_s", "refresh_s", "timeout_s", "on_capture_failure"}
+    assert set(Guard.model_fields) - own == core

@@ -18,6 +18,7 @@ __all__ = [
     "Halted",
     "HandEdited",
     "IdempotencyConflict",
+    "LedgerWriteFailed",
     "NothingToUnhalt",
     "OutOfScope",
     "RecordingEnds",
@@ -118,6 +119,11 @@ class ReplayedFailure(TracekitError, RuntimeError):
 
 class DuplicateInFlight(TracekitError, RuntimeError):
     """The first call with this key has not settled yet (it may have fired): not run again."""
+
+
+class LedgerWriteFailed(TracekitError, OSError):
+    """The ledger could not make a write's reservation durable (a full disk, say): the effect
+    did not run, and a retry may run it once the ledger can be written again."""
 
 
 # -- the store and its queries ---------------------------------------------------------------

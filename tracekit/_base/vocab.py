@@ -76,4 +76,5 @@ class Signal(StrEnum):
     FROZEN_TOOL = "frozen_tool"
     STORE_ERROR = "store_error"
     STALE_FLAGS = "stale_flags"
+    CAPTURE_FAILURE = "capture_failure"  # the trace or the ledger cannot be written
     SCOPE = "scope"  # a call out of the run's scope, refused

@@ -17,6 +17,7 @@ import time
 import warnings
 from collections import deque
 from collections.abc import Callable
+from pathlib import Path
 
 import pyarrow as pa
 
@@ -63,6 +64,8 @@ class Recorder:
         self._segment_started = 0.0
         self._event_no = 0
         self._retry: list[EventRow] = []
+        self._failures = 0
+        self._abandoned: list[Path] = []  # segments given up after a failed write
         self._jobs: queue.SimpleQueue[Callable[[], None] | None] = queue.SimpleQueue()
         self._jobs.put(self._recover)
         self._compactor = threading.Thread(
@@ -80,6 +83,16 @@ class Recorder:
             self._ledger = LedgerWriter(self.store, self.writer_id, self.redactor)
         return self._ledger
 
+    def failure(self) -> str | None:
+        """Why events or ledger rows cannot be written now (None when both can)."""
+        for what, error in (("events", self.last_error), ("ledger", self._ledger_error())):
+            if error is not None:
+                return f"{what} in {self.store.root}: {error}"
+        return None
+
+    def _ledger_error(self) -> Exception | None:
+        return self._ledger.last_error if self._ledger is not None else None
+
     # -- hot path -------------------------------------------------------------------------
     def emit(self, row: EventRow) -> None:
         """Enqueue one event row; never does I/O. Waits only if the writer is far behind."""
@@ -96,14 +109,17 @@ class Recorder:
 
     # -- durability -----------------------------------------------------------------------
     def flush(self, timeout: float | None = None) -> bool:
-        """Block until every event emitted before this call is durable; False on timeout/error."""
+        """Block until every event emitted before this call is durable; False on timeout, or
+        when the writer's next attempt fails (a full disk: the events stay in memory and are
+        written when it can)."""
         with self._cond:
             target = self._taken + len(self._queue)
+            failures = self._failures  # a write that fails from now on answers False
         self._wake.set()
         deadline = None if timeout is None else time.monotonic() + timeout
         with self._cond:
             while self._durable < target:
-                if self.last_error is not None or not self._thread.is_alive():
+                if self._failures != failures or not self._thread.is_alive():
                     return False
                 left = None if deadline is None else deadline - time.monotonic()
                 if left is not None and left <= 0:
@@ -126,6 +142,7 @@ class Recorder:
         self._closed = True
         self._wake.set()
         self._thread.join(timeout)
+        self._jobs.put(self._recover_abandoned)
         self._jobs.put(None)
         self._compactor.join(timeout)
         return ok
@@ -151,6 +168,9 @@ class Recorder:
         return items
 
     def _drain(self) -> None:
+        ledger = self._ledger
+        if ledger is not None and ledger.last_error is not None:
+            ledger.retry()
         items = self._take()
         if not items:
             self._maybe_rotate()
@@ -173,6 +193,7 @@ class Recorder:
             self._retry = items + self._retry
             first = self.last_error is None
             self.last_error = exc
+            self._failures += 1
             self._cond.notify_all()
         if first:
             warnings.warn(
@@ -208,6 +229,8 @@ class Recorder:
         seg, self._segment = self._segment, None
         if seg is not None:
             seg.abandon()
+            if seg.published:
+                self._abandoned.append(seg.path)
 
     def _run_jobs(self) -> None:
         """The compactor thread: compactions and recovery, in order, off the writer's path."""
@@ -224,6 +247,20 @@ class Recorder:
                 TracekitWarning,
                 stacklevel=1,
             )
+
+    def _recover_abandoned(self) -> None:
+        """At shutdown: the segments this writer gave up (each without its torn batch)."""
+        abandoned = self._abandoned + (self._ledger.abandoned if self._ledger else [])
+        if abandoned:
+            try:
+                recover(self.store, abandoned)
+            except Exception as exc:
+                warnings.warn(
+                    f"tracekit could not compact {len(abandoned)} segments given up after a "
+                    f"failed write: {exc}; `tracekit recover` compacts them",
+                    TracekitWarning,
+                    stacklevel=1,
+                )
 
     def _recover(self) -> None:
         try:

@@ -201,7 +201,7 @@ class Run:
         try:
             lineage = guard.parent_lineage(str(self.parent_run_id))
         except Halted as exc:
-            guard.rt.failure = exc.reason
+            guard.rt.fail(exc.reason)
             return
         if lineage is not None:
             self.depth, self.root_run_id = lineage

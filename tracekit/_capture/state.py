@@ -107,6 +107,11 @@ class Process:
                 self.sink = Recorder(Store(current.store), current.redactor, **_tuning())
             return self.sink
 
+    def capture_failure(self) -> str | None:
+        """Why the trace or the ledger cannot be written now (None when both can)."""
+        failure = getattr(self._sink, "failure", None)
+        return failure() if callable(failure) else None
+
     def guard_runtime(self) -> GuardRuntime | None:
         """The process's guard (None when no guard is configured), started on first use."""
         runtime = self.runtime
@@ -117,7 +122,7 @@ class Process:
             return None
         with self.lock:
             if self.runtime is None:
-                self.runtime = _start_runtime(current)
+                self.runtime = _start_runtime(current, self.capture_failure)
             return self.runtime
 
     def ledger_control(self) -> LedgerControl:
@@ -183,7 +188,7 @@ class Process:
         self.sink = None  # the parent writes what it buffered; the child gets its own writer
 
 
-def _start_runtime(current: Settings) -> GuardRuntime:
+def _start_runtime(current: Settings, capture_failure: Callable[[], str | None]) -> GuardRuntime:
     from .._contain.runtime import GuardRuntime
 
     guard = current.guard
@@ -199,7 +204,11 @@ def _start_runtime(current: Settings) -> GuardRuntime:
         raise Halted.store_unavailable(current.control or "sqlite", exc) from None
     redactor = current.redactor
     return GuardRuntime(
-        guard, control, current.clock or time.time, scrub=lambda text: redactor.redact_text(text)[0]
+        guard,
+        control,
+        current.clock or time.time,
+        scrub=lambda text: redactor.redact_text(text)[0],
+        capture_failure=capture_failure,
     )
 
 

@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 from .._base.encode import canonical_json
 from .._base.ids import digest
+from .._base.vocab import Signal
 from .._control.base import GuardControl, flag_key, now_info
 from ..errors import ControlError, Halted
 from .settings import DETECTORS, Guard
@@ -38,8 +39,11 @@ class GuardRuntime:
         clock: Callable[[], float] = time.time,
         scrub: Callable[[str], str] = lambda text: text,
         background: bool = True,
+        capture_failure: Callable[[], str | None] = lambda: None,
     ) -> None:
         self.guard = guard
+        #: why this process cannot write its trace or ledger right now (None: it can)
+        self.capture_failure = capture_failure
         self.control = control
         self.clock = clock
         self.scrub = scrub  # the configured redaction: nothing secret reaches the control store
@@ -52,6 +56,7 @@ class GuardRuntime:
         self.flags: dict[str, dict[str, Any]] = {}
         self.refreshed = -math.inf  # monotonic time of the last good read of the flags
         self.failure: str | None = "the guard has not read its control store yet"
+        self.failure_signal = Signal.STORE_ERROR
         self._bucket_s = max(guard.spend_window_s / 30.0, 1.0)
         self._spend_lock = threading.Lock()
         self._unsynced: dict[str, dict[int, float]] = {}  # tenant -> bucket -> spend not pushed
@@ -94,14 +99,19 @@ class GuardRuntime:
                 self.control.check_alive()
                 flags = {**self.control.flags(), **glass}
             except ControlError as exc:
-                self.failure = str(exc)
+                self.fail(str(exc))
                 return
             except Exception as exc:  # anything unexpected fails closed too
-                self.failure = f"control store error: {exc}"
+                self.fail(f"control store error: {exc}")
                 return
             self.flags = flags
-            self.failure = None
+            self.fail(None)
             self.refreshed = started
+            if self.guard.on_capture_failure == "halt" and (cannot := self.capture_failure()):
+                self.fail(f"the trace cannot be written ({cannot})", Signal.CAPTURE_FAILURE)
+
+    def fail(self, reason: str | None, signal: Signal = Signal.STORE_ERROR) -> None:
+        self.failure, self.failure_signal = reason, signal
 
     def _break_glass(self) -> dict[str, dict[str, Any]]:
         """The break-glass halts beside an embedded store (``tracekit halt`` writes there when
@@ -124,7 +134,7 @@ class GuardRuntime:
             try:
                 subscribe(self.refresh, self._stop)
             except ControlError as exc:
-                self.failure = str(exc)
+                self.fail(str(exc))
                 self._stop.wait(self.guard.refresh_s)
 
     def close(self) -> None:
@@ -140,6 +150,8 @@ class GuardRuntime:
     # -- the per-call check of the store's health -----------------------------------------
     def assert_fresh(self) -> None:
         if self.failure is not None:
+            if self.failure_signal != Signal.STORE_ERROR:
+                raise Halted("store", self.control.url, self.failure, signal=self.failure_signal)
             raise Halted.store_unavailable(self.control.url, self.failure)
         age = time.monotonic() - self.refreshed
         if age > self.guard.staleness_s:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
@@ -38,6 +38,9 @@ class GuardCore(BaseModel):
     staleness_s: float = Field(1.0, gt=0)  # flags older than this refuse every call
     refresh_s: float = Field(0.1, gt=0)
     timeout_s: float = Field(0.25, gt=0)  # a control store slower than this counts as down
+    #: when the trace or the ledger cannot be written (a full disk): "halt" refuses every
+    #: guarded call until recording resumes; "warn" lets them go on, the events kept in memory
+    on_capture_failure: Literal["halt", "warn"] = "halt"
 
 
 class Guard(

@@ -34,6 +34,7 @@ from ..errors import (
     DuplicateInFlight,
     Halted,
     IdempotencyConflict,
+    LedgerWriteFailed,
     ReplayedFailure,
 )
 from .compensate import LedgerAppender
@@ -112,7 +113,7 @@ class Effect:
             else:  # another retry did: wait for its outcome like any duplicate
                 held = self._store(control.peek, self.key) or held
         if held is None:
-            self._row(LedgerStatus.RESERVED)
+            self._reserved_row()
             return True, None
         return False, self._duplicate(held)
 
@@ -132,6 +133,15 @@ class Effect:
         self._settle({"status": LedgerStatus.FAILED, "error": error, "retryable": retryable})
 
     # -- pieces ----------------------------------------------------------------------------
+    def _reserved_row(self) -> None:
+        """The reservation made durable; if the ledger cannot take it the key is given back
+        (settled as a retryable failure), so a retry can run the effect that never ran."""
+        try:
+            self._row(LedgerStatus.RESERVED)
+        except LedgerWriteFailed as exc:
+            self._settle({"status": LedgerStatus.FAILED, "error": str(exc), "retryable": True})
+            raise
+
     def _retry_allowed(self, held: dict[str, Any]) -> bool:
         return (
             held.get("status") == LedgerStatus.FAILED

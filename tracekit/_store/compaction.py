@@ -114,10 +114,11 @@ def _remove_temporaries(store: Store, kind: str, pattern: str) -> None:
             tmp.unlink(missing_ok=True)
 
 
-def recover(store: Store) -> tuple[int, int]:
-    """Compact every segment whose writer is gone; returns (segments, rows) recovered."""
+def recover(store: Store, only: list[Path] | None = None) -> tuple[int, int]:
+    """Compact every segment whose writer is gone (or those of ``only``, a writer's own
+    abandoned segments); returns (segments, rows) recovered."""
     segments = rows = 0
-    paths = list(store.segment_paths())
+    paths = list(store.segment_paths()) if only is None else [p for p in only if p.exists()]
     with Progress(len(paths), "recovering segments") as bar:
         for path in paths:
             with dead_segment(path) as dead:

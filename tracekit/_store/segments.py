@@ -118,9 +118,13 @@ class SegmentWriter:
         self.rows += batch.num_rows
 
     def abandon(self) -> None:
-        """Stop writing (after an I/O error); what it holds is recovered like a dead writer's."""
+        """Stop writing (after an I/O error): a published segment is recovered like a dead
+        writer's (its torn last batch dropped); one never published held nothing and goes."""
         with contextlib.suppress(Exception):
             self._fh.close()
+        if not self.published:
+            with contextlib.suppress(OSError):
+                self.tmp.unlink()
 
     def close_stream(self) -> None:
         """End the Arrow stream; the lock is still held (compact, then ``release``)."""
