@@ -72,8 +72,9 @@ def export_incident(
         if redactor.keys or redactor.patterns:  # the defaults already ran when it was recorded
             events = _scrub(events, redactor, _EVENT_JSON, _EVENT_TEXT)
             ledger = _scrub(ledger, redactor, REDACTED[:1], REDACTED[1:])
+        known = _known_destinations(con, ids, summary["tenants"], redactor)
         bar.advance("writing the bundle")
-        manifest = _manifest(incident, ids, events, summary)
+        manifest = {**_manifest(incident, ids, events, summary), "known_destinations": known}
         _write_bundle(target, manifest, events, ledger, jsonl, cassette_text(events))
         bar.advance("done")
     return target
@@ -128,6 +129,27 @@ _HALTS = """
 SELECT DISTINCT name FROM events WHERE kind = 'guard' AND status = 'halted'
 AND run_id IN (SELECT unnest($ids)) ORDER BY name
 """
+
+#: the destinations each of the incident's tenants wrote to before it began (from the rest of
+#: the store's ledger): policy replay's first-seen-destination check starts from them
+_KNOWN_DESTINATIONS = """
+SELECT tenant, list(DISTINCT destination ORDER BY destination) FROM ledger_history
+WHERE tenant IN (SELECT unnest($tenants)) AND destination IS NOT NULL
+  AND ts < (SELECT min(ts) FROM events WHERE run_id IN (SELECT unnest($ids)))
+  AND run_id NOT IN (SELECT unnest($ids))
+GROUP BY tenant ORDER BY tenant
+"""
+
+
+def _known_destinations(
+    con: Any, ids: list[str], tenants: list[str], redactor: Redactor
+) -> dict[str, list[str]]:
+    rows = con.execute(_KNOWN_DESTINATIONS, {"ids": ids, "tenants": tenants}).fetchall()
+    scrub = bool(redactor.keys or redactor.patterns)
+    return {
+        tenant: [redactor.redact_text(d)[0] if scrub else d for d in found]
+        for tenant, found in rows
+    }
 
 
 def _summary(con: Any, ids: list[str]) -> dict[str, Any]:

@@ -23,7 +23,15 @@ from .._contain.settings import Guard
 from .._control.memory import MemoryControl
 from ..errors import Halted, OutOfScope
 
-__all__ = ["ReplayRun", "decide", "decisions", "first_halt", "halted_runs", "memory_runtime"]
+__all__ = [
+    "RecordedRules",
+    "ReplayRun",
+    "decide",
+    "decisions",
+    "first_halt",
+    "halted_runs",
+    "memory_runtime",
+]
 
 _COLUMNS = (
     "run_id",
@@ -35,6 +43,7 @@ _COLUMNS = (
     "ts",
     "kind",
     "name",
+    "call_id",
     "args",
     "status",
     "cost_usd",
@@ -63,22 +72,65 @@ class ReplayRun:
         return 0
 
 
-def memory_runtime(guard: Guard, clock: list[float]) -> GuardRuntime:
+def memory_runtime(
+    guard: Guard, clock: list[float], known: dict[str, list[str]] | None = None
+) -> GuardRuntime:
     """``guard`` on an in-memory control store and the clock ``clock[0]`` (every replay: the
-    recorded clock, nothing shared, no socket)."""
-    return GuardRuntime(
+    recorded clock, nothing shared, no socket), knowing the destinations of ``known``."""
+    runtime = GuardRuntime(
         guard.model_copy(update={"staleness_s": 1e9}), MemoryControl(), clock=lambda: clock[0]
     )
+    for tenant, destinations in (known or {}).items():
+        for destination in destinations:
+            runtime.is_new_destination(tenant, destination)  # seen: not new in the replay
+    return runtime
 
 
-def decisions(events: pa.Table) -> list[dict[str, Any]]:
+def decisions(events: pa.Table, ledger: pa.Table | None = None) -> list[dict[str, Any]]:
     """The recorded decisions the guard sees, in the order they were made. Only tool calls
-    (and refused attempts) keep their arguments: a prompt can be the whole conversation."""
+    (and refused attempts) keep their arguments: a prompt can be the whole conversation. With
+    the ``ledger``, each write carries its ``destination``."""
     table = events.select([c for c in _COLUMNS if c in events.column_names])
     calls = pc.or_(pc.equal(table["kind"], EventKind.TOOL_CALL), _refusals(table))
     args = pc.if_else(calls, table["args"], pa.scalar(None, pa.string()))
     table = table.set_column(table.column_names.index("args"), "args", args)
-    return sorted(table.to_pylist(), key=lambda r: (r["ts"], r["run_id"], r["seq"]))
+    rows = sorted(table.to_pylist(), key=lambda r: (r["ts"], r["run_id"], r["seq"]))
+    if ledger is not None and ledger.num_rows:
+        _add_destinations(rows, ledger)
+    return rows
+
+
+def _add_destinations(rows: list[dict[str, Any]], ledger: pa.Table) -> None:
+    where = {
+        (r["run_id"], r["call_id"]): r["destination"]
+        for r in ledger.select(["run_id", "call_id", "destination"]).to_pylist()
+        if r["destination"] is not None
+    }
+    for row in rows:
+        if row["kind"] == EventKind.TOOL_CALL:
+            found = where.get((row["run_id"], row.get("call_id")))
+            if found is not None:
+                row["destination"] = found
+
+
+class RecordedRules:
+    """A recorded write's rules as the guard reads them: its destination (from the ledger) and
+    no argument bounds (a call out of its bounds was refused when recorded, and is again)."""
+
+    __slots__ = ("bounds", "destination")
+
+    def __init__(self, destination: str) -> None:
+        self.destination = destination
+        self.bounds: dict[str, tuple[float | None, float | None]] = {}
+
+    def destination_of(self, named: dict[str, Any]) -> str | None:
+        return self.destination
+
+    def __eq__(self, other: object) -> bool:  # one plan per destination in the guard's cache
+        return isinstance(other, RecordedRules) and other.destination == self.destination
+
+    def __hash__(self) -> int:
+        return hash(self.destination)
 
 
 def _refusals(table: pa.Table) -> pa.ChunkedArray:
@@ -118,7 +170,10 @@ def _attempt(guard: RunGuard, row: dict[str, Any]) -> None:
         if row["status"] == EventStatus.REFUSED:
             raise _refused_again(row)
         writes = _WRITES in (row["attrs"] or "")
-        guard.check_call(Call(row["name"], row["args"] or "", writes))
+        destination = row.get("destination") if writes else None
+        rules = RecordedRules(destination) if destination is not None else None
+        named: dict[str, Any] | None = {} if rules is not None else None
+        guard.check_call(Call(row["name"], row["args"] or "", writes, rules, named))
 
 
 _HOOKS: dict[str, Callable[[RunGuard, dict[str, Any]], None]] = {
@@ -147,12 +202,13 @@ def _refused_again(row: dict[str, Any]) -> OutOfScope:
 
 
 def first_halt(
-    rows: list[dict[str, Any]], guard: Guard
+    rows: list[dict[str, Any]], guard: Guard, known: dict[str, list[str]] | None = None
 ) -> tuple[Halted, dict[str, Any], float] | None:
     """Where ``guard`` halts these decisions (on their recorded clock): the halt, its row and
-    the spend by then; None when it lets them all through."""
+    the spend by then; None when it lets them all through. ``known``: the destinations each
+    tenant had written to before (a bundle's ``known_destinations``)."""
     clock = [0.0]
-    runtime = memory_runtime(guard, clock)
+    runtime = memory_runtime(guard, clock, known)
     spend = 0.0
     guards: dict[str, RunGuard] = {}
     try:

@@ -106,9 +106,10 @@ def _verdict(
     if entrypoint is not None:
         with_project_on_path(project)
         return _agent_verdict(bundle, events, ledger, entrypoint, guard, len(set(manifest["runs"])))
-    rows = decisions(events)
+    rows = decisions(events, ledger)
     writes = [r for r in ledger.to_pylist() if r["status"] == LedgerStatus.FIRED]
-    runs, halt = len(set(manifest["runs"])), first_halt(rows, guard)
+    known = manifest.get("known_destinations")
+    runs, halt = len(set(manifest["runs"])), first_halt(rows, guard, known)
     if halt is not None:
         return _halted(*halt, writes, runs, len(rows))
     spend = sum(r["cost_usd"] or 0.0 for r in rows)
@@ -120,6 +121,16 @@ def _verdict(
         step=last,
         spend_usd=round(spend, 6),
         effects=[_effect(w) for w in writes],
+        note=_no_history(guard) if known is None else None,
+    )
+
+
+def _no_history(guard: Guard) -> str | None:
+    if guard.new_destination == "allow":
+        return None
+    return (
+        "this bundle carries no destination history (exported by an older tracekit): every "
+        "destination counts as new; export it again to judge new_destination"
     )
 
 
