@@ -233,3 +233,45 @@ def test_an_uncontained_incident_gets_its_expectations_from_the_incident(
     run = pytest_in(tmp_path, "tests/incidents")  # the same file, not regenerated
     assert run.returncode == 0, run.stdout
     assert "incidents: 1 contained, 0 not contained" in run.stdout
+
+
+def test_the_first_write_to_a_destination_the_tenant_never_used_is_the_harm_point(
+        tmp_path: Path) -> None:
+    """acme has paid through payments/stripe before; in the incident it pays stripe twice,
+    then starts paying an account it never paid: the expectations stop before that write,
+    and new_destination = "halt" added later turns the same test green."""
+    import tracekit
+
+    @tracekit.tool(writes=True, destination=lambda to, amount: f"payments/{to}")
+    def pay(to: str, amount: int) -> str:
+        return f"paid {amount}"
+
+    def agent(payees: list[str]) -> str:
+        with tracekit.run(tenant="acme") as run:
+            for i, to in enumerate(payees):
+                run.model_output(f"pay {to}", cost_usd=0.01)
+                pay(to, i)
+            return run.run_id
+
+    store = tmp_path / "store"
+    tracekit.configure(store=store, guard=False)
+    try:
+        agent(["stripe"])
+        incident = agent(["stripe", "stripe", "attacker", "attacker-2", "attacker-3"])
+        assert tracekit.flush(30)
+        tracekit.export_incident([incident], "exfil", out=tmp_path / "fixtures/incidents",
+                                 store=store)
+    finally:
+        tracekit.shutdown()
+        tracekit.configure(store=tmp_path / "after", guard=False)
+    (tmp_path / "tests/incidents").mkdir(parents=True)
+    (tmp_path / "tests/incidents/tracekit.toml").write_text("[guard]\nmax_steps = 100\n")
+    made = make_test("exfil", tmp_path / "fixtures/incidents", tmp_path / "tests/incidents")
+    assert not made.verdict.contained
+    assert made.expectations["max_effects"] == 2  # the two payments through stripe
+    assert made.expectations["halt_by"] == 3  # the step that paid the attacker
+    assert pytest_in(tmp_path, "tests/incidents").returncode == 1
+    (tmp_path / "tests/incidents/tracekit.toml").write_text(
+        '[guard]\nnew_destination = "halt"\n')
+    run = pytest_in(tmp_path, "tests/incidents")
+    assert run.returncode == 0, run.stdout

@@ -94,14 +94,17 @@ def _expectations(
 
 def harm_point(bundle: Path, manifest: dict[str, Any]) -> tuple[int, int, float]:
     """Where the incident should have been stopped, from the incident itself: before its first
-    suppressed duplicate (a write tried again: the loop), or before its spend crossed the
-    ``max_cost_usd`` in force when it was recorded, whichever came first; (step, effects fired
-    before, spend before). An incident with neither is judged on its whole extent."""
+    suppressed duplicate (a write tried again: the loop), before its first write to a
+    destination its tenant had never written to (when the bundle knows the tenant's
+    destinations), or before its spend crossed the ``max_cost_usd`` in force when it was
+    recorded, whichever came first; (step, effects fired before, spend before). An incident
+    with none of them is judged on its whole extent."""
     _, events, ledger = load_bundle(bundle, prompts=False)
     rows = decisions(events)
     writes = ledger.to_pylist()
     marks = [w["ts"] for w in writes if w["status"] == LedgerStatus.SUPPRESSED_DUPLICATE]
     marks += _spend_crossings(rows, (manifest.get("guard") or {}).get("max_cost_usd"))
+    marks += _first_seen_writes(writes, manifest.get("known_destinations") or {})
     until = min(marks) if marks else None
     before = [r for r in rows if until is None or r["ts"] <= until]
     step = max((r["step"] or 0 for r in before), default=0)
@@ -111,6 +114,20 @@ def harm_point(bundle: Path, manifest: dict[str, Any]) -> tuple[int, int, float]
         if w["status"] == LedgerStatus.FIRED and (until is None or w["ts"] < until)
     )
     return step, fired, float(sum(r["cost_usd"] or 0.0 for r in before))
+
+
+def _first_seen_writes(writes: list[dict[str, Any]], known: dict[str, list[str]]) -> list[Any]:
+    """When each tenant with a history first wrote to a destination outside it (a tenant with
+    no history has nothing to tell a new destination from)."""
+    seen = {tenant: set(found) for tenant, found in known.items() if found}
+    return [
+        w["ts"]
+        for w in writes
+        if w["status"] == LedgerStatus.RESERVED
+        and w["tenant"] in seen
+        and w["destination"] is not None
+        and w["destination"] not in seen[w["tenant"]]
+    ]
 
 
 def _spend_crossings(rows: list[dict[str, Any]], bound: float | None) -> list[Any]:
