@@ -58,6 +58,10 @@ def _damage(path: Path, how: str, tmp_path: Path) -> None:
     elif how == "garbage":
         with open(path, "r+b") as fh:
             fh.write(os.urandom(os.path.getsize(path)))
+    elif how == "garbage pages":  # the header kept: only the pages behind it
+        with open(path, "r+b") as fh:
+            fh.seek(100)
+            fh.write(os.urandom(os.path.getsize(path) - 100))
     else:  # an empty SQLite database over it, in place (the same inode)
         empty = tmp_path / "empty.db"
         con = sqlite3.connect(empty)
@@ -69,7 +73,7 @@ def _damage(path: Path, how: str, tmp_path: Path) -> None:
             fh.truncate()
 
 
-@pytest.mark.parametrize("how", ["truncated", "garbage", "empty database"])
+@pytest.mark.parametrize("how", ["truncated", "garbage", "garbage pages", "empty database"])
 def test_a_damaged_store_refuses_every_call_and_the_halt_still_lands(
         tmp_path: Path, how: str) -> None:
     store = _store(tmp_path)

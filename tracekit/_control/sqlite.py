@@ -197,7 +197,10 @@ class SQLiteControl:
         return rows
 
     def check_alive(self) -> None:
-        """Raise ControlError unless the store is there, undamaged and still tracekit's."""
+        """Raise ControlError unless the store is there, undamaged and still tracekit's. The
+        page cache is dropped first, so the reads after it (the flags) come from the file:
+        pages overwritten behind SQLite's back read as damage, not as the cached flags."""
+        self._exec("PRAGMA shrink_memory")
         rows = self._exec("SELECT value FROM meta WHERE name = 'version'")
         if not rows or rows[0][0] != str(CONTROL_VERSION):
             raise ControlError(f"control store {self.path} is damaged (no version): {_REPAIR}")
