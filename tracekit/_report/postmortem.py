@@ -8,6 +8,7 @@ a trace goes through ``html.escape`` (HTML) or ``md`` (Markdown) on its way to t
 from __future__ import annotations
 
 import html
+import json
 import os
 import re
 from dataclasses import dataclass, field
@@ -20,6 +21,7 @@ import pyarrow as pa
 from .._base.vocab import EventKind, EventStatus, LedgerStatus
 from .._contain.settings import Guard, project_guard
 from .._replay.feed import decisions, first_halt
+from .charts import bucket_count, bucketed, chart, choose_bucket, per_bucket
 
 __all__ = ["Postmortem", "build_postmortem", "chart", "render_html", "render_markdown"]
 
@@ -47,6 +49,8 @@ class Postmortem:
     guard: dict[str, Any]
     charts: dict[str, list[tuple[float, float]]] = field(default_factory=dict)
     bounds: list[dict[str, Any]] = field(default_factory=list)
+    bucket_s: int = 1  # the time bucket of the per-bucket charts (chosen from the run's length)
+    halt: dict[str, Any] | None = None  # the guard's halt of the page's run: at_s, step, signal
 
 
 def build_postmortem(
@@ -172,6 +176,7 @@ def _assemble(
         for k in ("release_id", "model_version", "prompt_version", "tools_version")
     }
     timeline = [_line(e, by_call.get((e["run_id"], e["call_id"]), [])) for e in events]
+    charts, bucket_s = _charts(events, ledger)
     return Postmortem(
         title,
         _summary(title, events, ledger),
@@ -180,7 +185,9 @@ def _assemble(
         _scope(ledger),
         signature,
         guard,
-        _charts(events, ledger),
+        charts,
+        bucket_s=bucket_s,
+        halt=_halt(events),
     )
 
 
@@ -291,29 +298,73 @@ def _signature(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return found
 
 
-def _charts(events: list[dict[str, Any]], ledger: list[dict[str, Any]]) -> dict[str, Any]:
+def _charts(
+    events: list[dict[str, Any]], ledger: list[dict[str, Any]]
+) -> tuple[dict[str, list[tuple[float, float]]], int]:
+    """The page's series (x: seconds from the run's start) and their time bucket, chosen from
+    the run's length (``charts.choose_bucket``): tool calls and writes fired per bucket, every
+    bucket drawn (an empty one as zero), and the cumulative spend at each priced decision."""
     if not events:
-        return {}
+        return {}, 1
     start = events[0]["ts"]
-    calls: dict[int, int] = {}
-    spend, total = [], 0.0
+    fired = [r for r in ledger if r["status"] == LedgerStatus.FIRED]
+    span = max((r["ts"] - start).total_seconds() for r in [*events, *fired])
+    width = choose_bucket(span)
+    count = bucket_count(span, width)
+    calls, spend, total = [], [], 0.0
     for e in events:
-        minute = int((e["ts"] - start).total_seconds() // 60)
+        offset = (e["ts"] - start).total_seconds()
         if e["kind"] == EventKind.TOOL_CALL:
-            calls[minute] = calls.get(minute, 0) + 1
+            calls.append(offset)
         if e["cost_usd"]:
             total += e["cost_usd"]
-            spend.append(((e["ts"] - start).total_seconds(), total))
-    writes: dict[int, int] = {}
-    for row in ledger:
-        if row["status"] == LedgerStatus.FIRED:
-            minute = int((row["ts"] - start).total_seconds() // 60)
-            writes[minute] = writes.get(minute, 0) + 1
+            spend.append((offset, total))
+    writes = [(r["ts"] - start).total_seconds() for r in fired]
+    calls_name, writes_name = _per_bucket_names(width)
     return {
-        "tool calls per minute": sorted((float(k), float(v)) for k, v in calls.items()),
+        calls_name: bucketed(calls, width, count),
         "cumulative spend (USD)": spend,
-        "writes fired per minute": sorted((float(k), float(v)) for k, v in writes.items()),
+        writes_name: bucketed(writes, width, count),
+    }, width
+
+
+def _per_bucket_names(width_s: int) -> tuple[str, str]:
+    """The per-bucket series' names: ``tool calls per 5 s``, ``writes fired per minute``."""
+    per = per_bucket(width_s)
+    return f"tool calls per {per}", f"writes fired per {per}"
+
+
+def _halt(events: list[dict[str, Any]]) -> dict[str, Any] | None:
+    """The guard's halt of the page's run: its first ``guard`` event with status ``halted``
+    (a run whose parent is on the page is a sub-agent, not the page's run), with its signal."""
+    if not events:
+        return None
+    runs = {e["run_id"] for e in events}
+    halted = (
+        e
+        for e in events
+        if e["kind"] == EventKind.GUARD
+        and e["status"] == EventStatus.HALTED
+        and e.get("parent_run_id") not in runs
+    )
+    first = next(halted, None)
+    if first is None:
+        return None
+    return {
+        "at_s": (first["ts"] - events[0]["ts"]).total_seconds(),
+        "step": first["step"],
+        "signal": _signal(first),
     }
+
+
+def _signal(event: dict[str, Any]) -> str:
+    """The signal a guard event names in its attributes (else the event's name)."""
+    try:
+        attrs = json.loads(event.get("attrs") or "{}")
+    except ValueError:
+        attrs = {}
+    signal = attrs.get("signal") if isinstance(attrs, dict) else None
+    return str(signal or event.get("name") or "halted")
 
 
 # -- rendering -----------------------------------------------------------------------------------
@@ -337,12 +388,7 @@ def render_html(pm: Postmortem) -> str:
         + "</p>",
         "<h2>Charts</h2>",
     ]
-    bounds = {
-        "tool calls per minute": pm.guard.get("max_tool_calls_per_minute"),
-        "cumulative spend (USD)": pm.guard.get("max_cost_usd"),
-        "writes fired per minute": pm.guard.get("max_writes_per_minute"),
-    }
-    parts += [chart(name, points, bounds.get(name)) for name, points in pm.charts.items()]
+    parts += _charts_html(pm)
     parts.append(
         "<h2>Runaway signature</h2>"
         + _table(
@@ -430,6 +476,38 @@ def render_html(pm: Postmortem) -> str:
     return "\n".join(parts)
 
 
+def _charts_html(pm: Postmortem) -> list[str]:
+    """The page's charts, with the guard's bounds and the halt marker drawn on them."""
+    halt = None if pm.halt is None else (float(pm.halt["at_s"]), str(pm.halt["signal"]))
+    calls_name, writes_name = _per_bucket_names(pm.bucket_s)
+    per_minute = {
+        calls_name: pm.guard.get("max_tool_calls_per_minute"),
+        writes_name: pm.guard.get("max_writes_per_minute"),
+    }
+    out = []
+    for name, points in pm.charts.items():
+        if name in per_minute:  # a count per bucket, against a bound per minute
+            bound, label = _bound_per_bucket(per_minute[name], pm.bucket_s)
+            out.append(
+                chart(name, points, bound, bucket_s=pm.bucket_s, bound_label=label, halt=halt)
+            )
+        else:
+            out.append(chart(name, points, pm.guard.get("max_cost_usd"), halt=halt))
+    return out
+
+
+def _bound_per_bucket(per_minute: float | None, bucket_s: int) -> tuple[float | None, str | None]:
+    """A per-minute bound drawn on a per-bucket chart. The counts stay counts (what the
+    timeline shows); the bound is scaled to the bucket instead (60/min is 5 per 5 s, 300 per
+    5 min), so a bucket above the line ran faster than the bound allows on average. The label
+    gives both: ``bound 60/min = 5 per 5 s``."""
+    if not per_minute:
+        return None, None
+    scaled = per_minute * bucket_s / 60
+    label = f"bound {per_minute:g}/min"
+    return scaled, label if bucket_s == 60 else f"{label} = {scaled:.3g} per {per_bucket(bucket_s)}"
+
+
 def _table(head: list[str], rows: list[list[Any]], kinds: list[str] | None = None) -> str:
     e = html.escape
     out = ["<table><tr>" + "".join(f"<th>{e(h)}</th>" for h in head) + "</tr>"]
@@ -449,38 +527,6 @@ def _cell(value: Any) -> str:
     if isinstance(value, datetime):
         return value.strftime("%H:%M:%S.%f")[:-3]
     return "" if value is None else str(value)
-
-
-def chart(name: str, points: list[tuple[float, float]], bound: float | None = None) -> str:
-    """A small SVG line chart of ``points`` (x, y) titled ``name``, with a bound drawn on it
-    when there is one (the postmortem's charts; in a notebook: ``IPython.display.SVG``)."""
-    width, height, pad = 360, 160, 30
-    xs = [p[0] for p in points] or [0.0]
-    ys = [p[1] for p in points] or [0.0]
-    top = max([*ys, bound or 0.0, 1e-9])
-    span = max(max(xs) - min(xs), 1e-9)
-
-    def at(x: float, y: float) -> str:
-        return (
-            f"{pad + (x - min(xs)) / span * (width - 2 * pad):.1f},"
-            f"{height - pad - y / top * (height - 2 * pad):.1f}"
-        )
-
-    line = " ".join(at(x, y) for x, y in points)
-    out = [
-        f"<svg xmlns='http://www.w3.org/2000/svg' width='{width}' height='{height}' "
-        f"role='img' aria-label='{html.escape(name)}'>",
-        f"<text x='{pad}' y='16' font-size='12'>{html.escape(name)} (max {top:g})</text>",
-        f"<polyline fill='none' stroke='#36c' stroke-width='2' points='{line}'/>",
-    ]
-    if bound:
-        y = at(min(xs), bound).split(",")[1]
-        out.append(
-            f"<line x1='{pad}' x2='{width - pad}' y1='{y}' y2='{y}' stroke='#c33' "
-            f"stroke-dasharray='4'/><text x='{width - pad}' y='{y}' font-size='10' "
-            f"text-anchor='end'>bound {bound:g}</text>"
-        )
-    return "".join(out) + "</svg>"
 
 
 _MD_SPECIAL = re.compile(r"([\\`*_\[\]!|~])")  # links, images, code, emphasis, cells
