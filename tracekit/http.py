@@ -1,4 +1,5 @@
-"""Opt-in recording of HTTP exchanges (httpx and requests), so agent replay can serve them.
+"""Opt-in recording of HTTP exchanges (httpx, httpx2 and requests), so agent replay can serve
+them.
 
 Inside a run, each exchange is recorded as an ``http`` event: the request (method, URL, headers,
 body) in ``args``, the response (status, headers, body) in ``output``. Streamed responses
@@ -11,6 +12,11 @@ run on the rest. ``tracekit export`` turns these events into the bundle's vcrpy 
 
     client = httpx.Client(transport=tracekit.http.HTTPXTransport())
     async_client = httpx.AsyncClient(transport=tracekit.http.AsyncHTTPXTransport())
+    sdk_client = openai.DefaultHttpxClient(transport=tracekit.http.HTTPXTransport())  # httpx2
+
+The same transports serve httpx and httpx2 (the fork the openai and anthropic SDKs use): each
+speaks the library of the request it is handed, and passes it on to that library's own
+transport unless given ``inner``.
 
     session = tracekit.http.instrument_requests(requests.Session())
 
@@ -21,6 +27,7 @@ from __future__ import annotations
 
 import base64
 import functools
+import sys
 import time
 import zlib
 from collections.abc import AsyncIterator, Callable, Iterable, Iterator
@@ -140,13 +147,18 @@ class _Tee:
             done(b"".join(self.chunks), self.decoded)
 
 
-# -- httpx -------------------------------------------------------------------------------------
+# -- httpx and httpx2 -------------------------------------------------------------------------
 def _httpx() -> Any:
     try:
         import httpx
     except ImportError:  # pragma: no cover - the hook is opt-in
         raise ImportError("tracekit.http's httpx hook needs httpx: pip install httpx") from None
     return httpx
+
+
+def library_of(request: Any) -> Any:
+    """The library a request belongs to: httpx, or httpx2 (its fork, under the SDKs)."""
+    return sys.modules[type(request).__module__.partition(".")[0]]
 
 
 def _httpx_exchange(request: Any) -> tuple[Run | None, dict[str, Any] | None, float]:
@@ -189,11 +201,13 @@ def _is_stream(response: Any) -> bool:
 
 
 def _teed(
-    run: Run, doc: dict[str, Any], started: float, request: Any, response: Any, stream_type: type
+    run: Run, doc: dict[str, Any], started: float, request: Any, response: Any, asynchronous: bool
 ) -> Any:
     """The response the caller gets: the same, its body teed into the exchange's record."""
+    lib = library_of(request)
     tee = _Tee(_httpx_done(run, doc, started, response, _is_stream(response)))
-    return _httpx().Response(
+    stream_type = _tees(lib.__name__)[asynchronous]
+    return lib.Response(
         response.status_code,
         headers=response.headers,
         stream=stream_type(response.stream, tee),
@@ -203,72 +217,91 @@ def _teed(
 
 
 class HTTPXTransport:
-    """An httpx transport that records every exchange made inside a run, then passes it on to
-    ``inner`` (default: ``httpx.HTTPTransport()``)."""
+    """An httpx (or httpx2) transport that records every exchange made inside a run, then
+    passes it on to ``inner`` (default: the request's library's ``HTTPTransport()``)."""
 
     def __init__(self, inner: Any = None) -> None:
-        self.inner = inner if inner is not None else _httpx().HTTPTransport()
+        self.inner = inner
+
+    def _inner_for(self, request: Any) -> Any:
+        if self.inner is None:
+            self.inner = library_of(request).HTTPTransport()
+        return self.inner
 
     def handle_request(self, request: Any) -> Any:
         request.read()
+        inner = self._inner_for(request)
         run, doc, started = _httpx_exchange(request)
         if run is None or doc is None:  # outside a run: not recorded
-            return self.inner.handle_request(request)
+            return inner.handle_request(request)
         try:
-            response = self.inner.handle_request(request)
+            response = inner.handle_request(request)
         except Exception as exc:
             record_exchange(run, doc, None, started, exc, _httpx_secrets(request))
             raise
-        return _teed(run, doc, started, request, response, _tees()[0])
+        return _teed(run, doc, started, request, response, False)
 
     def close(self) -> None:
-        self.inner.close()
+        if self.inner is not None:
+            self.inner.close()
 
     def __enter__(self) -> HTTPXTransport:
-        self.inner.__enter__()
+        if self.inner is not None:
+            self.inner.__enter__()
         return self
 
     def __exit__(self, *exc: Any) -> None:
-        self.inner.__exit__(*exc)
+        if self.inner is not None:
+            self.inner.__exit__(*exc)
 
 
 class AsyncHTTPXTransport:
-    """The asyncio twin of ``HTTPXTransport`` (inner default: ``httpx.AsyncHTTPTransport()``)."""
+    """The asyncio twin of ``HTTPXTransport`` (inner default: the request's library's
+    ``AsyncHTTPTransport()``)."""
 
     def __init__(self, inner: Any = None) -> None:
-        self.inner = inner if inner is not None else _httpx().AsyncHTTPTransport()
+        self.inner = inner
+
+    def _inner_for(self, request: Any) -> Any:
+        if self.inner is None:
+            self.inner = library_of(request).AsyncHTTPTransport()
+        return self.inner
 
     async def handle_async_request(self, request: Any) -> Any:
         await request.aread()
+        inner = self._inner_for(request)
         run, doc, started = _httpx_exchange(request)
         if run is None or doc is None:
-            return await self.inner.handle_async_request(request)
+            return await inner.handle_async_request(request)
         try:
-            response = await self.inner.handle_async_request(request)
+            response = await inner.handle_async_request(request)
         except Exception as exc:
             record_exchange(run, doc, None, started, exc, _httpx_secrets(request))
             raise
-        return _teed(run, doc, started, request, response, _tees()[1])
+        return _teed(run, doc, started, request, response, True)
 
     async def aclose(self) -> None:
-        await self.inner.aclose()
+        if self.inner is not None:
+            await self.inner.aclose()
 
     async def __aenter__(self) -> AsyncHTTPXTransport:
-        await self.inner.__aenter__()
+        if self.inner is not None:
+            await self.inner.__aenter__()
         return self
 
     async def __aexit__(self, *exc: Any) -> None:
-        await self.inner.__aexit__(*exc)
+        if self.inner is not None:
+            await self.inner.__aexit__(*exc)
 
 
 @functools.cache
-def _tees() -> tuple[type, type]:
-    """httpx's stream types over the inner stream, teeing what is read (httpx asks for its
-    own base classes, so they are made when httpx is first used)."""
-    httpx = _httpx()
+def _tees(library: str) -> tuple[type, type]:
+    """The library's stream types over the inner stream, teeing what is read (httpx and httpx2
+    each ask for their own base classes, so they are made when the library is first used)."""
+    lib = sys.modules[library]
 
-    sync_base: Any = httpx.SyncByteStream
-    async_base: Any = httpx.AsyncByteStream
+    sync_base: Any = lib.SyncByteStream
+    async_base: Any = lib.AsyncByteStream
 
     class SyncTee(sync_base):  # type: ignore[misc]
         def __init__(self, inner: Any, tee: _Tee) -> None:

@@ -10,13 +10,9 @@ from __future__ import annotations
 
 import asyncio
 import gzip
-import importlib
 import json
 import socket
-import sys
-import textwrap
 import threading
-import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -527,25 +523,6 @@ def handle(base: str, ticket: str) -> str:
     RESULTS.append(result)
     return result
 """
-
-
-@pytest.fixture
-def make_agent(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
-    """Writes an agent module (a name of its own) on sys.path and imports it."""
-    folder = tmp_path / "agents"
-    folder.mkdir()
-    monkeypatch.syspath_prepend(str(folder))
-    names: list[str] = []
-
-    def make(source: str) -> Any:
-        name = f"tk_http_agent_{uuid.uuid4().hex[:12]}"
-        (folder / f"{name}.py").write_text(textwrap.dedent(source))
-        names.append(name)
-        return importlib.import_module(name)
-
-    yield make
-    for name in names:
-        sys.modules.pop(name, None)
 
 
 @pytest.fixture
