@@ -51,6 +51,7 @@ from .errors import (
 
 if TYPE_CHECKING:
     from ._export.bundle import export_incident
+    from ._integrations.instrument import instrument
     from ._query.views import connect
     from ._replay.policy import Verdict, replay
     from ._report.postmortem import build_postmortem, chart
@@ -95,6 +96,7 @@ __all__ = [
     "export_incident",
     "flush",
     "halt",
+    "instrument",
     "model",
     "named_queries",
     "now",
@@ -119,6 +121,7 @@ _LAZY = {
     "Verdict": "_replay.policy",
     "chart": "_report.postmortem",
     "build_postmortem": "_report.postmortem",
+    "instrument": "_integrations.instrument",
 }
 
 

@@ -238,8 +238,9 @@ def record_output(
     run: Run, spec: ModelSpec, call_id: str, result: Any, encoded: str, latency_ms: float | None
 ) -> None:
     """The model output event of a model call (recorded or served)."""
+    attrs = spec.attrs(result) if spec.attrs is not None else None
     run._output(
-        encoded, spec.usage(result), spec.cost_of(result), spec.name, latency_ms, call_id=call_id
+        encoded, spec.usage(result), spec.cost_of(result), spec.name, latency_ms, attrs, call_id
     )
 
 

@@ -101,7 +101,7 @@ def _checked_bounds(name: str, bounds: Bounds | None) -> Bounds:
 class ModelSpec:
     """What ``@tracekit.model`` knows: the model's name and how to read cost and usage."""
 
-    __slots__ = ("cost", "decode", "name", "params", "usage")
+    __slots__ = ("attrs", "cost", "decode", "name", "params", "usage")
 
     def __init__(
         self,
@@ -110,12 +110,16 @@ class ModelSpec:
         cost: Callable[[Any], float | None] | None,
         usage: Callable[[Any], Any] | None,
         decode: Callable[[Any], Any] | None,
+        attrs: Callable[[Any], str | None] | None = None,
     ) -> None:
         self.name = name
         self.params = param_names(fn)
         self.cost = cost
         self.usage = usage or usage_of
         self.decode = decode
+        #: the output event's attrs from an answer (an SDK integration: its normalised tool
+        #: calls), as canonical JSON
+        self.attrs = attrs
 
     def prompt_of(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> str:
         """The prompt recorded for a call: its ``messages`` argument, else all its arguments."""

@@ -1,0 +1,293 @@
+"""``tracekit.instrument(client)``: the real openai and anthropic SDKs, recorded and guarded.
+
+Every call goes to a loopback stand-in for the APIs (``_llm_server.py``): chat completions, the
+Responses API and Anthropic Messages, sync and async, plain and streamed. Each model call is a
+prompt and a model output with usage, its cost from the shipped price table and its tool calls
+normalised; the guard's kill switch refuses a call before it is sent; an agent built on the
+SDK runs into a runaway, is halted, exported, made into a test that passes, and replayed with
+the SDK's own objects (streams as streams) while nothing listens.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import importlib
+import json
+import os
+import subprocess
+import sys
+import textwrap
+import warnings
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import anthropic
+import openai
+import pytest
+from _llm_server import CALL, USAGE_IN, USAGE_OUT, LLMServer
+
+import tracekit
+from tracekit._gate.maketest import make_test
+from tracekit.testing import Recording
+
+MINI = (USAGE_IN * 0.15 + USAGE_OUT * 0.6) / 1e6  # gpt-4o-mini in the shipped table
+HAIKU = (USAGE_IN * 1.0 + USAGE_OUT * 5.0) / 1e6  # claude-haiku-4-5
+ARGS = json.loads(CALL["arguments"])
+
+
+@pytest.fixture
+def llm() -> Iterator[LLMServer]:
+    server = LLMServer()
+    yield server
+    server.stop()
+
+
+def clients(llm: LLMServer, sdk: str, asynchronous: bool = False) -> Any:
+    if sdk == "openai":
+        cls: Any = openai.AsyncOpenAI if asynchronous else openai.OpenAI
+        return tracekit.instrument(cls(api_key="sk-test-key", base_url=f"{llm.url}/v1"))
+    cls = anthropic.AsyncAnthropic if asynchronous else anthropic.Anthropic
+    return tracekit.instrument(cls(api_key="sk-ant-test-key", base_url=llm.url))
+
+
+def call(client: Any, api: str, stream: bool) -> Any:
+    """One model call of ``api``; a stream is read to its end. Returns what the caller got."""
+    if api == "chat":
+        got = client.chat.completions.create(
+            model="gpt-4o-mini", messages=[{"role": "user", "content": "refund 42"}],
+            stream=stream)
+    elif api == "responses":
+        got = client.responses.create(model="gpt-4o-mini", input="refund 42", stream=stream)
+    else:
+        got = client.messages.create(model="claude-haiku-4-5", max_tokens=100, stream=stream,
+                                     messages=[{"role": "user", "content": "refund 42"}])
+    return list(got) if stream else got
+
+
+async def acall(client: Any, api: str, stream: bool) -> Any:
+    if api == "chat":
+        got = await client.chat.completions.create(
+            model="gpt-4o-mini", messages=[{"role": "user", "content": "refund 42"}],
+            stream=stream)
+    elif api == "responses":
+        got = await client.responses.create(model="gpt-4o-mini", input="refund 42",
+                                            stream=stream)
+    else:
+        got = await client.messages.create(model="claude-haiku-4-5", max_tokens=100,
+                                           stream=stream,
+                                           messages=[{"role": "user", "content": "refund 42"}])
+    return [chunk async for chunk in got] if stream else got
+
+
+def outputs(store: Path) -> list[dict[str, Any]]:
+    assert tracekit.flush(30)
+    return Recording(store).rows("SELECT * FROM events WHERE kind IN ('prompt', 'model_output') "
+                                 "ORDER BY seq")
+
+
+CASES = [(sdk, api, stream) for sdk, api in
+         (("openai", "chat"), ("openai", "responses"), ("anthropic", "messages"))
+         for stream in (False, True)]
+
+
+@pytest.mark.parametrize(("sdk", "api", "stream"), CASES)
+@pytest.mark.parametrize("asynchronous", [False, True], ids=["sync", "async"])
+def test_each_model_call_is_a_prompt_and_an_output_with_usage_cost_and_tool_calls(
+        store: Path, llm: LLMServer, sdk: str, api: str, stream: bool,
+        asynchronous: bool) -> None:
+    client = clients(llm, sdk, asynchronous)
+    with tracekit.run(tenant="acme") as run:
+        got = asyncio.run(acall(client, api, stream)) if asynchronous else call(
+            client, api, stream)
+        assert run.step == 1
+    if stream:
+        assert got and all(type(c).__module__.startswith(sdk) for c in got)
+    else:
+        assert type(got).__module__.startswith(sdk)  # the SDK's own object, unchanged
+    prompt, output = outputs(store)
+    assert prompt["kind"] == "prompt" and "refund 42" in prompt["args"]
+    assert output["call_id"] == prompt["call_id"]
+    assert (output["tokens_in"], output["tokens_out"]) == (USAGE_IN, USAGE_OUT)
+    assert output["cost_usd"] == pytest.approx(HAIKU if sdk == "anthropic" else MINI)
+    assert output["name"] == ("claude-haiku-4-5" if sdk == "anthropic" else "gpt-4o-mini")
+    [tool_call] = json.loads(output["attrs"])["tool_calls"]
+    assert tool_call["name"] == "refund" and json.loads(tool_call["arguments"]) == ARGS
+    assert tool_call["id"] in ("call_1", "toolu_1")
+    if stream and api == "chat":  # tracekit asked the stream for its usage
+        assert llm.requests[-1][1]["stream_options"] == {"include_usage": True}
+
+
+def test_an_unknown_model_is_reported_not_guessed_and_a_price_can_be_given(
+        store: Path, llm: LLMServer) -> None:
+    client = openai.OpenAI(api_key="sk-test-key", base_url=f"{llm.url}/v1")
+    tracekit.instrument(client)
+    with tracekit.run(tenant="acme"), pytest.warns(tracekit.TracekitWarning,
+                                                   match="no price for model 'house-model-7'"):
+        client.chat.completions.create(model="house-model-7", messages=[])
+    priced = tracekit.instrument(openai.OpenAI(api_key="k", base_url=f"{llm.url}/v1"),
+                                 prices={"house-model": {"input": 1.0, "output": 2.0}})
+    with tracekit.run(tenant="acme"):
+        priced.chat.completions.create(model="house-model-7", messages=[])
+    first, second = [r for r in outputs(store) if r["kind"] == "model_output"]
+    assert first["cost_usd"] is None and first["tokens_in"] == USAGE_IN
+    assert second["cost_usd"] == pytest.approx((USAGE_IN * 1.0 + USAGE_OUT * 2.0) / 1e6)
+    with pytest.raises(ValueError, match="'input' and 'output'"):
+        tracekit.instrument(openai.OpenAI(api_key="k"), prices={"m": {"input": 1}})
+    with pytest.raises(TypeError, match=r"instruments openai\.OpenAI"):
+        tracekit.instrument(object())
+
+
+def test_the_guard_refuses_a_model_call_before_it_is_sent(tmp_path: Path,
+                                                          llm: LLMServer) -> None:
+    tracekit.configure(store=tmp_path / "store", guard=tracekit.Guard(max_cost_usd=MINI * 1.5))
+    try:
+        client = clients(llm, "openai")
+        with pytest.raises(tracekit.Halted) as halted, tracekit.run(tenant="acme"):
+            call(client, "chat", False)
+            call(client, "chat", False)  # over the bound: halted when its cost is counted
+            call(client, "chat", False)  # never sent
+        assert halted.value.signal == "cost"
+        assert len(llm.requests) == 2
+    finally:
+        tracekit.shutdown()
+        tracekit.configure(store=tmp_path / "after", guard=False)
+
+
+def test_outside_a_run_the_sdk_is_untouched_and_nothing_is_recorded(
+        store: Path, llm: LLMServer) -> None:
+    client = clients(llm, "anthropic")
+    assert tracekit.instrument(client) is client  # twice: nothing changes
+    assert call(client, "messages", False).content[0].name == "refund"
+    assert outputs(store) == []
+
+
+AGENT = textwrap.dedent('''
+    import json
+
+    import openai
+
+    import tracekit
+
+    REFUNDS = []
+    BASE = "http://127.0.0.1:1/v1"  # set by the test; replay never connects
+    STREAM = False
+
+
+    @tracekit.tool(writes=True, destination="payments",
+                   idempotency_key=lambda order_id, amount: f"refund:{order_id}")
+    def refund(order_id: str, amount: float) -> dict:
+        REFUNDS.append(order_id)
+        return {"order_id": order_id, "status": "refunded"}
+
+
+    def ask(client, messages):
+        got = client.chat.completions.create(model="gpt-4o-mini", messages=messages,
+                                             tools=[{"type": "function", "function": {
+                                                 "name": "refund", "parameters": {}}}],
+                                             stream=STREAM)
+        if not STREAM:
+            message = got.choices[0].message
+            return message.content, [(c.id, c.function.name, c.function.arguments)
+                                     for c in message.tool_calls or []]
+        text, calls = "", {}
+        for chunk in got:
+            for choice in chunk.choices:
+                text += choice.delta.content or ""
+                for d in choice.delta.tool_calls or []:
+                    call = calls.setdefault(d.index, ["", "", ""])
+                    call[0] = call[0] or d.id or ""
+                    call[1] = call[1] or (d.function.name or "")
+                    call[2] += d.function.arguments or ""
+        return text, [tuple(c) for c in calls.values()]
+
+
+    @tracekit.entrypoint
+    def handle(ticket: str) -> str:
+        client = tracekit.instrument(openai.OpenAI(api_key="sk-agent-key", base_url=BASE))
+        messages = [{"role": "user", "content": ticket}]
+        with tracekit.run(tenant="acme"):
+            for _ in range(12):
+                text, calls = ask(client, messages)
+                if not calls:
+                    return text
+                messages.append({"role": "assistant", "content": None, "tool_calls": [
+                    {"id": i, "type": "function", "function": {"name": n, "arguments": a}}
+                    for i, n, a in calls]})
+                for call_id, name, arguments in calls:
+                    result = refund(**json.loads(arguments))
+                    messages.append({"role": "tool", "tool_call_id": call_id,
+                                     "content": json.dumps(result)})
+        return "gave up"
+''')
+
+
+def _gate(folder: Path) -> subprocess.CompletedProcess[str]:
+    env = {k: v for k, v in os.environ.items() if k not in ("TRACEKIT_HOME", "TRACEKIT_CONTROL")}
+    return subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-m",
+                           "incident", "tests/incidents"], capture_output=True, text=True,
+                          cwd=folder, env=env, timeout=300)
+
+
+@pytest.mark.parametrize("stream", [False, True], ids=["plain", "streamed"])
+def test_an_openai_sdk_agent_runs_away_is_halted_and_its_incident_test_passes(
+        tmp_path: Path, llm: LLMServer, monkeypatch: pytest.MonkeyPatch, stream: bool) -> None:
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "sdk_agent.py").write_text(AGENT.replace("STREAM = False", f"STREAM = {stream}"))
+    monkeypatch.syspath_prepend(str(tmp_path))
+    sys.modules.pop("sdk_agent", None)
+    agent = importlib.import_module("sdk_agent")
+    agent.BASE = f"{llm.url}/v1"
+    guard = tracekit.Guard(max_repeats=3)
+    store = tmp_path / "store"
+    try:
+        tracekit.configure(store=store, guard=guard)
+        llm.mode = "healthy"
+        assert agent.handle("refund order 42, please") == "refunded"  # not halted
+        llm.mode = "runaway"
+        with pytest.raises(tracekit.Halted) as halted:
+            agent.handle("refund order 42 NOW")
+        assert halted.value.signal == "repeats"
+        assert agent.REFUNDS == ["42"]  # fired once: every repeat suppressed by its key
+        tracekit.flush()
+        runaway = Recording(store).runs()[-1]["run_id"]
+        tracekit.export_incident([runaway], "sdk-loop", tmp_path / "fixtures/incidents", store)
+    finally:
+        tracekit.shutdown()
+        tracekit.configure(store=tmp_path / "elsewhere", guard=False)
+    llm.stop()  # from here on nothing listens: the replay serves the SDK's own objects
+    (tmp_path / "tests/incidents").mkdir(parents=True)
+    (tmp_path / "tests/incidents/tracekit.toml").write_text("[guard]\nmax_repeats = 3\n")
+    made = make_test("sdk-loop", tmp_path / "fixtures/incidents", tmp_path / "tests/incidents",
+                     entrypoint="sdk_agent:handle")
+    assert made.verdict.contained and made.verdict.mode == "agent", made.verdict.describe()
+    assert made.verdict.signal == "repeats"
+    run = _gate(tmp_path)
+    assert run.returncode == 0, run.stdout + run.stderr
+    assert "1 contained" in run.stdout
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # no request may reach a socket in replay
+        verdict = tracekit.replay(tmp_path / "fixtures/incidents/sdk-loop",
+                                  entrypoint="sdk_agent:handle",
+                                  guard=tracekit.Guard(max_repeats=3))
+    assert verdict.contained and verdict.step == made.verdict.step
+
+
+def test_the_readme_example_agent_is_halted_in_a_runaway_and_ends_when_healthy(
+        tmp_path: Path, llm: LLMServer, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("OPENAI_BASE_URL", f"{llm.url}/v1")
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-example-key")
+    monkeypatch.syspath_prepend(str(Path(__file__).resolve().parents[2] / "examples"))
+    sys.modules.pop("openai_agent", None)
+    example = importlib.import_module("openai_agent")
+    tracekit.configure(store=tmp_path / "store", guard=tracekit.Guard(max_repeats=3))
+    try:
+        llm.mode = "healthy"
+        assert example.handle("refund order 42") == "refunded"
+        llm.mode = "runaway"
+        with pytest.raises(tracekit.Halted, match="4 times with the same arguments"):
+            example.handle("refund order 42")
+    finally:
+        tracekit.shutdown()
+        tracekit.configure(store=tmp_path / "after", guard=False)
+        sys.modules.pop("openai_agent", None)

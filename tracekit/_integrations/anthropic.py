@@ -1,0 +1,82 @@
+"""The anthropic SDK: Messages, sync, async and streamed (``stream=True``)."""
+
+from __future__ import annotations
+
+import typing
+from typing import Any
+
+from pydantic import TypeAdapter
+
+from .._base.encode import canonical_json
+from .calls import Api, Usage, field, wrap
+from .prices import Prices
+
+
+def _is_async(client: Any) -> bool:
+    return type(client).__name__.startswith("Async")
+
+
+__all__ = ["instrument_anthropic"]
+
+
+def instrument_anthropic(client: Any, prices: Prices) -> Any:
+    """Record and guard ``client.messages.create``."""
+    messages = client.messages
+    messages.create = wrap(messages.create, _api(), prices, _is_async(client))
+    return client
+
+
+def _api() -> Api:
+    from anthropic.types import Message, RawMessageStreamEvent
+
+    event = TypeAdapter(typing.get_args(RawMessageStreamEvent)[0])
+    return Api(
+        prompt_keys=("system", "messages", "tools"),
+        decode=Message.model_validate,
+        decode_chunk=event.validate_python,
+        usage=lambda m: _usage(field(m, "usage")),
+        stream_usage=_stream_usage,
+        tool_calls=lambda m: _tool_calls(field(m, "content") or []),
+        stream_tool_calls=_stream_tool_calls,
+    )
+
+
+def _usage(usage: Any) -> Usage:
+    cached = field(usage, "cache_read_input_tokens") or 0
+    fresh = (field(usage, "input_tokens") or 0) + (field(usage, "cache_creation_input_tokens") or 0)
+    tokens_in = fresh + cached if usage is not None else None
+    return tokens_in, field(usage, "output_tokens"), cached
+
+
+def _stream_usage(events: list[Any]) -> Usage:
+    """Input tokens from ``message_start``, output tokens from the last ``message_delta``."""
+    start = next((e for e in events if field(e, "type") == "message_start"), None)
+    tokens_in, _, cached = _usage(field(start, "message", "usage"))
+    deltas = [e for e in events if field(e, "type") == "message_delta"]
+    tokens_out = field(deltas[-1], "usage", "output_tokens") if deltas else None
+    return tokens_in, tokens_out, cached
+
+
+def _tool_calls(blocks: list[Any]) -> list[dict[str, Any]]:
+    return [
+        {
+            "id": field(b, "id"),
+            "name": field(b, "name"),
+            "arguments": canonical_json(field(b, "input")),
+        }
+        for b in blocks
+        if field(b, "type") == "tool_use"
+    ]
+
+
+def _stream_tool_calls(events: list[Any]) -> list[dict[str, Any]]:
+    """tool_use blocks from their start and their input's JSON deltas."""
+    calls: dict[int, dict[str, Any]] = {}
+    for event in events:
+        kind, index = field(event, "type"), field(event, "index")
+        if kind == "content_block_start" and field(event, "content_block", "type") == "tool_use":
+            block = field(event, "content_block")
+            calls[index] = {"id": field(block, "id"), "name": field(block, "name"), "arguments": ""}
+        elif kind == "content_block_delta" and index in calls:
+            calls[index]["arguments"] += field(event, "delta", "partial_json") or ""
+    return [calls[i] for i in sorted(calls)]

@@ -1,0 +1,255 @@
+"""An SDK's model call, recorded and guarded: the one wrapper every integration uses.
+
+Before the call the guard's kill switch is checked (a run halted by its step, cost or spend
+bounds is refused before it spends more); the prompt is recorded, the SDK called, and its
+answer recorded as the model output with usage, cost (from the price table) and its tool calls
+normalised as ``[{"id", "name", "arguments"}]`` in the output's attrs. A stream is handed back
+wrapped: the caller reads it as it comes, and the output is recorded when it ends or is closed.
+In agent replay the SDK is not called: the recorded answer is served as the SDK's own object,
+a stream as a stream of the SDK's own chunks.
+"""
+
+from __future__ import annotations
+
+import functools
+import time
+from collections.abc import AsyncIterator, Callable, Iterator
+from dataclasses import dataclass
+from typing import Any
+
+from .._base.encode import canonical_json
+from .._capture.decorators import ModelCall, record_output
+from .._capture.run import Run, current_run
+from .._capture.specs import ModelSpec
+from ..errors import Halted
+from .prices import Prices
+
+__all__ = ["Api", "ReplayedStream", "Usage", "field", "wrap"]
+
+#: tokens in, tokens out, of the tokens in those read from the provider's cache
+Usage = tuple[int | None, int | None, int | None]
+
+
+def field(obj: Any, *path: str) -> Any:
+    """``obj.a.b`` for an SDK object or ``obj["a"]["b"]`` for a dict; None where missing."""
+    for key in path:
+        if obj is None:
+            return None
+        obj = obj.get(key) if isinstance(obj, dict) else getattr(obj, key, None)
+    return obj
+
+
+@dataclass(frozen=True)
+class Api:
+    """What tracekit reads of one SDK method."""
+
+    prompt_keys: tuple[str, ...]  # the keyword arguments recorded as the prompt
+    decode: Callable[[Any], Any]  # a recorded answer (JSON) as the SDK's object
+    decode_chunk: Callable[[Any], Any]  # a recorded stream chunk as the SDK's object
+    usage: Callable[[Any], Usage]
+    stream_usage: Callable[[list[Any]], Usage]
+    tool_calls: Callable[[Any], list[dict[str, Any]]]
+    stream_tool_calls: Callable[[list[Any]], list[dict[str, Any]]]
+    prepare: Callable[[dict[str, Any]], dict[str, Any]] = lambda kwargs: kwargs
+
+
+class _Spec(ModelSpec):
+    """The ``@tracekit.model`` spec of one SDK method and model: the prompt is the named
+    keyword arguments; usage, cost and tool calls read from the answer or the stream."""
+
+    __slots__ = ("api", "keys", "prices")
+
+    def __init__(self, api: Api, prices: Prices, model: str | None, fn: Callable[..., Any]):
+        super().__init__(fn, model, None, None, None)
+        self.api, self.keys, self.prices = api, api.prompt_keys, prices
+        self.usage = self._usage
+        self.cost = self._cost
+        self.decode = self._decode
+        self.attrs = self._attrs
+
+    def prompt_of(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> str:
+        return canonical_json({k: kwargs[k] for k in self.keys if k in kwargs})
+
+    def _counts(self, result: Any) -> Usage:
+        chunks = getattr(result, "tracekit_chunks", None)
+        return self.api.usage(result) if chunks is None else self.api.stream_usage(chunks)
+
+    def _usage(self, result: Any) -> dict[str, int | None]:
+        tokens_in, tokens_out, _ = self._counts(result)
+        return {"input_tokens": tokens_in, "output_tokens": tokens_out}
+
+    def _cost(self, result: Any) -> float | None:
+        return self.prices.cost(self.name, *self._counts(result))
+
+    def _attrs(self, result: Any) -> str | None:
+        chunks = getattr(result, "tracekit_chunks", None)
+        api = self.api
+        calls = api.tool_calls(result) if chunks is None else api.stream_tool_calls(chunks)
+        return canonical_json({"tool_calls": calls}) if calls else None
+
+    def _decode(self, value: Any) -> Any:
+        if isinstance(value, dict) and set(value) == {"stream"}:
+            return ReplayedStream([self.api.decode_chunk(c) for c in value["stream"]])
+        return self.api.decode(value)
+
+
+def wrap(
+    original: Callable[..., Any], api: Api, prices: Prices, asynchronous: bool
+) -> Callable[..., Any]:
+    """``original`` (a bound SDK method; of an async client when ``asynchronous``), recorded
+    and guarded inside a run."""
+    specs: dict[str | None, _Spec] = {}
+
+    def spec_for(kwargs: dict[str, Any]) -> _Spec:
+        model = kwargs.get("model")
+        found = specs.get(model)
+        if found is None:
+            found = specs[model] = _Spec(api, prices, model, original)
+        return found
+
+    @functools.wraps(original)
+    def create(*args: Any, **kwargs: Any) -> Any:
+        run = current_run()
+        if run is None:
+            return original(*args, **kwargs)
+        call = _start(run, spec_for(kwargs), kwargs)
+        if call.done:  # agent replay: the recorded answer, awaitable for an async client
+            return _ready(call.result) if asynchronous else call.result
+        kwargs = api.prepare(kwargs)
+        stream = bool(kwargs.get("stream"))
+        try:
+            result = original(*args, **kwargs)
+        except Exception as exc:
+            call.failed(exc)
+            raise
+        if asynchronous:
+            return _answered_async(result, call, stream)
+        return _RecordedStream(result, call) if stream else call.answered(result)
+
+    return create
+
+
+async def _ready(result: Any) -> Any:
+    return result
+
+
+async def _answered_async(pending: Any, call: ModelCall, stream: bool) -> Any:
+    try:
+        result = await pending
+    except Exception as exc:
+        call.failed(exc)
+        raise
+    return _RecordedAsyncStream(result, call) if stream else call.answered(result)
+
+
+def _start(run: Run, spec: _Spec, kwargs: dict[str, Any]) -> ModelCall:
+    """The kill switch first (a refusal recorded, then raised), then the call begins."""
+    guard = run._guard
+    if guard is not None:
+        try:
+            guard.check_flags()
+        except Halted as halt:
+            run._refused(halt)
+            raise
+    call = ModelCall.start(spec, (), kwargs)
+    assert call is not None  # inside a run
+    return call
+
+
+class _Recording:
+    """A stream being read: its chunks kept, the output recorded once, when it ends."""
+
+    def __init__(self, inner: Any, call: ModelCall) -> None:
+        self._inner, self._call = inner, call
+        self.tracekit_chunks: list[Any] = []
+        self._recorded = False
+
+    def _record(self) -> None:
+        if self._recorded:
+            return
+        self._recorded = True
+        call = self._call
+        encoded = canonical_json({"stream": self.tracekit_chunks})
+        latency_ms = (time.perf_counter() - call.started) * 1000.0
+        record_output(call.run, call.spec, call.call_id, self, encoded, latency_ms)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._inner, name)
+
+
+class _RecordedStream(_Recording):
+    def __iter__(self) -> Iterator[Any]:
+        for chunk in self._inner:
+            self.tracekit_chunks.append(chunk)
+            yield chunk
+        self._record()
+
+    def __next__(self) -> Any:
+        try:
+            chunk = next(self._inner)
+        except StopIteration:
+            self._record()
+            raise
+        self.tracekit_chunks.append(chunk)
+        return chunk
+
+    def close(self) -> None:
+        try:
+            self._inner.close()
+        finally:
+            self._record()
+
+    def __enter__(self) -> _RecordedStream:
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.close()
+
+
+class _RecordedAsyncStream(_Recording):
+    async def __aiter__(self) -> AsyncIterator[Any]:
+        async for chunk in self._inner:
+            self.tracekit_chunks.append(chunk)
+            yield chunk
+        self._record()
+
+    async def close(self) -> None:
+        try:
+            await self._inner.close()
+        finally:
+            self._record()
+
+    async def __aenter__(self) -> _RecordedAsyncStream:
+        return self
+
+    async def __aexit__(self, *exc: Any) -> None:
+        await self.close()
+
+
+class ReplayedStream:
+    """A recorded stream served in agent replay: the SDK's own chunks, sync or async."""
+
+    def __init__(self, chunks: list[Any]) -> None:
+        self.tracekit_chunks = chunks
+
+    def __iter__(self) -> Iterator[Any]:
+        return iter(self.tracekit_chunks)
+
+    async def __aiter__(self) -> AsyncIterator[Any]:
+        for chunk in self.tracekit_chunks:
+            yield chunk
+
+    def close(self) -> None:
+        pass
+
+    def __enter__(self) -> ReplayedStream:
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        pass
+
+    async def __aenter__(self) -> ReplayedStream:
+        return self
+
+    async def __aexit__(self, *exc: Any) -> None:
+        pass

@@ -1,0 +1,122 @@
+"""The openai SDK: chat completions and the Responses API, sync, async and streamed."""
+
+from __future__ import annotations
+
+import typing
+from typing import Any
+
+from pydantic import TypeAdapter
+
+from .calls import Api, Usage, field, wrap
+from .prices import Prices
+
+
+def _is_async(client: Any) -> bool:
+    return type(client).__name__.startswith("Async")
+
+
+__all__ = ["instrument_openai"]
+
+
+def instrument_openai(client: Any, prices: Prices) -> Any:
+    """Record and guard ``client.chat.completions.create`` and ``client.responses.create``."""
+    chat, responses = _apis()
+    completions = client.chat.completions
+    completions.create = wrap(completions.create, chat, prices, _is_async(client))
+    client.responses.create = wrap(client.responses.create, responses, prices, _is_async(client))
+    return client
+
+
+def _apis() -> tuple[Api, Api]:
+    from openai.types.chat import ChatCompletion, ChatCompletionChunk
+    from openai.types.responses import Response, ResponseStreamEvent
+
+    event = TypeAdapter(typing.get_args(ResponseStreamEvent)[0])
+    chat = Api(
+        prompt_keys=("messages", "tools"),
+        decode=ChatCompletion.model_validate,
+        decode_chunk=ChatCompletionChunk.model_validate,
+        usage=lambda r: _chat_usage(field(r, "usage")),
+        stream_usage=lambda chunks: _chat_usage(_last(chunks, "usage")),
+        tool_calls=_chat_tool_calls,
+        stream_tool_calls=_chat_stream_tool_calls,
+        prepare=_ask_for_usage,
+    )
+    responses = Api(
+        prompt_keys=("input", "instructions", "tools", "previous_response_id"),
+        decode=Response.model_validate,
+        decode_chunk=event.validate_python,
+        usage=lambda r: _responses_usage(field(r, "usage")),
+        stream_usage=lambda events: _responses_usage(field(_completed(events), "usage")),
+        tool_calls=_responses_tool_calls,
+        stream_tool_calls=lambda events: _responses_tool_calls(_completed(events)),
+    )
+    return chat, responses
+
+
+def _ask_for_usage(kwargs: dict[str, Any]) -> dict[str, Any]:
+    """A streamed chat completion carries its usage only when asked: tracekit asks, so the
+    guard's cost bounds count streamed calls too."""
+    if kwargs.get("stream") and "stream_options" not in kwargs:
+        return {**kwargs, "stream_options": {"include_usage": True}}
+    return kwargs
+
+
+def _chat_usage(usage: Any) -> Usage:
+    cached = field(usage, "prompt_tokens_details", "cached_tokens")
+    return field(usage, "prompt_tokens"), field(usage, "completion_tokens"), cached
+
+
+def _responses_usage(usage: Any) -> Usage:
+    cached = field(usage, "input_tokens_details", "cached_tokens")
+    return field(usage, "input_tokens"), field(usage, "output_tokens"), cached
+
+
+def _last(chunks: list[Any], name: str) -> Any:
+    return next((field(c, name) for c in reversed(chunks) if field(c, name) is not None), None)
+
+
+def _chat_tool_calls(result: Any) -> list[dict[str, Any]]:
+    choices = field(result, "choices") or []
+    calls = field(choices[0], "message", "tool_calls") if choices else None
+    return [
+        {
+            "id": field(c, "id"),
+            "name": field(c, "function", "name"),
+            "arguments": field(c, "function", "arguments"),
+        }
+        for c in calls or []
+    ]
+
+
+def _chat_stream_tool_calls(chunks: list[Any]) -> list[dict[str, Any]]:
+    """Tool calls assembled from their deltas, by index."""
+    calls: dict[int, dict[str, Any]] = {}
+    for chunk in chunks:
+        for choice in field(chunk, "choices") or []:
+            for delta in field(choice, "delta", "tool_calls") or []:
+                call = calls.setdefault(
+                    field(delta, "index") or 0, {"id": None, "name": None, "arguments": ""}
+                )
+                call["id"] = call["id"] or field(delta, "id")
+                call["name"] = call["name"] or field(delta, "function", "name")
+                call["arguments"] += field(delta, "function", "arguments") or ""
+    return [calls[i] for i in sorted(calls)]
+
+
+def _completed(events: list[Any]) -> Any:
+    """The response a stream ended with (``response.completed``)."""
+    done = [e for e in events if field(e, "type") == "response.completed"]
+    return field(done[-1], "response") if done else None
+
+
+def _responses_tool_calls(response: Any) -> list[dict[str, Any]]:
+    return [
+        {
+            "id": field(item, "call_id"),
+            "name": field(item, "name"),
+            "arguments": field(item, "arguments"),
+        }
+        for item in field(response, "output") or []
+        if field(item, "type") == "function_call"
+    ]
