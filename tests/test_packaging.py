@@ -31,6 +31,7 @@ def test_wheel_ships_templates_and_type_marker(wheel: Path) -> None:
     assert "tracekit/py.typed" in names
     assert "tracekit/templates/demo_summary.txt.j2" in names
     assert "tracekit/_query/queries/repeated_calls.sql" in names  # the named postmortem queries
+    assert "tracekit/_integrations/prices.json" in names  # the price table
     assert any(n.endswith("entry_points.txt") for n in names)
 
 
