@@ -4,8 +4,10 @@
 
 Steps (see README.md): 1 hot path per event vs OpenTelemetry and logging; 2 sustained events/s
 to durable Parquet and peak RSS (fresh subprocess per size); 3 queries on a large store, DuckDB
-over tracekit's Parquet vs SQLite; 4 bytes per event on disk. ``--only`` runs some steps and
-merges them into an existing results file; ``--table`` only prints the table of a results file.
+over tracekit's Parquet vs SQLite; 4 bytes per event on disk; 5 the overhead of
+``tracekit.instrument(client)`` on an SDK model call (no network) vs an OpenTelemetry span.
+``--only`` runs some steps and merges them into an existing results file; ``--table`` only prints
+the table of a results file.
 """
 
 from __future__ import annotations
@@ -24,7 +26,7 @@ sys.path.insert(0, str(HERE))
 
 from _common import machine  # noqa: E402
 
-STEPS = ("hotpath", "throughput", "queries", "probes")
+STEPS = ("hotpath", "throughput", "queries", "instrument", "probes")
 
 # targets: (name, predicate on the value, human text)
 HOT_NS = 2000.0
@@ -100,6 +102,11 @@ def targets(res: dict[str, Any]) -> list[dict[str, Any]]:
         r = sz["json_lines/parquet"]
         add("bytes/event <= 1/5 of JSON lines", f"1/{r:.1f}", r >= BYTES_RATIO,
             f"only 1/{r:.1f}")
+    ins = res.get("instrument")
+    if ins:
+        from bench_instrument import targets as instrument_targets
+
+        out += instrument_targets(ins)
     return out
 
 
@@ -166,6 +173,11 @@ def table(res: dict[str, Any]) -> str:
         for size, r in sorted(thr["sizes"].items(), key=lambda kv: int(kv[0])):
             lines.append(f"| 4 size | same payload repeated ({int(size):,} events, step 2) | "
                          f"Parquet {r['parquet_bytes_per_event']:.1f} | | | |")
+    ins = res.get("instrument")
+    if ins:
+        from bench_instrument import run_rows
+
+        lines += run_rows(ins)
     tg = targets(res)
     if tg:
         lines += ["", "| target | measured | verdict |", "|---|---|---|"]
@@ -235,7 +247,7 @@ def main(argv: list[str] | None = None) -> int:
         print(table(_load(args.out)))
         return 0
     events = args.events or (1_000_000 if args.quick else 10_000_000)
-    steps = args.only or ["hotpath", "throughput", "queries"]
+    steps = args.only or ["hotpath", "throughput", "queries", "instrument"]
     args.workdir.mkdir(parents=True, exist_ok=True)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     res = _load(args.out) if args.only else {}
@@ -275,6 +287,22 @@ def main(argv: list[str] | None = None) -> int:
             timeline_passes=2 if args.quick else 4,
             spend_reps=(3, 2) if args.quick else (7, 3))
         stamp("queries", t0)
+    if "instrument" in steps:
+        from importlib.util import find_spec
+
+        missing = [m for m in ("openai", "anthropic", "httpx2") if find_spec(m) is None]
+        if missing:
+            print(f"step 5 skipped: {', '.join(missing)} not installed "
+                  "(pip install -e '.[bench,openai,anthropic]')", flush=True)
+        else:
+            from bench_instrument import bench_instrument
+
+            print("step 5: instrumented SDK model calls ...", flush=True)
+            t0 = time.perf_counter()
+            res["instrument"] = bench_instrument(rounds=100 if args.quick else 200,
+                                                 repeats=1 if args.quick else 2,
+                                                 workdir=args.workdir)
+            stamp("instrument", t0)
     if "probes" in steps:
         from bench_throughput import bench_throughput
         from probe_writer import probe_writer

@@ -31,6 +31,8 @@ def _type_name(obj: Any) -> str:
 
 def _convert_known(obj: Any) -> Any:
     """One level of conversion for a type JSON does not know; raises TypeError if unknown."""
+    if getattr(type(obj), "__pydantic_serializer__", None) is not None:  # a pydantic v2 model
+        return obj.model_dump()  # first: SDK answers are; read off the class, not the instance
     if isinstance(obj, _dt.datetime | _dt.date | _dt.time):
         return obj.isoformat()
     if isinstance(obj, _dt.timedelta):

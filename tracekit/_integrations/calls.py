@@ -57,11 +57,12 @@ class _Spec(ModelSpec):
     """The ``@tracekit.model`` spec of one SDK method and model: the prompt is the named
     keyword arguments; usage, cost and tool calls read from the answer or the stream."""
 
-    __slots__ = ("api", "keys", "prices")
+    __slots__ = ("_last", "api", "keys", "prices")
 
     def __init__(self, api: Api, prices: Prices, model: str | None, fn: Callable[..., Any]):
         super().__init__(fn, model, None, None, None)
         self.api, self.keys, self.prices = api, api.prompt_keys, prices
+        self._last: tuple[Any, Usage] | None = None
         self.usage = self._usage
         self.cost = self._cost
         self.decode = self._decode
@@ -71,20 +72,32 @@ class _Spec(ModelSpec):
         return canonical_json({k: kwargs[k] for k in self.keys if k in kwargs})
 
     def _counts(self, result: Any) -> Usage:
-        chunks = getattr(result, "tracekit_chunks", None)
-        return self.api.usage(result) if chunks is None else self.api.stream_usage(chunks)
+        """The answer's usage, read once per answer (usage and cost both ask)."""
+        last = self._last
+        if last is not None and last[0] is result:
+            return last[1]
+        if isinstance(result, _Recording | ReplayedStream):
+            counts = self.api.stream_usage(result.tracekit_chunks)
+        else:
+            counts = self.api.usage(result)
+        self._last = (result, counts)
+        return counts
 
     def _usage(self, result: Any) -> dict[str, int | None]:
         tokens_in, tokens_out, _ = self._counts(result)
         return {"input_tokens": tokens_in, "output_tokens": tokens_out}
 
     def _cost(self, result: Any) -> float | None:
-        return self.prices.cost(self.name, *self._counts(result))
+        counts = self._counts(result)
+        self._last = None  # cost is read last: the answer is not kept alive
+        return self.prices.cost(self.name, *counts)
 
     def _attrs(self, result: Any) -> str | None:
-        chunks = getattr(result, "tracekit_chunks", None)
         api = self.api
-        calls = api.tool_calls(result) if chunks is None else api.stream_tool_calls(chunks)
+        if isinstance(result, _Recording | ReplayedStream):
+            calls = api.stream_tool_calls(result.tracekit_chunks)
+        else:
+            calls = api.tool_calls(result)
         return canonical_json({"tool_calls": calls}) if calls else None
 
     def _decode(self, value: Any) -> Any:
@@ -124,9 +137,19 @@ def wrap(
             raise
         if asynchronous:
             return _answered_async(result, call, stream)
-        return _RecordedStream(result, call) if stream else call.answered(result)
+        return _RecordedStream(result, call) if stream else _answered(call, result)
 
     return create
+
+
+def _answered(call: ModelCall, result: Any) -> Any:
+    """The answer recorded as the fields the provider sent (not every null the SDK's model
+    fills in): what replay decodes back to the same object, at half the encoding."""
+    dump = getattr(type(result), "model_dump", None)
+    value = result.model_dump(exclude_unset=True) if dump is not None else result
+    latency_ms = (time.perf_counter() - call.started) * 1000.0
+    record_output(call.run, call.spec, call.call_id, result, canonical_json(value), latency_ms)
+    return result
 
 
 async def _ready(result: Any) -> Any:
@@ -139,7 +162,7 @@ async def _answered_async(pending: Any, call: ModelCall, stream: bool) -> Any:
     except Exception as exc:
         call.failed(exc)
         raise
-    return _RecordedAsyncStream(result, call) if stream else call.answered(result)
+    return _RecordedAsyncStream(result, call) if stream else _answered(call, result)
 
 
 def _start(run: Run, spec: _Spec, kwargs: dict[str, Any]) -> ModelCall:
