@@ -124,16 +124,30 @@ def agent_replay(
         with PROCESS.pin(sink, runtime), _served(served), _no_network(), serving(bundle):
             for kwargs in inputs:
                 _call_entry(fn, kwargs)
-    except (RecordingEnds, StopReplay):
-        pass
     except Exception as exc:
-        if type(exc).__name__ == "CannotOverwriteExistingCassetteException":  # vcrpy's miss
-            raise _http_divergence(exc) from None
-        if not getattr(exc, "tracekit_halt", False):
+        if not _stopped(_alone(exc)):
             raise
     finally:
         runtime.close()
     return sink.events(), served.effects, _ended(served)
+
+
+def _alone(exc: Exception) -> Exception:
+    """The one exception inside an exception group (an agent on anyio or a TaskGroup, an MCP
+    session, raises its halt wrapped), else the exception itself."""
+    while isinstance(exc, ExceptionGroup) and len(exc.exceptions) == 1:
+        exc = exc.exceptions[0]
+    return exc
+
+
+def _stopped(exc: Exception) -> bool:
+    """True when the recording ended or the guard halted the agent (the replay's verdict
+    follows); an HTTP request not in the cassette is a divergence; else False (re-raised)."""
+    if isinstance(exc, RecordingEnds | StopReplay) or getattr(exc, "tracekit_halt", False):
+        return True
+    if type(exc).__name__ == "CannotOverwriteExistingCassetteException":  # vcrpy's miss
+        raise _http_divergence(exc) from None
+    return False
 
 
 def _ended(served: Served) -> str | None:
