@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -9,6 +10,10 @@ import pytest
 from _redis import RedisServer
 
 import tracekit
+
+# litellm fetches its price map from the network when imported unless told not to: every test,
+# and every eval-gate subprocess a test starts, stays offline
+os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
 
 
 @pytest.fixture

@@ -15,7 +15,7 @@ def _is_async(client: Any) -> bool:
     return type(client).__name__.startswith("Async")
 
 
-__all__ = ["instrument_openai"]
+__all__ = ["chat_stream_tool_calls", "chat_tool_calls", "instrument_openai"]
 
 
 def instrument_openai(client: Any, prices: Prices) -> Any:
@@ -38,8 +38,8 @@ def _apis() -> tuple[Api, Api]:
         decode_chunk=ChatCompletionChunk.model_validate,
         usage=lambda r: _chat_usage(field(r, "usage")),
         stream_usage=lambda chunks: _chat_usage(_last(chunks, "usage")),
-        tool_calls=_chat_tool_calls,
-        stream_tool_calls=_chat_stream_tool_calls,
+        tool_calls=chat_tool_calls,
+        stream_tool_calls=chat_stream_tool_calls,
         prepare=_ask_for_usage,
     )
     responses = Api(
@@ -76,7 +76,7 @@ def _last(chunks: list[Any], name: str) -> Any:
     return next((field(c, name) for c in reversed(chunks) if field(c, name) is not None), None)
 
 
-def _chat_tool_calls(result: Any) -> list[dict[str, Any]]:
+def chat_tool_calls(result: Any) -> list[dict[str, Any]]:
     choices = field(result, "choices") or []
     calls = field(choices[0], "message", "tool_calls") if choices else None
     return [
@@ -89,7 +89,7 @@ def _chat_tool_calls(result: Any) -> list[dict[str, Any]]:
     ]
 
 
-def _chat_stream_tool_calls(chunks: list[Any]) -> list[dict[str, Any]]:
+def chat_stream_tool_calls(chunks: list[Any]) -> list[dict[str, Any]]:
     """Tool calls assembled from their deltas, by index."""
     calls: dict[int, dict[str, Any]] = {}
     for chunk in chunks:
