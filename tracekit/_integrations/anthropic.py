@@ -8,13 +8,8 @@ from typing import Any
 from pydantic import TypeAdapter
 
 from .._base.encode import canonical_json
-from .calls import Api, Usage, field, wrap
+from .calls import Api, Usage, field, is_async_client, wrap
 from .prices import Prices
-
-
-def _is_async(client: Any) -> bool:
-    return type(client).__name__.startswith("Async")
-
 
 __all__ = ["instrument_anthropic"]
 
@@ -22,7 +17,7 @@ __all__ = ["instrument_anthropic"]
 def instrument_anthropic(client: Any, prices: Prices) -> Any:
     """Record and guard ``client.messages.create``."""
     messages = client.messages
-    messages.create = wrap(messages.create, _api(), prices, _is_async(client))
+    messages.create = wrap(messages.create, _api(), prices, is_async_client(client))
     return client
 
 

@@ -24,10 +24,15 @@ from .._capture.specs import ModelSpec
 from ..errors import Halted
 from .prices import Prices
 
-__all__ = ["Api", "ReplayedStream", "Usage", "field", "wrap"]
+__all__ = ["Api", "ReplayedStream", "Usage", "field", "is_async_client", "wrap"]
 
 #: tokens in, tokens out, of the tokens in those read from the provider's cache
 Usage = tuple[int | None, int | None, int | None]
+
+
+def is_async_client(client: Any) -> bool:
+    """An SDK's async client (``AsyncOpenAI``, ``AsyncAnthropic``): its methods are awaited."""
+    return type(client).__name__.startswith("Async")
 
 
 def field(obj: Any, *path: str) -> Any:

@@ -7,13 +7,8 @@ from typing import Any
 
 from pydantic import TypeAdapter
 
-from .calls import Api, Usage, field, wrap
+from .calls import Api, Usage, field, is_async_client, wrap
 from .prices import Prices
-
-
-def _is_async(client: Any) -> bool:
-    return type(client).__name__.startswith("Async")
-
 
 __all__ = ["chat_stream_tool_calls", "chat_tool_calls", "instrument_openai"]
 
@@ -22,8 +17,10 @@ def instrument_openai(client: Any, prices: Prices) -> Any:
     """Record and guard ``client.chat.completions.create`` and ``client.responses.create``."""
     chat, responses = _apis()
     completions = client.chat.completions
-    completions.create = wrap(completions.create, chat, prices, _is_async(client))
-    client.responses.create = wrap(client.responses.create, responses, prices, _is_async(client))
+    completions.create = wrap(completions.create, chat, prices, is_async_client(client))
+    client.responses.create = wrap(
+        client.responses.create, responses, prices, is_async_client(client)
+    )
     return client
 
 
