@@ -291,3 +291,18 @@ def test_the_readme_example_agent_is_halted_in_a_runaway_and_ends_when_healthy(
         tracekit.shutdown()
         tracekit.configure(store=tmp_path / "after", guard=False)
         sys.modules.pop("openai_agent", None)
+
+
+def test_a_replayed_stream_closes_as_the_sdks_sync_and_async_streams_do() -> None:
+    from tracekit._integrations.calls import ReplayedStream
+
+    stream = ReplayedStream(["a", "b"])
+    stream.close()  # a sync stream's close()
+
+    async def read() -> list[str]:
+        async with stream as same:
+            got = [chunk async for chunk in same]
+        await stream.close()  # an async stream's close() is awaited
+        return got
+
+    assert list(stream) == ["a", "b"] and asyncio.run(read()) == ["a", "b"]

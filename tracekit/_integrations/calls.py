@@ -254,6 +254,13 @@ class _RecordedAsyncStream(_Recording):
         await self.close()
 
 
+class _Closed:
+    """What ``ReplayedStream.close()`` returns: ignored by a sync caller, awaited by an async."""
+
+    def __await__(self) -> Iterator[None]:
+        return iter(())
+
+
 class ReplayedStream:
     """A recorded stream served in agent replay: the SDK's own chunks, sync or async."""
 
@@ -267,8 +274,9 @@ class ReplayedStream:
         for chunk in self.tracekit_chunks:
             yield chunk
 
-    def close(self) -> None:
-        pass
+    def close(self) -> Any:
+        """Nothing to close; awaitable too, as an async SDK stream's ``close()`` is."""
+        return _Closed()
 
     def __enter__(self) -> ReplayedStream:
         return self
