@@ -306,3 +306,60 @@ def test_a_replayed_stream_closes_as_the_sdks_sync_and_async_streams_do() -> Non
         return got
 
     assert list(stream) == ["a", "b"] and asyncio.run(read()) == ["a", "b"]
+
+
+@pytest.mark.parametrize("asynchronous", [False, True], ids=["sync", "async"])
+def test_the_anthropic_stream_helper_is_recorded_and_reads_as_the_sdks_own(
+        store: Path, llm: LLMServer, asynchronous: bool) -> None:
+    client = clients(llm, "anthropic", asynchronous)
+    kwargs: dict[str, Any] = {"model": "claude-haiku-4-5", "max_tokens": 100,
+                              "messages": [{"role": "user", "content": "refund 42"}]}
+
+    async def aread() -> Any:
+        async with client.messages.stream(**kwargs) as stream:
+            return await stream.get_final_message()
+
+    def read() -> Any:
+        with client.messages.stream(**kwargs) as stream:
+            return stream.get_final_message()
+
+    with tracekit.run(tenant="acme"):
+        final = asyncio.run(aread()) if asynchronous else read()
+    assert final.content[0].name == "refund" and final.content[0].input == ARGS
+    _, output = outputs(store)
+    assert (output["tokens_in"], output["tokens_out"]) == (USAGE_IN, USAGE_OUT)
+    assert output["cost_usd"] == pytest.approx(HAIKU)
+    assert json.loads(json.loads(output["attrs"])["tool_calls"][0]["arguments"]) == ARGS
+    assert llm.requests[-1][1]["stream"] is True
+
+
+HELPER_RESULTS: list[Any] = []
+HELPER_BASE: list[str] = []
+
+
+@tracekit.entrypoint
+def stream_helper_agent(ticket: str) -> None:
+    client = tracekit.instrument(anthropic.Anthropic(api_key="sk-ant-agent",
+                                                     base_url=HELPER_BASE[0]))
+    with tracekit.run(tenant="acme"), client.messages.stream(
+            model="claude-haiku-4-5", max_tokens=100,
+            messages=[{"role": "user", "content": ticket}]) as stream:
+        events = [event.type for event in stream]
+        HELPER_RESULTS.append([events, stream.get_final_message().content[0].input])
+
+
+def test_agent_replay_serves_the_anthropic_stream_helper(store: Path, llm: LLMServer,
+                                                         tmp_path: Path) -> None:
+    HELPER_BASE[:] = [llm.url]
+    HELPER_RESULTS.clear()
+    stream_helper_agent("refund 42")
+    assert tracekit.flush(30)
+    run_id = Recording(store).runs()[-1]["run_id"]
+    bundle = tracekit.export_incident([run_id], "helper", tmp_path / "fixtures", store)
+    llm.stop()  # nothing listens: the replay serves the recorded events
+    [recorded] = HELPER_RESULTS
+    assert recorded[1] == ARGS and "message_stop" in recorded[0]
+    HELPER_RESULTS.clear()
+    verdict = tracekit.replay(bundle, guard=tracekit.Guard(),
+                              entrypoint=f"{__name__}:stream_helper_agent")
+    assert [recorded] == HELPER_RESULTS and verdict.mode == "agent"

@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import functools
 import typing
+import warnings
 from typing import Any
 
 from pydantic import TypeAdapter
 
 from .._base.encode import canonical_json
+from .._capture.run import current_run
+from ..errors import TracekitWarning
 from .calls import Api, Usage, field, is_async_client, wrap
 from .prices import Prices
 
@@ -16,9 +20,38 @@ __all__ = ["instrument_anthropic"]
 
 def instrument_anthropic(client: Any, prices: Prices) -> Any:
     """Record and guard ``client.messages.create``."""
-    messages = client.messages
-    messages.create = wrap(messages.create, _api(), prices, is_async_client(client))
+    messages, asynchronous = client.messages, is_async_client(client)
+    messages.create = wrap(messages.create, _api(), prices, asynchronous)
+    messages.stream = _stream_helper(messages, asynchronous)
     return client
+
+
+def _stream_helper(messages: Any, asynchronous: bool) -> Any:
+    """``messages.stream(...)``, the SDK's streaming helper, over the recorded and guarded
+    ``messages.create(stream=True, ...)``: the same ``MessageStream`` (text_stream,
+    get_final_message) reaches the caller, and agent replay serves it from the recording."""
+    from anthropic import NOT_GIVEN
+    from anthropic.lib.streaming import AsyncMessageStreamManager, MessageStreamManager
+
+    original, create = messages.stream, messages.create
+
+    @functools.wraps(original)
+    def stream(**kwargs: Any) -> Any:
+        if current_run() is None:
+            return original(**kwargs)
+        if "output_format" in kwargs:  # parsed outputs: the SDK's own request, unrecorded
+            warnings.warn(
+                "tracekit does not record messages.stream(output_format=...) yet: call "
+                "messages.create(stream=True) for a recorded, guarded call",
+                TracekitWarning,
+                stacklevel=2,
+            )
+            return original(**kwargs)
+        if asynchronous:
+            return AsyncMessageStreamManager(create(stream=True, **kwargs))
+        return MessageStreamManager(lambda: create(stream=True, **kwargs), output_format=NOT_GIVEN)
+
+    return stream
 
 
 def _api() -> Api:
