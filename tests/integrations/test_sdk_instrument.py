@@ -363,3 +363,21 @@ def test_agent_replay_serves_the_anthropic_stream_helper(store: Path, llm: LLMSe
     verdict = tracekit.replay(bundle, guard=tracekit.Guard(),
                               entrypoint=f"{__name__}:stream_helper_agent")
     assert [recorded] == HELPER_RESULTS and verdict.mode == "agent"
+
+
+def test_the_openai_chat_stream_helper_is_recorded_with_its_usage(
+        store: Path, llm: LLMServer) -> None:
+    """``chat.completions.stream()`` calls the client's own ``create``: recorded, asked for
+    its usage, and the SDK's "not given" sentinels left out of the prompt."""
+    client = clients(llm, "openai")
+    with tracekit.run(tenant="acme"), client.chat.completions.stream(
+            model="gpt-4o-mini", messages=[{"role": "user", "content": "refund 42"}]) as stream:
+        for _ in stream:
+            pass
+        final = stream.get_final_completion()
+    assert final.choices[0].message.tool_calls[0].function.name == "refund"  # type: ignore[index,union-attr]
+    prompt, output = outputs(store)
+    assert json.loads(prompt["args"]) == {"messages": [{"role": "user", "content": "refund 42"}]}
+    assert (output["tokens_in"], output["tokens_out"]) == (USAGE_IN, USAGE_OUT)
+    assert output["cost_usd"] == pytest.approx(MINI)
+    assert llm.requests[-1][1]["stream_options"] == {"include_usage": True}

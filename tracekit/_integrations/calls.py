@@ -24,7 +24,7 @@ from .._capture.specs import ModelSpec
 from ..errors import Halted
 from .prices import Prices
 
-__all__ = ["Api", "ReplayedStream", "Usage", "field", "is_async_client", "wrap"]
+__all__ = ["Api", "ReplayedStream", "Usage", "field", "given", "is_async_client", "wrap"]
 
 #: tokens in, tokens out, of the tokens in those read from the provider's cache
 Usage = tuple[int | None, int | None, int | None]
@@ -33,6 +33,12 @@ Usage = tuple[int | None, int | None, int | None]
 def is_async_client(client: Any) -> bool:
     """An SDK's async client (``AsyncOpenAI``, ``AsyncAnthropic``): its methods are awaited."""
     return type(client).__name__.startswith("Async")
+
+
+def given(value: Any) -> bool:
+    """False for the SDKs' "not given" sentinels (``NOT_GIVEN``, ``omit``), which their own
+    helpers pass for every argument the caller left out."""
+    return type(value).__name__ not in ("NotGiven", "Omit")
 
 
 def field(obj: Any, *path: str) -> Any:
@@ -74,7 +80,7 @@ class _Spec(ModelSpec):
         self.attrs = self._attrs
 
     def prompt_of(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> str:
-        return canonical_json({k: kwargs[k] for k in self.keys if k in kwargs})
+        return canonical_json({k: kwargs[k] for k in self.keys if k in kwargs and given(kwargs[k])})
 
     def _counts(self, result: Any) -> Usage:
         """The answer's usage, read once per answer (usage and cost both ask)."""
@@ -134,7 +140,7 @@ def wrap(
         if call.done:  # agent replay: the recorded answer, awaitable for an async client
             return _ready(call.result) if asynchronous else call.result
         kwargs = api.prepare(kwargs)
-        stream = bool(kwargs.get("stream"))
+        stream = kwargs.get("stream") is True
         try:
             result = original(*args, **kwargs)
         except Exception as exc:

@@ -7,7 +7,7 @@ from typing import Any
 
 from pydantic import TypeAdapter
 
-from .calls import Api, Usage, field, is_async_client, wrap
+from .calls import Api, Usage, field, given, is_async_client, wrap
 from .prices import Prices
 
 __all__ = ["chat_stream_tool_calls", "chat_tool_calls", "instrument_openai"]
@@ -54,7 +54,8 @@ def _apis() -> tuple[Api, Api]:
 def _ask_for_usage(kwargs: dict[str, Any]) -> dict[str, Any]:
     """A streamed chat completion carries its usage only when asked: tracekit asks, so the
     guard's cost bounds count streamed calls too."""
-    if kwargs.get("stream") and "stream_options" not in kwargs:
+    options = kwargs.get("stream_options")
+    if kwargs.get("stream") is True and (options is None or not given(options)):
         return {**kwargs, "stream_options": {"include_usage": True}}
     return kwargs
 
