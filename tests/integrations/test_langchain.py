@@ -16,9 +16,7 @@ from __future__ import annotations
 import asyncio
 import importlib
 import json
-import os
 import shutil
-import subprocess
 import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -26,7 +24,7 @@ from typing import Annotated, Any
 
 import _langchain_agent as lc
 import pytest
-from _recorded import recorded_events
+from _recorded import recorded_events, run_gate
 from langchain.agents import create_agent
 from langchain.agents.middleware import ToolRetryMiddleware
 from langchain_core.messages import AIMessage, HumanMessage, ToolMessage
@@ -454,12 +452,6 @@ def test_the_callback_handler_refuses_a_model_call_of_a_halted_run(
 
 
 # == never again ===================================================================================
-def _gate(folder: Path) -> subprocess.CompletedProcess[str]:
-    env = {k: v for k, v in os.environ.items() if k not in ("TRACEKIT_HOME", "TRACEKIT_CONTROL")}
-    return subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-m",
-                           "incident", "tests/incidents"], capture_output=True, text=True,
-                          cwd=folder, env=env, timeout=300)  # fmt: skip
-
 
 def test_a_langgraph_agent_runs_away_is_halted_and_its_incident_test_passes(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
@@ -494,7 +486,7 @@ def test_a_langgraph_agent_runs_away_is_halted_and_its_incident_test_passes(
     # agent replay ran the agent's code: the model was served its recorded AIMessages, and
     # the tools never ran
     assert len(agent.ASKED) == asked and agent.REFUNDS == ["42", "42"]
-    gate = _gate(tmp_path)
+    gate = run_gate(tmp_path)
     assert gate.returncode == 0, gate.stdout + gate.stderr
     assert "1 contained" in gate.stdout
     policy = tracekit.replay(fixtures / "lc-loop", guard=tracekit.Guard(max_repeats=3))

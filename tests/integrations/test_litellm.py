@@ -15,8 +15,6 @@ import asyncio
 import contextlib
 import importlib
 import json
-import os
-import subprocess
 import sys
 import textwrap
 import threading
@@ -29,7 +27,7 @@ import _litellm_offline  # noqa: F401  (before litellm: no price-map download)
 import litellm
 import pytest
 from _llm_server import CALL, USAGE_IN, USAGE_OUT, LLMServer
-from _recorded import recorded_events
+from _recorded import recorded_events, run_gate
 from litellm.integrations.custom_logger import CustomLogger
 
 import tracekit
@@ -284,13 +282,6 @@ AGENT = textwrap.dedent('''
 ''')
 
 
-def _gate(folder: Path) -> subprocess.CompletedProcess[str]:
-    env = {k: v for k, v in os.environ.items() if k not in ("TRACEKIT_HOME", "TRACEKIT_CONTROL")}
-    env["LITELLM_LOCAL_MODEL_COST_MAP"] = "True"
-    return subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-m",
-                           "incident", "tests/incidents"], capture_output=True, text=True,
-                          cwd=folder, env=env, timeout=300)
-
 
 @pytest.mark.parametrize("stream", [False, True], ids=["plain", "streamed"])
 def test_a_litellm_agent_runs_away_is_halted_and_its_incident_test_passes(
@@ -328,7 +319,7 @@ def test_a_litellm_agent_runs_away_is_halted_and_its_incident_test_passes(
                      tmp_path / "tests/incidents", entrypoint=f"{name}:handle")
     assert made.verdict.contained and made.verdict.mode == "agent", made.verdict.describe()
     assert made.verdict.signal == "repeats"
-    run = _gate(tmp_path)
+    run = run_gate(tmp_path)
     assert run.returncode == 0, run.stdout + run.stderr
     assert "1 contained" in run.stdout
     # agent replay counts LiteLLM's own costs (custom pricing here), as the live run did

@@ -15,8 +15,6 @@ from __future__ import annotations
 import asyncio
 import importlib
 import json
-import os
-import subprocess
 import sys
 import textwrap
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -27,7 +25,7 @@ from typing import Any
 import anyio
 import pytest
 from _llm_server import LLMServer
-from _recorded import recorded_events
+from _recorded import recorded_events, run_gate
 from mcp import Client, ClientSession
 from mcp.client._memory import InMemoryTransport
 from mcp.server.mcpserver import MCPServer
@@ -350,12 +348,6 @@ AGENT = textwrap.dedent('''
 ''')
 
 
-def _gate(folder: Path) -> subprocess.CompletedProcess[str]:
-    env = {k: v for k, v in os.environ.items() if k not in ("TRACEKIT_HOME", "TRACEKIT_CONTROL")}
-    return subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-m",
-                           "incident", "tests/incidents"], capture_output=True, text=True,
-                          cwd=folder, env=env, timeout=300)
-
 
 def test_an_mcp_agent_runs_away_is_halted_and_its_incident_test_passes(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -394,7 +386,7 @@ def test_an_mcp_agent_runs_away_is_halted_and_its_incident_test_passes(
     assert agent.REFUNDS == ["42", "42"]  # agent replay never reached the MCP server
     policy = make_test("mcp-loop", tmp_path / "fixtures/incidents", tmp_path / "tests/policy")
     assert policy.verdict.contained and policy.verdict.step == made.verdict.step
-    run = _gate(tmp_path)
+    run = run_gate(tmp_path)
     assert run.returncode == 0, run.stdout + run.stderr
     assert "1 contained" in run.stdout
 

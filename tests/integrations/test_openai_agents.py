@@ -13,9 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 import shutil
-import subprocess
 import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -26,7 +24,7 @@ import agents
 import pytest
 from _llm_server import CALL, USAGE_IN, USAGE_OUT
 from _openai_agents_llm import AgentsLLM
-from _recorded import recorded_events
+from _recorded import recorded_events, run_gate
 from agents import Agent, RunConfig, Runner, function_tool
 from agents.exceptions import AgentsException
 from agents.testing import ScriptedModel, assistant_message, function_call
@@ -299,12 +297,6 @@ def test_a_failing_write_is_failed_in_the_ledger_and_its_repeat_is_not_run_again
 
 
 # == never again ===================================================================================
-def _gate(folder: Path) -> subprocess.CompletedProcess[str]:
-    env = {k: v for k, v in os.environ.items() if k not in ("TRACEKIT_HOME", "TRACEKIT_CONTROL")}
-    return subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-m",
-                           "incident", "tests/incidents"], capture_output=True, text=True,
-                          cwd=folder, env=env, timeout=300)
-
 
 def test_an_agents_sdk_runaway_is_halted_exported_and_its_incident_test_passes(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch, guarded: Callable[..., Path],
@@ -336,7 +328,7 @@ def test_an_agents_sdk_runaway_is_halted_exported_and_its_incident_test_passes(
                      tmp_path / "tests/incidents", entrypoint="oa_support_agent:handle")
     assert made.verdict.contained and made.verdict.mode == "agent", made.verdict.describe()
     assert made.verdict.signal == "repeats"
-    gate = _gate(tmp_path)
+    gate = run_gate(tmp_path)
     assert gate.returncode == 0, gate.stdout + gate.stderr
     assert "1 contained" in gate.stdout
 

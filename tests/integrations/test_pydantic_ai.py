@@ -12,9 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 import shutil
-import subprocess
 import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -23,7 +21,7 @@ from typing import Any
 import _pydantic_ai_agent as pai
 import pytest
 from _llm_server import LLMServer
-from _recorded import recorded_events
+from _recorded import recorded_events, run_gate
 from pydantic_ai import Agent, RunContext
 from pydantic_ai.capabilities import AbstractCapability
 from pydantic_ai.exceptions import SkipToolExecution
@@ -302,12 +300,6 @@ def test_a_halt_swallowed_by_another_capability_still_stops_the_run(
 
 
 # == never again ===================================================================================
-def _gate(folder: Path) -> subprocess.CompletedProcess[str]:
-    env = {k: v for k, v in os.environ.items() if k not in ("TRACEKIT_HOME", "TRACEKIT_CONTROL")}
-    return subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-m",
-                           "incident", "tests/incidents"], capture_output=True, text=True,
-                          cwd=folder, env=env, timeout=300)
-
 
 def test_a_pydantic_ai_runaway_is_halted_exported_and_its_incident_test_passes(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch, guarded: Callable[..., Path]) -> None:
@@ -334,7 +326,7 @@ def test_a_pydantic_ai_runaway_is_halted_exported_and_its_incident_test_passes(
                      entrypoint="pai_support_agent:handle")
     assert made.verdict.contained and made.verdict.mode == "agent", made.verdict.describe()
     assert made.verdict.signal == "repeats"
-    gate = _gate(tmp_path)
+    gate = run_gate(tmp_path)
     assert gate.returncode == 0, gate.stdout + gate.stderr
     assert "1 contained" in gate.stdout
 

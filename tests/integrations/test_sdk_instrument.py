@@ -13,8 +13,6 @@ from __future__ import annotations
 import asyncio
 import importlib
 import json
-import os
-import subprocess
 import sys
 import textwrap
 import warnings
@@ -26,6 +24,7 @@ import anthropic
 import openai
 import pytest
 from _llm_server import CALL, USAGE_IN, USAGE_OUT, LLMServer
+from _recorded import run_gate
 
 import tracekit
 from tracekit._gate.maketest import make_test
@@ -222,12 +221,6 @@ AGENT = textwrap.dedent('''
 ''')
 
 
-def _gate(folder: Path) -> subprocess.CompletedProcess[str]:
-    env = {k: v for k, v in os.environ.items() if k not in ("TRACEKIT_HOME", "TRACEKIT_CONTROL")}
-    return subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-m",
-                           "incident", "tests/incidents"], capture_output=True, text=True,
-                          cwd=folder, env=env, timeout=300)
-
 
 @pytest.mark.parametrize("stream", [False, True], ids=["plain", "streamed"])
 def test_an_openai_sdk_agent_runs_away_is_halted_and_its_incident_test_passes(
@@ -262,7 +255,7 @@ def test_an_openai_sdk_agent_runs_away_is_halted_and_its_incident_test_passes(
                      entrypoint="sdk_agent:handle")
     assert made.verdict.contained and made.verdict.mode == "agent", made.verdict.describe()
     assert made.verdict.signal == "repeats"
-    run = _gate(tmp_path)
+    run = run_gate(tmp_path)
     assert run.returncode == 0, run.stdout + run.stderr
     assert "1 contained" in run.stdout
     with warnings.catch_warnings():
