@@ -42,8 +42,16 @@ differences of calls made one after the other ("paired"). At the end of each pha
 checked: one prompt and one model_output per instrumented call, each output with its cost and
 its tool call, no guard event.
 
-``--profile`` adds diagnostics: the parts of the instrumented path timed apart, the wrapper's
-cost (stub SDK) on the call right after an SDK call against the call after that, and a cProfile
+The target is judged on a more precise measure of the same quantity: the wrapper's own cost
+right after a real SDK call ("after an SDK call"): an untimed SDK call, then one call of the
+instrumented client on the stub SDK, timed alone, minus the stub alone timed the same way; the
+same for the OTel span, and the call after that one (caches warm again) beside it. The
+difference of two ~1 ms end-to-end medians has a 90 % interval tens of µs wide; this one is
+~1 µs. Each phase also reads the CPU clock of tracekit's writer thread: the work (encoding the
+prompt, the answer and its tool calls; redaction; Arrow; the writes) moved off the caller's
+thread, per instrumented call.
+
+``--profile`` adds diagnostics: the parts of the instrumented path timed apart and a cProfile
 of the instrumented stub path (the top functions by own time).
 """
 
@@ -349,6 +357,7 @@ def _phase(guarded: bool, rounds: int, tmp: Path, otel_on: bool) -> dict[str, An
 
     with tracekit.run(tenant="acme", agent="bench") as run:
         assert (run._guard is not None) == guarded, "the guard is not what was configured"
+        writer = _WriterCpu()
         for group in c.calls.values():  # warm up: imports, caches, the first segment
             for name, fn in group.items():
                 for _ in range(5):
@@ -358,6 +367,7 @@ def _phase(guarded: bool, rounds: int, tmp: Path, otel_on: bool) -> dict[str, An
             c.batched[name](STUB_BATCH)
             calls += c.recorded.get(name, 0)
         flush()
+        writer.start(calls)
         for r in range(rounds):
             for group in c.calls.values():
                 names = list(group)
@@ -376,6 +386,7 @@ def _phase(guarded: bool, rounds: int, tmp: Path, otel_on: bool) -> dict[str, An
                 calls += c.recorded.get(name, 0)
                 flush()
         steps = run.step
+        writer_ns = writer.per_call(calls)
     exported = None
     if otel is not None:
         otel.close()  # flushes: every span started was handed to the exporter
@@ -387,7 +398,25 @@ def _phase(guarded: bool, rounds: int, tmp: Path, otel_on: bool) -> dict[str, An
     if exported is not None:
         check["otel_spans_exported"] = exported
     gc.collect()
-    return {"samples": samples, "check": check}
+    return {"samples": samples, "check": check, "writer_cpu_ns_per_call": writer_ns}
+
+
+class _WriterCpu:
+    """The CPU time tracekit's writer thread spends per instrumented call (encoding the
+    deferred prompt, answer and tool calls, redaction, Arrow, the segment writes): the work
+    taken off the caller's thread, read from the thread's own CPU clock."""
+
+    def __init__(self) -> None:
+        from tracekit._capture.state import PROCESS
+
+        self.clock = time.pthread_getcpuclockid(PROCESS.recorder()._thread.ident)  # type: ignore[attr-defined]
+        self.t0 = self.calls0 = 0
+
+    def start(self, calls: int) -> None:
+        self.t0, self.calls0 = time.clock_gettime_ns(self.clock), calls
+
+    def per_call(self, calls: int) -> float:
+        return (time.clock_gettime_ns(self.clock) - self.t0) / max(1, calls - self.calls0)
 
 
 # -- statistics -------------------------------------------------------------------------------
@@ -607,20 +636,23 @@ def bench_instrument(rounds: int = 200, repeats: int = 2, workdir: Path | None =
     pooled: dict[str, dict[str, list[float]]] = {p: {} for p in phases}
     per_repeat: list[dict[str, Any]] = []
     checks: list[dict[str, Any]] = []
+    writer: dict[str, list[float]] = {p: [] for p in phases}
     try:
         for i in range(repeats):
             rep: dict[str, Any] = {}
             for phase, guarded in phases.items():
                 got = _phase(guarded, rounds, tmp / f"r{i}", otel_on=True)
                 checks.append({"repeat": i, "phase": phase, **got["check"]})
+                writer[phase].append(got["writer_cpu_ns_per_call"])
                 for name, values in got["samples"].items():
                     pooled[phase].setdefault(name, []).extend(values)
                 rep[phase] = {sdk.name: _overheads(got["samples"], sdk.name, ci=False)
                               for sdk in SDKS}
             per_repeat.append(rep)
+        cold = _cold(tmp, rounds=2 * rounds)
         prof = None
         if profile:
-            prof = {"guard": _profile(True, tmp), "pieces": _pieces(tmp), "cold": _cold(tmp)}
+            prof = {"guard": _profile(True, tmp), "pieces": _pieces(tmp)}
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     from importlib import metadata
@@ -637,6 +669,8 @@ def bench_instrument(rounds: int = 200, repeats: int = 2, workdir: Path | None =
                 "overheads": {sdk.name: _overheads(ns, sdk.name, ci=True) for sdk in SDKS},
             } for phase, ns in pooled.items()},
         "per_repeat": per_repeat,
+        "after_an_sdk_call": cold,
+        "writer_cpu_ns_per_call": {p: statistics.median(v) for p, v in writer.items()},
         "checks": checks,
         "checks_ok": all(c["ok"] for c in checks),
         "prompt_bytes": {sdk.name: len(json.dumps({k: sdk.kwargs[k] for k in sdk.kwargs
@@ -659,17 +693,26 @@ def _spread(res: dict[str, Any], phase: str, sdk: str, who: str) -> str:
 
 
 def targets(res: dict[str, Any]) -> list[dict[str, Any]]:
-    """Issue 12's target, per SDK: instrumented overhead (recording and guard) < 20 µs median."""
+    """Issue 12's target, per SDK: instrumented overhead (recording and guard) < 20 µs median.
+
+    Judged on the wrapper's own cost right after a real SDK call (``_cold``: each call timed
+    alone, a median over thousands, precise to ~1 µs), with the difference of the end-to-end
+    medians beside it (the same quantity through the SDK's ~1 ms of noise: its 90 % interval
+    is tens of µs wide)."""
     out = []
     guard = res["phases"]["guard"]["overheads"]
     for sdk in SDKS:
         o = guard[sdk.name]["tracekit"]
-        val = o["overhead_ns"] / 1000
+        cold = res["after_an_sdk_call"][sdk.name]
+        val = cold["tracekit after an SDK call"] / 1000
+        ci = o.get("overhead_ci90_ns") or [float("nan")] * 2
         ok = val < TARGET_US
         out.append({
             "target": f"{sdk.name}: instrumented call overhead (recording + guard) < 20 µs median",
-            "measured": f"{val:.1f} µs (wrapper alone, stub SDK: "
-                        f"{o['stub_overhead_ns'] / 1000:.1f} µs)",
+            "measured": f"{val:.1f} µs after an SDK call (OTel span "
+                        f"{cold['otel after an SDK call'] / 1000:.1f} µs); end to end "
+                        f"{o['overhead_ns'] / 1000:.1f} µs [{ci[0] / 1000:.0f}, "
+                        f"{ci[1] / 1000:.0f}]; wrapper hot {o['stub_overhead_ns'] / 1000:.1f} µs",
             "met": ok,
             "verdict": "met" if ok else f"MISSED ({val / TARGET_US:.1f}x over)"})
     return out
@@ -752,14 +795,20 @@ def table(res: dict[str, Any]) -> str:
             lines += ["", f"parts of the instrumented path ({sdk}, guard on, timed apart, "
                       "no profiler):"]
             lines += [f"  {ns / 1000:7.2f} µs  {name}" for name, ns in parts.items()]
-    if prof and "cold" in prof:
-        lines += ["", "the wrapper's own cost (stub SDK), each call timed alone, medians:"]
-        for sdk, parts in prof["cold"].items():
+    writer = res.get("writer_cpu_ns_per_call", {})
+    if writer:
+        lines += ["", "tracekit's writer thread, CPU per instrumented call (off the caller's "
+                  "thread): " + "; ".join(f"{p} {_us(ns)}" for p, ns in writer.items())]
+    cold = res.get("after_an_sdk_call") or (prof or {}).get("cold")
+    if cold:
+        lines += ["", "the wrapper's own cost (stub SDK, minus the stub), each call timed alone, "
+                  "medians:"]
+        for sdk, parts in cold.items():
             lines.append(f"  {sdk}: " + "; ".join(f"{name} {_us(ns)}"
                                                   for name, ns in parts.items()))
     if prof:
         for phase, by_sdk in prof.items():
-            if phase in ("pieces", "cold"):
+            if phase in ("pieces", "cold"):  # "cold": results of older runs
                 continue
             for sdk, p in by_sdk.items():
                 lines += ["", f"profile ({phase}, {sdk}, stub SDK, {p['calls']:,} calls): "

@@ -117,6 +117,24 @@ def test_each_model_call_is_a_prompt_and_an_output_with_usage_cost_and_tool_call
         assert llm.requests[-1][1]["stream_options"] == {"include_usage": True}
 
 
+def test_the_prompt_is_the_messages_as_sent_not_as_the_agent_changed_them_after(
+        store: Path, llm: LLMServer) -> None:
+    """The agent appends the answer and the tool result to its list right after the call, as
+    agent loops do; the prompt is encoded later, on the writer thread, from the copy taken
+    when the call was made."""
+    client = clients(llm, "openai")
+    messages: list[Any] = [{"role": "user", "content": "refund 42"}]
+    with tracekit.run(tenant="acme"):
+        answer = client.chat.completions.create(model="gpt-4o-mini", messages=messages)
+        messages.append(answer.choices[0].message)
+        messages.append({"role": "tool", "tool_call_id": "call_1", "content": "refunded"})
+        client.chat.completions.create(model="gpt-4o-mini", messages=messages)
+    first, second = (json.loads(r["args"])["messages"] for r in outputs(store)
+                     if r["kind"] == "prompt")
+    assert first == [{"role": "user", "content": "refund 42"}]
+    assert [m["role"] for m in second] == ["user", "assistant", "tool"]
+
+
 def test_an_unknown_model_is_reported_not_guessed_and_a_price_can_be_given(
         store: Path, llm: LLMServer) -> None:
     client = openai.OpenAI(api_key="sk-test-key", base_url=f"{llm.url}/v1")

@@ -26,6 +26,8 @@ from .run import EntryInput, Run, _current, describe, entry, exception_attrs
 from .specs import Bounds, ModelSpec, ToolSpec, named_args, param_names
 from .state import PROCESS
 
+_PROMPT = EventKind.PROMPT
+
 __all__ = ["entrypoint", "model", "record_output", "tool"]
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -192,21 +194,22 @@ class ModelCall:
 
     @classmethod
     def start(
-        cls, spec: ModelSpec, args: tuple[Any, ...], kwargs: dict[str, Any]
+        cls, spec: ModelSpec, args: tuple[Any, ...], kwargs: dict[str, Any], run: Run | None = None
     ) -> ModelCall | None:
-        """None outside a run; a done call in agent replay (the recorded answer)."""
-        run = _current.get()
+        """None outside a run (``run``: the current one, when the caller has it); a done call
+        in agent replay (the recorded answer)."""
         if run is None:
-            return None
-        prompt = spec.prompt_of(args, kwargs)
+            run = _current.get()
+            if run is None:
+                return None
         if run._served is not None:  # agent replay: the recorded answer
             call = cls(run, spec, "")
+            prompt = spec.prompt_of(args, kwargs)
             call.done, call.result = True, run._served.model(run, spec, prompt)
             return call
         call = cls(run, spec, f"call_{next(run._calls)}")
-        run._record(
-            EventKind.PROMPT, name=spec.name or run.release.model, call_id=call.call_id, args=prompt
-        )
+        name = spec.name or run.release.model
+        run._record(_PROMPT, name, call.call_id, spec.prompt_row(args, kwargs))
         return call
 
     def answered(self, result: Any) -> Any:
@@ -235,13 +238,12 @@ class ModelCall:
 
 
 def record_output(
-    run: Run, spec: ModelSpec, call_id: str, result: Any, encoded: str, latency_ms: float | None
+    run: Run, spec: ModelSpec, call_id: str, result: Any, encoded: Any, latency_ms: float | None
 ) -> None:
-    """The model output event of a model call (recorded or served)."""
-    attrs = spec.attrs(result) if spec.attrs is not None else None
-    run._output(
-        encoded, spec.usage(result), spec.cost_of(result), spec.name, latency_ms, attrs, call_id
-    )
+    """The model output event of a model call (recorded or served); ``encoded`` is its JSON
+    text or a ``Deferred`` of it."""
+    tokens_in, tokens_out, cost, attrs = spec.measure(result)
+    run._counted_output(encoded, tokens_in, tokens_out, cost, spec.name, latency_ms, attrs, call_id)
 
 
 # -- @tracekit.entrypoint ---------------------------------------------------------------------

@@ -7,6 +7,9 @@ redaction (with the count of values replaced in ``attrs.redacted``), event ids, 
 version, and never a lost row (a value that will not convert is coerced, at worst replaced
 by a placeholder naming the problem).
 
+A JSON column may be a ``Deferred``: the object and its encoder, handed over by the hot path
+and encoded by ``to_batch`` on the writer thread (``resolved`` encodes a row's).
+
 A sink takes rows (``emit``), makes them durable (``flush``) and stops (``shutdown``): the
 recorder is the store's sink; ``MemorySink`` keeps rows in memory (agent replay, tests).
 """
@@ -28,7 +31,17 @@ from .._base.redact import Redactor
 from .._base.schema import EVENT_SCHEMA, ROW_FIELDS, SCHEMA_VERSION, STATIC_FIELDS
 from .._base.vocab import EventStatus
 
-__all__ = ["Event", "EventRow", "MemorySink", "RunStatic", "Sink", "event_row", "to_batch"]
+__all__ = [
+    "Deferred",
+    "Event",
+    "EventRow",
+    "MemorySink",
+    "RunStatic",
+    "Sink",
+    "event_row",
+    "resolved",
+    "to_batch",
+]
 
 #: per run: run_id, parent_run_id, root_run_id, tenant, release_id, model, prompt, tools
 RunStatic = tuple[str, str | None, str, str, str, str, str, str]
@@ -82,6 +95,35 @@ def event_row(
     )
 
 
+class Deferred:
+    """A JSON column (``args``, ``output``, ``attrs``) whose text is made later, off the agent's
+    path: the hot path hands over ``value`` (an SDK's answer, a snapshot of a prompt) and the
+    writer thread calls ``encode(value)``, so an agent step never waits on encoding."""
+
+    __slots__ = ("encode", "value")
+
+    def __init__(self, encode: Callable[[Any], str | None], value: Any) -> None:
+        self.encode, self.value = encode, value
+
+    def text(self) -> str | None:
+        """The column's JSON text; a note naming the problem when ``encode`` fails."""
+        try:
+            return self.encode(self.value)
+        except Exception as exc:
+            return dump_plain({"$unencodable": f"{type(exc).__name__}: {exc}"})
+
+
+_DEFERRABLE = tuple(_ROW[name] for name in _JSON_FIELDS)
+
+
+def resolved(row: EventRow) -> EventRow:
+    """``row`` with its deferred columns encoded (the row itself when it has none)."""
+    for i in _DEFERRABLE:
+        if type(row[i]) is Deferred:
+            return tuple(v.text() if type(v) is Deferred else v for v in row)
+    return row
+
+
 @dataclass(frozen=True, slots=True)
 class Event:
     """An event row with its columns by name (what ``MemorySink.events()`` returns)."""
@@ -112,7 +154,7 @@ class Event:
 
     @classmethod
     def of(cls, row: EventRow) -> Event:
-        static, seq, step, ts_us, *rest = row
+        static, seq, step, ts_us, *rest = resolved(row)
         when = _EPOCH + timedelta(microseconds=int(ts_us))
         return cls(*static, seq, step, when, *rest)  # type: ignore[call-arg]
 
@@ -165,6 +207,7 @@ def to_batch(
 ) -> pa.RecordBatch:
     """The stored form of ``rows``: redacted, with event ids ``<ts><writer><n>`` numbered from
     ``first_no``. One row that will not convert never holds back the others."""
+    rows = [resolved(r) for r in rows]
     try:
         return _to_batch(rows, redactor, writer_id, first_no)
     except Exception:

@@ -22,7 +22,7 @@ from .._contain.runguard import Call, RunGuard
 from .._ledger.effects import Effect
 from ..errors import ControlError, Halted
 from .resume import trace_so_far
-from .rows import RunStatic, event_row
+from .rows import RunStatic
 from .settings import Release
 from .specs import ToolSpec, float_or_none, named_args, token_usage
 from .state import PROCESS
@@ -136,26 +136,11 @@ class Run:
     ) -> None:
         seq = self._seq
         self._seq = seq + 1
-        PROCESS.emit(
-            event_row(
-                self._static,
-                seq,
-                self.step,
-                _now_us() // 1000,
-                kind,
-                name,
-                call_id,
-                args,
-                output,
-                status,
-                error,
-                tokens_in,
-                tokens_out,
-                cost_usd,
-                latency_ms,
-                attrs,
-            )
-        )
+        # event_row's tuple, built inline: this runs for every event
+        ts = _now_us() // 1000
+        row = (self._static, seq, self.step, ts, kind, name, call_id, args, output, status,
+               error, tokens_in, tokens_out, cost_usd, latency_ms, attrs)  # fmt: skip
+        PROCESS.emit(row)
 
     def next_seq(self) -> int:
         """The seq the next event will get (without taking it)."""
@@ -311,8 +296,25 @@ class Run:
         call_id: str | None = None,
     ) -> None:
         """Record a model output (a new step), then let the guard see its cost."""
-        self.step += 1
         tokens_in, tokens_out = token_usage(usage)
+        self._counted_output(
+            encoded, tokens_in, tokens_out, cost_usd, model, latency_ms, attrs, call_id
+        )
+
+    def _counted_output(
+        self,
+        encoded: Any,
+        tokens_in: int | None,
+        tokens_out: int | None,
+        cost_usd: float | None,
+        model: str | None,
+        latency_ms: float | None,
+        attrs: Any,
+        call_id: str | None,
+    ) -> None:
+        """``_output`` with the tokens already counted (``encoded`` and ``attrs`` JSON text or
+        ``Deferred``)."""
+        self.step += 1
         self._record(_MODEL_OUTPUT, model or self.release.model, call_id, None, encoded, _OK,
                      None, tokens_in, tokens_out, cost_usd, latency_ms, attrs)  # fmt: skip
         if self._guard is not None:

@@ -126,8 +126,18 @@ class ModelSpec:
         named = named_args(self.params, args, kwargs)
         return canonical_json(named.get("messages", named))
 
+    def prompt_row(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+        """The prompt event's ``args`` column: its JSON text, or a ``Deferred`` of it."""
+        return self.prompt_of(args, kwargs)
+
     def cost_of(self, result: Any) -> float | None:
         return None if self.cost is None else float_or_none(self.cost(result))
+
+    def measure(self, result: Any) -> tuple[int | None, int | None, float | None, Any]:
+        """An answer's tokens in and out, its cost, and its output event's attrs."""
+        tokens_in, tokens_out = token_usage(self.usage(result))
+        attrs = self.attrs(result) if self.attrs is not None else None
+        return tokens_in, tokens_out, self.cost_of(result), attrs
 
 
 def usage_of(result: Any) -> Any:

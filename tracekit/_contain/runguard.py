@@ -47,6 +47,7 @@ class RunGuard:
     def __init__(self, runtime: GuardRuntime, run: RunView, tools: set[str] | None) -> None:
         self.rt = runtime
         self.g = runtime.guard
+        self.staleness_s = self.g.staleness_s  # read before every call: a plain float
         self.run = run
         self.run_id = run.run_id
         self.tenant = run.tenant
@@ -95,7 +96,7 @@ class RunGuard:
         """Before a tool runs: the kill switch (and the frozen tool), then every detector. A
         refusal raises; alerts (recorded, the call goes on) are returned."""
         rt = self.rt  # the kill switch, inline: this runs before every tool call
-        if rt.failure is not None or _monotonic() - rt.refreshed > self.g.staleness_s:
+        if rt.failure is not None or _monotonic() - rt.refreshed > self.staleness_s:
             rt.assert_fresh()
         if rt.flags:
             self.check_flags(call.name)
@@ -129,7 +130,7 @@ class RunGuard:
         if cost_usd:
             self.cost += cost_usd
             self.rt.add_spend(self.tenant, cost_usd)
-        self.rt.mark_dirty(self)
+        self.rt._dirty[self.run_id] = self  # mark_dirty, inline: this runs after every output
         self.check_flags()
         for hook in self._on_model_output:
             hook()
@@ -152,7 +153,7 @@ class RunGuard:
     def check_flags(self, tool: str | None = None) -> None:
         """The kill switch, in order: global, tenant, release, run, frozen tool."""
         rt = self.rt
-        if rt.failure is not None or _monotonic() - rt.refreshed > self.g.staleness_s:
+        if rt.failure is not None or _monotonic() - rt.refreshed > self.staleness_s:
             rt.assert_fresh()
         flags = rt.flags
         if not flags:

@@ -62,7 +62,7 @@ def _api() -> Api:
         prompt_keys=("system", "messages", "tools"),
         decode=Message.model_validate,
         decode_chunk=event.validate_python,
-        usage=lambda m: _usage(field(m, "usage")),
+        usage=lambda m: _usage(getattr(m, "usage", None)),
         stream_usage=_stream_usage,
         tool_calls=lambda m: _tool_calls(field(m, "content") or []),
         stream_tool_calls=_stream_tool_calls,
@@ -70,10 +70,13 @@ def _api() -> Api:
 
 
 def _usage(usage: Any) -> Usage:
-    cached = field(usage, "cache_read_input_tokens") or 0
-    fresh = (field(usage, "input_tokens") or 0) + (field(usage, "cache_creation_input_tokens") or 0)
-    tokens_in = fresh + cached if usage is not None else None
-    return tokens_in, field(usage, "output_tokens"), cached
+    """Read on every call (the guard counts the cost): attributes of the SDK's own object."""
+    if usage is None:
+        return None, None, 0
+    cached = getattr(usage, "cache_read_input_tokens", None) or 0
+    written = getattr(usage, "cache_creation_input_tokens", None) or 0
+    tokens_in = (getattr(usage, "input_tokens", None) or 0) + written + cached
+    return tokens_in, getattr(usage, "output_tokens", None), cached
 
 
 def _stream_usage(events: list[Any]) -> Usage:

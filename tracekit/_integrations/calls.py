@@ -3,7 +3,10 @@
 Before the call the guard's kill switch is checked (a run halted by its step, cost or spend
 bounds is refused before it spends more); the prompt is recorded, the SDK called, and its
 answer recorded as the model output with usage, cost (from the price table) and its tool calls
-normalised as ``[{"id", "name", "arguments"}]`` in the output's attrs. A stream is handed back
+normalised as ``[{"id", "name", "arguments"}]`` in the output's attrs. In the caller's step only
+the kill switch, the usage and the cost (the guard counts it) are worked out; the prompt (a
+snapshot: list arguments copied), the answer and its tool calls are handed to the recorder as
+``Deferred`` columns and encoded on its writer thread. A stream is handed back
 wrapped: the caller reads it as it comes, and the output is recorded when it ends or is closed.
 In agent replay the SDK is not called: the recorded answer is served as the SDK's own object,
 a stream as a stream of the SDK's own chunks.
@@ -19,13 +22,15 @@ from typing import Any
 
 from .._base.encode import canonical_json
 from .._capture.decorators import ModelCall, record_output
-from .._capture.run import Run, current_run
+from .._capture.rows import Deferred
+from .._capture.run import Run, _current
 from .._capture.specs import ModelSpec
 from ..errors import Halted
 from .prices import Prices
 
 __all__ = ["Api", "ReplayedStream", "Usage", "field", "given", "is_async_client", "wrap"]
 
+_ABSENT = object()
 #: tokens in, tokens out, of the tokens in those read from the provider's cache
 Usage = tuple[int | None, int | None, int | None]
 
@@ -68,47 +73,56 @@ class _Spec(ModelSpec):
     """The ``@tracekit.model`` spec of one SDK method and model: the prompt is the named
     keyword arguments; usage, cost and tool calls read from the answer or the stream."""
 
-    __slots__ = ("_last", "api", "keys", "prices")
+    __slots__ = ("_price", "api", "keys", "prices")
 
     def __init__(self, api: Api, prices: Prices, model: str | None, fn: Callable[..., Any]):
         super().__init__(fn, model, None, None, None)
         self.api, self.keys, self.prices = api, api.prompt_keys, prices
-        self._last: tuple[Any, Usage] | None = None
-        self.usage = self._usage
-        self.cost = self._cost
+        self._price = prices.pricer(self.price_model())
         self.decode = self._decode
-        self.attrs = self._attrs
+
+    def price_model(self) -> str | None:
+        """The model's name in the price table."""
+        return self.name
 
     def prompt_of(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> str:
-        return canonical_json({k: kwargs[k] for k in self.keys if k in kwargs and given(kwargs[k])})
+        return canonical_json(self._sent(kwargs))
 
-    def _counts(self, result: Any) -> Usage:
-        """The answer's usage, read once per answer (usage and cost both ask)."""
-        last = self._last
-        if last is not None and last[0] is result:
-            return last[1]
-        if isinstance(result, _Recording | ReplayedStream):
+    def prompt_row(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Deferred:
+        """Encoded on the writer thread, from a snapshot: each list argument (the messages)
+        is copied, so messages the agent appends after the call are not in this prompt."""
+        return Deferred(canonical_json, self._sent(kwargs))
+
+    def _sent(self, kwargs: dict[str, Any]) -> dict[str, Any]:
+        sent = {}
+        for key in self.keys:
+            value = kwargs.get(key, _ABSENT)
+            if value is not _ABSENT and given(value):
+                sent[key] = list(value) if type(value) is list else value
+        return sent
+
+    def measure(self, result: Any) -> tuple[int | None, int | None, float | None, Any]:
+        """Usage and cost read now (the guard counts the cost); the tool calls are read and
+        encoded on the writer thread."""
+        if type(result) in _STREAMS:
             counts = self.api.stream_usage(result.tracekit_chunks)
+            attrs = Deferred(self._stream_attrs, result.tracekit_chunks)
         else:
             counts = self.api.usage(result)
-        self._last = (result, counts)
-        return counts
+            attrs = Deferred(self._answer_attrs, result)
+        return counts[0], counts[1], self.costed(result, counts), attrs
 
-    def _usage(self, result: Any) -> dict[str, int | None]:
-        tokens_in, tokens_out, _ = self._counts(result)
-        return {"input_tokens": tokens_in, "output_tokens": tokens_out}
+    def costed(self, result: Any, counts: Usage) -> float | None:
+        """The answer's cost: from the price table (an SDK that reports its own cost reads
+        that first)."""
+        return self._price(*counts)
 
-    def _cost(self, result: Any) -> float | None:
-        counts = self._counts(result)
-        self._last = None  # cost is read last: the answer is not kept alive
-        return self.prices.cost(self.name, *counts)
+    def _answer_attrs(self, result: Any) -> str | None:
+        calls = self.api.tool_calls(result)
+        return canonical_json({"tool_calls": calls}) if calls else None
 
-    def _attrs(self, result: Any) -> str | None:
-        api = self.api
-        if isinstance(result, _Recording | ReplayedStream):
-            calls = api.stream_tool_calls(result.tracekit_chunks)
-        else:
-            calls = api.tool_calls(result)
+    def _stream_attrs(self, chunks: list[Any]) -> str | None:
+        calls = self.api.stream_tool_calls(chunks)
         return canonical_json({"tool_calls": calls}) if calls else None
 
     def _decode(self, value: Any) -> Any:
@@ -124,19 +138,17 @@ def wrap(
     and guarded inside a run."""
     specs: dict[str | None, _Spec] = {}
 
-    def spec_for(kwargs: dict[str, Any]) -> _Spec:
-        model = kwargs.get("model")
-        found = specs.get(model)
-        if found is None:
-            found = specs[model] = _Spec(api, prices, model, original)
+    def spec_for(model: Any) -> _Spec:
+        found = specs[model] = _Spec(api, prices, model, original)
         return found
 
     @functools.wraps(original)
     def create(*args: Any, **kwargs: Any) -> Any:
-        run = current_run()
+        run = _current.get()
         if run is None:
             return original(*args, **kwargs)
-        call = _start(run, spec_for(kwargs), kwargs)
+        model = kwargs.get("model")
+        call = _start(run, specs.get(model) or spec_for(model), kwargs)
         if call.done:  # agent replay: the recorded answer, awaitable for an async client
             return _ready(call.result) if asynchronous else call.result
         kwargs = api.prepare(kwargs)
@@ -154,13 +166,20 @@ def wrap(
 
 
 def _answered(call: ModelCall, result: Any) -> Any:
-    """The answer recorded as the fields the provider sent (not every null the SDK's model
-    fills in): what replay decodes back to the same object, at half the encoding."""
-    dump = getattr(type(result), "model_dump", None)
-    value = result.model_dump(exclude_unset=True) if dump is not None else result
+    """The answer recorded (encoded on the writer thread: SDK answers are not changed after)."""
     latency_ms = (time.perf_counter() - call.started) * 1000.0
-    record_output(call.run, call.spec, call.call_id, result, canonical_json(value), latency_ms)
+    spec = call.spec
+    tokens_in, tokens_out, cost, attrs = spec.measure(result)
+    call.run._counted_output(Deferred(_answer, result), tokens_in, tokens_out, cost, spec.name,
+                             latency_ms, attrs, call.call_id)  # fmt: skip
     return result
+
+
+def _answer(result: Any) -> str:
+    """An answer as the fields the provider sent (not every null the SDK's model fills in):
+    what replay decodes back to the same object, at half the encoding."""
+    dump = getattr(type(result), "model_dump", None)
+    return canonical_json(result.model_dump(exclude_unset=True) if dump is not None else result)
 
 
 async def _ready(result: Any) -> Any:
@@ -185,7 +204,7 @@ def _start(run: Run, spec: _Spec, kwargs: dict[str, Any]) -> ModelCall:
         except Halted as halt:
             run._refused(halt)
             raise
-    call = ModelCall.start(spec, (), kwargs)
+    call = ModelCall.start(spec, (), kwargs, run)
     assert call is not None  # inside a run
     return call
 
@@ -203,7 +222,7 @@ class _Recording:
             return
         self._recorded = True
         call = self._call
-        encoded = canonical_json({"stream": self.tracekit_chunks})
+        encoded = Deferred(canonical_json, {"stream": self.tracekit_chunks})
         latency_ms = (time.perf_counter() - call.started) * 1000.0
         record_output(call.run, call.spec, call.call_id, self, encoded, latency_ms)
 
@@ -295,3 +314,7 @@ class ReplayedStream:
 
     async def __aexit__(self, *exc: Any) -> None:
         pass
+
+
+#: what a spec reads as a stream (its chunks), not as one answer
+_STREAMS = (_RecordedStream, _RecordedAsyncStream, ReplayedStream)

@@ -24,8 +24,10 @@ from typing import Any
 
 from .._base.encode import canonical_json
 from .._capture.decorators import ModelCall, record_output
+from .._capture.rows import Deferred
 from .._capture.run import current_run
 from .calls import (
+    _STREAMS,
     Api,
     Usage,
     _ready,
@@ -51,15 +53,18 @@ class _LiteLLMSpec(_Spec):
 
     __slots__ = ()
 
-    def _cost(self, result: Any) -> float | None:
-        chunks = getattr(result, "tracekit_chunks", None)
+    def price_model(self) -> str | None:
+        return _table_model(self.name)
+
+    def costed(self, result: Any, counts: Usage) -> float | None:
+        chunks = getattr(result, "tracekit_chunks", None) if type(result) in _STREAMS else None
         usage = field(result, "usage") if chunks is None else _last_usage(chunks)
         cost = field(usage, "cost")  # a stream's own, or the one recorded with the answer
         if cost is None and chunks is None:
             cost = (getattr(result, "_hidden_params", None) or {}).get("response_cost")
         if cost is not None:
             return float(cost)
-        return self.prices.cost(_table_model(self.name), *self._counts(result))
+        return self._price(*counts)
 
     def _decode(self, value: Any) -> Any:
         decoded = super()._decode(value)
@@ -143,7 +148,14 @@ def _named(args: tuple[Any, ...], kwargs: dict[str, Any]) -> tuple[tuple[Any, ..
 
 
 def _answered(call: ModelCall, result: Any) -> Any:
-    """The output recorded with LiteLLM's cost in its usage (replay counts the same spend)."""
+    """The output recorded (encoded on the writer thread) with LiteLLM's cost."""
+    latency_ms = (time.perf_counter() - call.started) * 1000.0
+    record_output(call.run, call.spec, call.call_id, result, Deferred(_answer, result), latency_ms)
+    return result
+
+
+def _answer(result: Any) -> str:
+    """The answer with LiteLLM's cost in its usage (replay counts the same spend)."""
     encoded = canonical_json(result)
     cost = (getattr(result, "_hidden_params", None) or {}).get("response_cost")
     if cost is not None and field(result, "usage") is not None:
@@ -151,9 +163,7 @@ def _answered(call: ModelCall, result: Any) -> Any:
         if isinstance(doc.get("usage"), dict) and doc["usage"].get("cost") is None:
             doc["usage"]["cost"] = cost
             encoded = canonical_json(doc)
-    latency_ms = (time.perf_counter() - call.started) * 1000.0
-    record_output(call.run, call.spec, call.call_id, result, encoded, latency_ms)
-    return result
+    return encoded
 
 
 def _table_model(model: str | None) -> str | None:

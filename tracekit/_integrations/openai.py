@@ -33,7 +33,7 @@ def _apis() -> tuple[Api, Api]:
         prompt_keys=("messages", "tools"),
         decode=ChatCompletion.model_validate,
         decode_chunk=ChatCompletionChunk.model_validate,
-        usage=lambda r: _chat_usage(field(r, "usage")),
+        usage=lambda r: _chat_usage(getattr(r, "usage", None)),
         stream_usage=lambda chunks: _chat_usage(_last(chunks, "usage")),
         tool_calls=chat_tool_calls,
         stream_tool_calls=chat_stream_tool_calls,
@@ -43,7 +43,7 @@ def _apis() -> tuple[Api, Api]:
         prompt_keys=("input", "instructions", "tools", "previous_response_id"),
         decode=Response.model_validate,
         decode_chunk=event.validate_python,
-        usage=lambda r: _responses_usage(field(r, "usage")),
+        usage=lambda r: _responses_usage(getattr(r, "usage", None)),
         stream_usage=lambda events: _responses_usage(field(_completed(events), "usage")),
         tool_calls=_responses_tool_calls,
         stream_tool_calls=lambda events: _responses_tool_calls(_completed(events)),
@@ -61,13 +61,19 @@ def _ask_for_usage(kwargs: dict[str, Any]) -> dict[str, Any]:
 
 
 def _chat_usage(usage: Any) -> Usage:
-    cached = field(usage, "prompt_tokens_details", "cached_tokens")
-    return field(usage, "prompt_tokens"), field(usage, "completion_tokens"), cached
+    """Read on every call (the guard counts the cost): attributes of the SDK's own object."""
+    if usage is None:
+        return None, None, None
+    details = getattr(usage, "prompt_tokens_details", None)
+    cached = getattr(details, "cached_tokens", None)
+    return getattr(usage, "prompt_tokens", None), getattr(usage, "completion_tokens", None), cached
 
 
 def _responses_usage(usage: Any) -> Usage:
-    cached = field(usage, "input_tokens_details", "cached_tokens")
-    return field(usage, "input_tokens"), field(usage, "output_tokens"), cached
+    if usage is None:
+        return None, None, None
+    cached = getattr(getattr(usage, "input_tokens_details", None), "cached_tokens", None)
+    return getattr(usage, "input_tokens", None), getattr(usage, "output_tokens", None), cached
 
 
 def _last(chunks: list[Any], name: str) -> Any:

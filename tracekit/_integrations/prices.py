@@ -4,9 +4,10 @@ model the table does not know is reported once and its cost is not counted, neve
 
 from __future__ import annotations
 
+import functools
 import json
 import warnings
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from importlib import resources
 from typing import Any
 
@@ -39,6 +40,14 @@ class Prices:
             self._found[model] = None if match is None else self._table[match]
         return self._found[model]
 
+    def pricer(self, model: str | None) -> Callable[[Any, Any, Any], float | None]:
+        """``cost`` for one model, its rates looked up once: ``pricer(m)(tokens_in,
+        tokens_out, cached)``."""
+        rates = self.rates(model or "")
+        if rates is None:
+            return lambda tokens_in, tokens_out, cached: self.cost(model, None, None, None)
+        return functools.partial(_priced, rates["input"], rates["cached_input"], rates["output"])
+
     def cost(self, model: str | None, tokens_in: Any, tokens_out: Any, cached: Any) -> float | None:
         """The call's cost in USD; None (reported once per model) when the model is unknown
         or the answer carried no usage."""
@@ -46,12 +55,9 @@ class Prices:
         if rates is None:
             self._report(model or "(no model)")
             return None
-        if tokens_in is None and tokens_out is None:
-            return None
-        cached_in = min(int(cached or 0), int(tokens_in or 0))
-        fresh = int(tokens_in or 0) - cached_in
-        total = fresh * rates["input"] + cached_in * rates["cached_input"]
-        return (total + int(tokens_out or 0) * rates["output"]) / 1e6
+        return _priced(
+            rates["input"], rates["cached_input"], rates["output"], tokens_in, tokens_out, cached
+        )
 
     def _report(self, model: str) -> None:
         if model not in self.unknown:
@@ -63,6 +69,22 @@ class Prices:
                 TracekitWarning,
                 stacklevel=4,
             )
+
+
+def _priced(
+    fresh_rate: float,
+    cached_rate: float,
+    out_rate: float,
+    tokens_in: Any,
+    tokens_out: Any,
+    cached: Any,
+) -> float | None:
+    if tokens_in is None and tokens_out is None:
+        return None
+    given_in = int(tokens_in or 0)
+    cached_in = min(int(cached or 0), given_in)
+    total = (given_in - cached_in) * fresh_rate + cached_in * cached_rate
+    return (total + int(tokens_out or 0) * out_rate) / 1e6
 
 
 def _rates(model: str, rates: Mapping[str, float]) -> dict[str, float]:
