@@ -92,8 +92,16 @@ def _has_tool_result(path: str, body: dict[str, Any]) -> bool:
 
 
 # -- chat completions -------------------------------------------------------------------------
+def _structured(body: dict[str, Any]) -> bool:
+    """Asked for structured output (``parse``): the answer is the refund as JSON."""
+    chat = (body.get("response_format") or {}).get("type") == "json_schema"
+    return chat or ((body.get("text") or {}).get("format") or {}).get("type") == "json_schema"
+
+
 def _chat(tool: bool, body: dict[str, Any]) -> dict[str, Any]:
-    message: dict[str, Any] = {"role": "assistant", "content": None if tool else "refunded"}
+    tool = tool and not _structured(body)
+    text = CALL["arguments"] if _structured(body) else "refunded"
+    message: dict[str, Any] = {"role": "assistant", "content": None if tool else text}
     if tool:
         message["tool_calls"] = [{"id": "call_1", "type": "function", "function": CALL}]
     return {"id": "chatcmpl-1", "object": "chat.completion", "created": 1,
@@ -130,12 +138,14 @@ def _chat_stream(tool: bool, body: dict[str, Any]) -> list[tuple[str | None, Any
 
 # -- the Responses API ------------------------------------------------------------------------
 def _response(tool: bool, body: dict[str, Any]) -> dict[str, Any]:
+    tool = tool and not _structured(body)
+    text = CALL["arguments"] if _structured(body) else "refunded"
     if tool:
         output: list[dict[str, Any]] = [{"type": "function_call", "id": "fc_1",
                                          "call_id": "call_1", "status": "completed", **CALL}]
     else:
         output = [{"type": "message", "id": "msg_1", "role": "assistant", "status": "completed",
-                   "content": [{"type": "output_text", "text": "refunded", "annotations": []}]}]
+                   "content": [{"type": "output_text", "text": text, "annotations": []}]}]
     return {"id": "resp_1", "object": "response", "created_at": 1, "model": body["model"],
             "status": "completed", "output": output, "parallel_tool_calls": True,
             "tool_choice": "auto", "tools": [],

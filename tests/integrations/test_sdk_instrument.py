@@ -25,6 +25,7 @@ import openai
 import pytest
 from _llm_server import CALL, USAGE_IN, USAGE_OUT, LLMServer
 from _recorded import run_gate
+from pydantic import BaseModel
 
 import tracekit
 from tracekit._gate.maketest import make_test
@@ -392,3 +393,82 @@ def test_the_openai_chat_stream_helper_is_recorded_with_its_usage(
     assert (output["tokens_in"], output["tokens_out"]) == (USAGE_IN, USAGE_OUT)
     assert output["cost_usd"] == pytest.approx(MINI)
     assert llm.requests[-1][1]["stream_options"] == {"include_usage": True}
+
+
+class Refund(BaseModel):
+    order_id: str
+    amount: float
+
+
+PARSED: list[Any] = []
+PARSE_BASE: list[str] = []
+
+
+@tracekit.entrypoint
+def parse_agent(ticket: str) -> None:
+    """Structured outputs through both ``parse`` helpers, which post without ``create``."""
+    client = tracekit.instrument(openai.OpenAI(api_key="sk-agent", base_url=PARSE_BASE[0]))
+    messages = [{"role": "user", "content": ticket}]
+    with tracekit.run(tenant="acme"):
+        chat = client.chat.completions.parse(model="gpt-4o-mini", messages=messages,
+                                             response_format=Refund)
+        response = client.responses.parse(model="gpt-4o-mini", input=ticket, text_format=Refund)
+        PARSED.append([chat.choices[0].message.parsed, response.output_parsed])
+
+
+def test_the_parse_helpers_are_recorded_guarded_and_replayed_as_parsed_objects(
+        store: Path, llm: LLMServer, tmp_path: Path) -> None:
+    PARSE_BASE[:], PARSED[:] = [f"{llm.url}/v1"], []
+    parse_agent("refund 42")
+    expected = Refund(order_id="42", amount=30)
+    assert [[expected, expected]] == PARSED
+    chat_prompt, chat_output, prompt, output = outputs(store)
+    assert json.loads(chat_prompt["args"])["response_format"]["name"] == "Refund"
+    assert "order_id" in json.dumps(json.loads(prompt["args"])["text_format"]["json_schema"])
+    assert chat_output["cost_usd"] == output["cost_usd"] == pytest.approx(MINI)
+    run_id = Recording(store).runs()[-1]["run_id"]
+    bundle = tracekit.export_incident([run_id], "parse", tmp_path / "fixtures", store)
+    llm.stop()  # nothing listens: the replay serves the recorded answers, parsed again
+    PARSED.clear()
+    verdict = tracekit.replay(bundle, guard=tracekit.Guard(), entrypoint=f"{__name__}:parse_agent")
+    assert [[expected, expected]] == PARSED and verdict.mode == "agent"
+
+
+@pytest.mark.parametrize("asynchronous", [False, True], ids=["sync", "async"])
+def test_a_halted_run_cannot_reach_the_model_through_parse(
+        tmp_path: Path, llm: LLMServer, asynchronous: bool) -> None:
+    tracekit.configure(store=tmp_path / "store", guard=tracekit.Guard(max_steps=1))
+    try:
+        client = clients(llm, "openai", asynchronous)
+        kwargs = {"model": "gpt-4o-mini", "messages": [], "response_format": Refund}
+
+        loop = asyncio.new_event_loop()  # one loop for the async client's connections
+
+        def call(method: Any, **more: Any) -> Any:
+            return loop.run_until_complete(method(**more)) if asynchronous else method(**more)
+
+        with tracekit.run(tenant="acme"):
+            call(client.chat.completions.parse, **kwargs)
+            with pytest.raises(tracekit.Halted) as halted:  # over max_steps: halted when counted
+                call(client.chat.completions.parse, **kwargs)
+            with pytest.raises(tracekit.Halted) as refused:  # never sent
+                call(client.responses.parse, model="gpt-4o-mini", input="x", text_format=Refund)
+        loop.close()
+        assert halted.value.signal == refused.value.signal == "steps"
+        assert len(llm.requests) == 2
+    finally:
+        tracekit.shutdown()
+        tracekit.configure(store=tmp_path / "after", guard=False)
+
+
+def test_the_responses_stream_helper_is_recorded_through_create(
+        store: Path, llm: LLMServer) -> None:
+    """``responses.stream()`` calls the client's own ``create``: one recorded, costed call."""
+    client = clients(llm, "openai")
+    with tracekit.run(tenant="acme"), client.responses.stream(
+            model="gpt-4o-mini", input="refund 42") as stream:
+        kinds = {event.type for event in stream}
+        final = stream.get_final_response()
+    assert "response.completed" in kinds and final.output[0].type == "function_call"
+    prompt, output = outputs(store)
+    assert "refund 42" in prompt["args"] and output["cost_usd"] == pytest.approx(MINI)

@@ -67,6 +67,9 @@ class Api:
     tool_calls: Callable[[Any], list[dict[str, Any]]]
     stream_tool_calls: Callable[[list[Any]], list[dict[str, Any]]]
     prepare: Callable[[dict[str, Any]], dict[str, Any]] = lambda kwargs: kwargs
+    #: in agent replay, the decoded answer as the method returns it, from the call's arguments
+    #: (``parse`` parses it again into the caller's output type)
+    served: Callable[[Any, dict[str, Any]], Any] | None = None
 
 
 class _Spec(ModelSpec):
@@ -98,7 +101,7 @@ class _Spec(ModelSpec):
         for key in self.keys:
             value = kwargs.get(key, _ABSENT)
             if value is not _ABSENT and given(value):
-                sent[key] = list(value) if type(value) is list else value
+                sent[key] = _snapshot(value)
         return sent
 
     def measure(self, result: Any) -> tuple[int | None, int | None, float | None, Any]:
@@ -131,6 +134,15 @@ class _Spec(ModelSpec):
         return self.api.decode(value)
 
 
+def _snapshot(value: Any) -> Any:
+    """An argument as the prompt keeps it: a list copied (the agent appends to its messages
+    after the call), an output type (``parse``'s pydantic model) as its JSON schema."""
+    if type(value) is list:
+        return list(value)
+    schema = getattr(value, "model_json_schema", None) if isinstance(value, type) else None
+    return value if schema is None else {"json_schema": schema(), "name": value.__name__}
+
+
 def wrap(
     original: Callable[..., Any], api: Api, prices: Prices, asynchronous: bool
 ) -> Callable[..., Any]:
@@ -150,7 +162,8 @@ def wrap(
         model = kwargs.get("model")
         call = _start(run, specs.get(model) or spec_for(model), kwargs)
         if call.done:  # agent replay: the recorded answer, awaitable for an async client
-            return _ready(call.result) if asynchronous else call.result
+            result = call.result if api.served is None else api.served(call.result, kwargs)
+            return _ready(result) if asynchronous else result
         kwargs = api.prepare(kwargs)
         stream = kwargs.get("stream") is True
         try:

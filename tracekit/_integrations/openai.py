@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import dataclasses
 import typing
+from collections.abc import Callable
 from typing import Any
 
 from pydantic import TypeAdapter
@@ -14,13 +16,19 @@ __all__ = ["chat_stream_tool_calls", "chat_tool_calls", "instrument_openai"]
 
 
 def instrument_openai(client: Any, prices: Prices) -> Any:
-    """Record and guard ``client.chat.completions.create`` and ``client.responses.create``."""
+    """Record and guard ``create`` and ``parse`` of ``client.chat.completions`` and of
+    ``client.responses`` (``parse`` does not go through ``create``: unwrapped, a halted run
+    could still call the model through it)."""
     chat, responses = _apis()
-    completions = client.chat.completions
-    completions.create = wrap(completions.create, chat, prices, is_async_client(client))
-    client.responses.create = wrap(
-        client.responses.create, responses, prices, is_async_client(client)
+    asynchronous = is_async_client(client)
+    methods = (
+        (client.chat.completions, "create", chat),
+        (client.chat.completions, "parse", _parsing(chat, "response_format", _parsed_chat)),
+        (client.responses, "create", responses),
+        (client.responses, "parse", _parsing(responses, "text_format", _parsed_response)),
     )
+    for owner, name, api in methods:
+        setattr(owner, name, wrap(getattr(owner, name), api, prices, asynchronous))
     return client
 
 
@@ -31,7 +39,7 @@ def _apis() -> tuple[Api, Api]:
     event = TypeAdapter(typing.get_args(ResponseStreamEvent)[0])
     chat = Api(
         prompt_keys=("messages", "tools"),
-        decode=ChatCompletion.model_validate,
+        decode=_as_the_sdk_reads(ChatCompletion),
         decode_chunk=ChatCompletionChunk.model_validate,
         usage=lambda r: _chat_usage(getattr(r, "usage", None)),
         stream_usage=lambda chunks: _chat_usage(_last(chunks, "usage")),
@@ -41,7 +49,7 @@ def _apis() -> tuple[Api, Api]:
     )
     responses = Api(
         prompt_keys=("input", "instructions", "tools", "previous_response_id"),
-        decode=Response.model_validate,
+        decode=_as_the_sdk_reads(Response),
         decode_chunk=event.validate_python,
         usage=lambda r: _responses_usage(getattr(r, "usage", None)),
         stream_usage=lambda events: _responses_usage(field(_completed(events), "usage")),
@@ -49,6 +57,50 @@ def _apis() -> tuple[Api, Api]:
         stream_tool_calls=lambda events: _responses_tool_calls(_completed(events)),
     )
     return chat, responses
+
+
+def _as_the_sdk_reads(cls: Any) -> Callable[[Any], Any]:
+    """A recorded answer as the SDK's object: validated, or, where the provider left out a
+    field the SDK's types require (the SDK does not validate what it is sent), built the
+    lenient way the SDK builds it."""
+    from openai._models import construct_type
+    from pydantic import ValidationError
+
+    def decode(value: Any) -> Any:
+        try:
+            return cls.model_validate(value)
+        except ValidationError:
+            return construct_type(type_=cls, value=value)
+
+    return decode
+
+
+def _parsing(api: Api, format_key: str, served: Callable[[Any, dict[str, Any]], Any]) -> Api:
+    """``parse``: the same call with its output format in the prompt (a pydantic model as its
+    JSON schema); in agent replay the recorded answer is parsed again, as the SDK does."""
+    return dataclasses.replace(api, prompt_keys=(*api.prompt_keys, format_key), served=served)
+
+
+def _parsed_chat(completion: Any, kwargs: dict[str, Any]) -> Any:
+    from openai import omit
+    from openai.lib._parsing._completions import parse_chat_completion
+
+    return parse_chat_completion(
+        response_format=kwargs.get("response_format", omit),
+        input_tools=kwargs.get("tools", omit),
+        chat_completion=completion,
+    )
+
+
+def _parsed_response(response: Any, kwargs: dict[str, Any]) -> Any:
+    from openai import omit
+    from openai.lib._parsing._responses import parse_response
+
+    return parse_response(
+        text_format=kwargs.get("text_format", omit),
+        input_tools=kwargs.get("tools", omit),
+        response=response,
+    )
 
 
 def _ask_for_usage(kwargs: dict[str, Any]) -> dict[str, Any]:
