@@ -95,7 +95,9 @@ def _has_tool_result(path: str, body: dict[str, Any]) -> bool:
 def _structured(body: dict[str, Any]) -> bool:
     """Asked for structured output (``parse``): the answer is the refund as JSON."""
     chat = (body.get("response_format") or {}).get("type") == "json_schema"
-    return chat or ((body.get("text") or {}).get("format") or {}).get("type") == "json_schema"
+    anthropic = ((body.get("output_config") or {}).get("format") or {}).get("type")
+    responses = ((body.get("text") or {}).get("format") or {}).get("type")
+    return chat or "json_schema" in (anthropic, responses)
 
 
 def _chat(tool: bool, body: dict[str, Any]) -> dict[str, Any]:
@@ -166,10 +168,12 @@ def _response_stream(tool: bool, body: dict[str, Any]) -> list[tuple[str | None,
 
 # -- Anthropic Messages -----------------------------------------------------------------------
 def _message(tool: bool, body: dict[str, Any]) -> dict[str, Any]:
+    tool = tool and not _structured(body)
+    text = CALL["arguments"] if _structured(body) else "refunded"
     content: list[dict[str, Any]] = (
         [{"type": "tool_use", "id": "toolu_1", "name": "refund",
           "input": json.loads(CALL["arguments"])}]
-        if tool else [{"type": "text", "text": "refunded"}])
+        if tool else [{"type": "text", "text": text}])
     return {"id": "msg_1", "type": "message", "role": "assistant", "model": body["model"],
             "content": content, "stop_reason": "tool_use" if tool else "end_turn",
             "stop_sequence": None,

@@ -406,23 +406,30 @@ PARSE_BASE: list[str] = []
 
 @tracekit.entrypoint
 def parse_agent(ticket: str) -> None:
-    """Structured outputs through both ``parse`` helpers, which post without ``create``."""
-    client = tracekit.instrument(openai.OpenAI(api_key="sk-agent", base_url=PARSE_BASE[0]))
+    """Structured outputs through the three ``parse`` helpers, which post without ``create``."""
+    base = PARSE_BASE[0]
+    client = tracekit.instrument(openai.OpenAI(api_key="sk-agent", base_url=f"{base}/v1"))
+    claude = tracekit.instrument(anthropic.Anthropic(api_key="sk-ant-agent", base_url=base))
     messages = [{"role": "user", "content": ticket}]
     with tracekit.run(tenant="acme"):
         chat = client.chat.completions.parse(model="gpt-4o-mini", messages=messages,
                                              response_format=Refund)
         response = client.responses.parse(model="gpt-4o-mini", input=ticket, text_format=Refund)
-        PARSED.append([chat.choices[0].message.parsed, response.output_parsed])
+        message = claude.messages.parse(model="claude-haiku-4-5", max_tokens=100,
+                                        messages=messages, output_format=Refund)
+        PARSED.append([chat.choices[0].message.parsed, response.output_parsed,
+                       message.parsed_output])
 
 
 def test_the_parse_helpers_are_recorded_guarded_and_replayed_as_parsed_objects(
         store: Path, llm: LLMServer, tmp_path: Path) -> None:
-    PARSE_BASE[:], PARSED[:] = [f"{llm.url}/v1"], []
+    PARSE_BASE[:], PARSED[:] = [llm.url], []
     parse_agent("refund 42")
     expected = Refund(order_id="42", amount=30)
-    assert [[expected, expected]] == PARSED
-    chat_prompt, chat_output, prompt, output = outputs(store)
+    assert [[expected] * 3] == PARSED
+    chat_prompt, chat_output, prompt, output, claude_prompt, claude_output = outputs(store)
+    assert json.loads(claude_prompt["args"])["output_format"]["name"] == "Refund"
+    assert claude_output["cost_usd"] == pytest.approx(HAIKU)
     assert json.loads(chat_prompt["args"])["response_format"]["name"] == "Refund"
     assert "order_id" in json.dumps(json.loads(prompt["args"])["text_format"]["json_schema"])
     assert chat_output["cost_usd"] == output["cost_usd"] == pytest.approx(MINI)
@@ -431,7 +438,7 @@ def test_the_parse_helpers_are_recorded_guarded_and_replayed_as_parsed_objects(
     llm.stop()  # nothing listens: the replay serves the recorded answers, parsed again
     PARSED.clear()
     verdict = tracekit.replay(bundle, guard=tracekit.Guard(), entrypoint=f"{__name__}:parse_agent")
-    assert [[expected, expected]] == PARSED and verdict.mode == "agent"
+    assert [[expected] * 3] == PARSED and verdict.mode == "agent"
 
 
 @pytest.mark.parametrize("asynchronous", [False, True], ids=["sync", "async"])
@@ -440,6 +447,7 @@ def test_a_halted_run_cannot_reach_the_model_through_parse(
     tracekit.configure(store=tmp_path / "store", guard=tracekit.Guard(max_steps=1))
     try:
         client = clients(llm, "openai", asynchronous)
+        claude = clients(llm, "anthropic", asynchronous)
         kwargs = {"model": "gpt-4o-mini", "messages": [], "response_format": Refund}
 
         loop = asyncio.new_event_loop()  # one loop for the async client's connections
@@ -453,6 +461,9 @@ def test_a_halted_run_cannot_reach_the_model_through_parse(
                 call(client.chat.completions.parse, **kwargs)
             with pytest.raises(tracekit.Halted) as refused:  # never sent
                 call(client.responses.parse, model="gpt-4o-mini", input="x", text_format=Refund)
+            with pytest.raises(tracekit.Halted):  # never sent
+                call(claude.messages.parse, model="claude-haiku-4-5", max_tokens=10, messages=[],
+                     output_format=Refund)
         loop.close()
         assert halted.value.signal == refused.value.signal == "steps"
         assert len(llm.requests) == 2

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import typing
 import warnings
@@ -19,9 +20,16 @@ __all__ = ["instrument_anthropic"]
 
 
 def instrument_anthropic(client: Any, prices: Prices) -> Any:
-    """Record and guard ``client.messages.create``."""
+    """Record and guard ``client.messages.create`` and ``parse`` (and the ``stream()`` helper,
+    over ``create``)."""
     messages, asynchronous = client.messages, is_async_client(client)
-    messages.create = wrap(messages.create, _api(), prices, asynchronous)
+    api = _api()
+    messages.create = wrap(messages.create, api, prices, asynchronous)
+    # parse() posts without create: unwrapped, a halted run could still reach the model
+    parsing = dataclasses.replace(
+        api, prompt_keys=(*api.prompt_keys, "output_format"), served=_parsed
+    )
+    messages.parse = wrap(messages.parse, parsing, prices, asynchronous)
     messages.stream = _stream_helper(messages, asynchronous)
     return client
 
@@ -52,6 +60,14 @@ def _stream_helper(messages: Any, asynchronous: bool) -> Any:
         return MessageStreamManager(lambda: create(stream=True, **kwargs), output_format=NOT_GIVEN)
 
     return stream
+
+
+def _parsed(message: Any, kwargs: dict[str, Any]) -> Any:
+    """In agent replay: the recorded answer parsed into the caller's output type again."""
+    from anthropic import NOT_GIVEN
+    from anthropic.lib._parse._response import parse_response
+
+    return parse_response(output_format=kwargs.get("output_format", NOT_GIVEN), response=message)
 
 
 def _api() -> Api:
