@@ -483,3 +483,23 @@ def test_the_responses_stream_helper_is_recorded_through_create(
     assert "response.completed" in kinds and final.output[0].type == "function_call"
     prompt, output = outputs(store)
     assert "refund 42" in prompt["args"] and output["cost_usd"] == pytest.approx(MINI)
+
+
+@pytest.mark.parametrize("asynchronous", [False, True], ids=["sync", "async"])
+def test_a_call_the_sdk_fails_is_recorded_as_an_error_of_its_prompt(
+        store: Path, llm: LLMServer, asynchronous: bool) -> None:
+    url = llm.url
+    llm.stop()  # nothing listens: the SDK raises its connection error
+    cls: Any = openai.AsyncOpenAI if asynchronous else openai.OpenAI
+    client = tracekit.instrument(cls(api_key="sk-test-key", base_url=f"{url}/v1", max_retries=0))
+    with pytest.raises(openai.APIConnectionError), tracekit.run(tenant="acme"):
+        kwargs = {"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "refund 42"}]}
+        if asynchronous:
+            asyncio.run(client.chat.completions.create(**kwargs))
+        else:
+            client.chat.completions.create(**kwargs)
+    assert tracekit.flush(30)
+    prompt, error = Recording(store).rows(
+        "SELECT * FROM events WHERE kind IN ('prompt', 'error') ORDER BY seq")
+    assert (prompt["kind"], error["kind"], error["status"]) == ("prompt", "error", "error")
+    assert error["call_id"] == prompt["call_id"] and "Connection" in error["error"]

@@ -22,7 +22,7 @@ from .._contain.runguard import Call, RunGuard
 from .._ledger.effects import Effect
 from ..errors import ControlError, Halted
 from .resume import trace_so_far
-from .rows import RunStatic
+from .rows import Deferred, RunStatic
 from .settings import Release
 from .specs import ToolSpec, float_or_none, named_args, token_usage
 from .state import PROCESS
@@ -124,16 +124,18 @@ class Run:
         kind: str,
         name: str | None = None,
         call_id: str | None = None,
-        args: str | None = None,
-        output: str | None = None,
+        args: str | Deferred | None = None,
+        output: str | Deferred | None = None,
         status: str | None = None,
         error: str | None = None,
         tokens_in: int | None = None,
         tokens_out: int | None = None,
         cost_usd: float | None = None,
         latency_ms: float | None = None,
-        attrs: str | None = None,
+        attrs: str | Deferred | None = None,
     ) -> None:
+        """Append one event row to the process's sink (JSON columns as text, or ``Deferred``
+        to be encoded by the writer)."""
         seq = self._seq
         self._seq = seq + 1
         # event_row's tuple, built inline: this runs for every event

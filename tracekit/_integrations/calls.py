@@ -21,16 +21,20 @@ from dataclasses import dataclass
 from typing import Any
 
 from .._base.encode import canonical_json
+from .._base.vocab import EventKind
 from .._capture.decorators import ModelCall, record_output
 from .._capture.rows import Deferred
 from .._capture.run import Run, _current
 from .._capture.specs import ModelSpec
+from .._contain.runguard import RunGuard
 from ..errors import Halted
 from .prices import Prices
 
 __all__ = ["Api", "ReplayedStream", "Usage", "field", "given", "is_async_client", "wrap"]
 
 _ABSENT = object()
+_PROMPT = EventKind.PROMPT
+_perf = time.perf_counter
 #: tokens in, tokens out, of the tokens in those read from the provider's cache
 Usage = tuple[int | None, int | None, int | None]
 
@@ -115,6 +119,30 @@ class _Spec(ModelSpec):
             attrs = Deferred(self._answer_attrs, result)
         return counts[0], counts[1], self.costed(result, counts), attrs
 
+    def answer(
+        self, run: Run, original: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]
+    ) -> Any:
+        """A live, plain (not streamed) call of a sync client: what ``_start``, ``ModelCall``
+        and ``_answered`` do, on one frame, since it runs in every step of most agents."""
+        guard = run._guard
+        if guard is not None:
+            _check_flags(run, guard)
+        call_id = f"call_{next(run._calls)}"
+        name = self.name or run.release.model
+        run._record(_PROMPT, name, call_id, Deferred(canonical_json, self._sent(kwargs)))
+        started = _perf()
+        try:
+            result = original(*args, **kwargs)
+        except Exception as exc:
+            ModelCall(run, self, call_id).failed(exc)
+            raise
+        latency_ms = (_perf() - started) * 1000.0
+        counts = self.api.usage(result)
+        run._counted_output(Deferred(_answer, result), counts[0], counts[1],
+                            self.costed(result, counts), self.name, latency_ms,
+                            Deferred(self._answer_attrs, result), call_id)  # fmt: skip
+        return result
+
     def costed(self, result: Any, counts: Usage) -> float | None:
         """The answer's cost: from the price table (an SDK that reports its own cost reads
         that first)."""
@@ -160,7 +188,10 @@ def wrap(
         if run is None:
             return original(*args, **kwargs)
         model = kwargs.get("model")
-        call = _start(run, specs.get(model) or spec_for(model), kwargs)
+        spec = specs.get(model) or spec_for(model)
+        if not asynchronous and run._served is None and kwargs.get("stream") is not True:
+            return spec.answer(run, original, args, kwargs)
+        call = _start(run, spec, kwargs)
         if call.done:  # agent replay: the recorded answer, awaitable for an async client
             result = call.result if api.served is None else api.served(call.result, kwargs)
             return _ready(result) if asynchronous else result
@@ -212,14 +243,19 @@ def _start(run: Run, spec: _Spec, kwargs: dict[str, Any]) -> ModelCall:
     """The kill switch first (a refusal recorded, then raised), then the call begins."""
     guard = run._guard
     if guard is not None:
-        try:
-            guard.check_flags()
-        except Halted as halt:
-            run._refused(halt)
-            raise
+        _check_flags(run, guard)
     call = ModelCall.start(spec, (), kwargs, run)
     assert call is not None  # inside a run
     return call
+
+
+def _check_flags(run: Run, guard: RunGuard) -> None:
+    """The kill switch before a model call: a refusal is recorded, then raised."""
+    try:
+        guard.check_flags()
+    except Halted as halt:
+        run._refused(halt)
+        raise
 
 
 class _Recording:
