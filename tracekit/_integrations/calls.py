@@ -70,6 +70,8 @@ class Api:
     stream_usage: Callable[[list[Any]], Usage]
     tool_calls: Callable[[Any], list[dict[str, Any]]]
     stream_tool_calls: Callable[[list[Any]], list[dict[str, Any]]]
+    #: a streamed (or async) call's keyword arguments before they are sent (a sync plain
+    #: call takes the short path, ``_Spec.answer``, and is sent as given)
     prepare: Callable[[dict[str, Any]], dict[str, Any]] = lambda kwargs: kwargs
     #: in agent replay, the decoded answer as the method returns it, from the call's arguments
     #: (``parse`` parses it again into the caller's output type)
@@ -167,8 +169,16 @@ def _snapshot(value: Any) -> Any:
     after the call), an output type (``parse``'s pydantic model) as its JSON schema."""
     if type(value) is list:
         return list(value)
-    schema = getattr(value, "model_json_schema", None) if isinstance(value, type) else None
-    return value if schema is None else {"json_schema": schema(), "name": value.__name__}
+    if isinstance(value, type) and hasattr(value, "model_json_schema"):
+        return _output_type(value)
+    return value
+
+
+@functools.cache
+def _output_type(cls: Any) -> dict[str, Any]:
+    """An output type as the prompt records it; worked out once per type (pydantic builds
+    the schema anew on each ``model_json_schema()``)."""
+    return {"json_schema": cls.model_json_schema(), "name": cls.__name__}
 
 
 def wrap(
