@@ -886,6 +886,55 @@ def test_sqlite_locked_mid_run_refuses_every_call(guarded: Callable[..., Path]) 
             locker.close()
 
 
+
+# == a refresh thread that falls behind ============================================================
+def test_a_refresh_thread_that_falls_behind_is_caught_up_by_the_call(
+    guarded: Callable[..., Path],
+) -> None:
+    """The cache ages past the bound (the refresh thread waits 30 s here): the next call reads
+    the flags itself, so it runs, and a halt set meanwhile refuses it."""
+    root = guarded(staleness_s=0.2, refresh_s=30.0)
+    with tracekit.run(tenant="acme") as run:
+        time.sleep(0.3)
+        assert refused(run) is None
+        other = control_of(root)
+        other.set_flag(flag_key("run", run.run_id), now_info("stop it"))
+        other.close()
+        assert refused(run) is None  # the cache is fresh: the halt shows with the next read
+        time.sleep(0.3)
+        halt = refused(run)
+        assert halt is not None and halt.level == "run" and halt.reason == "stop it", halt
+
+
+def test_a_busy_agent_that_starves_the_refresh_thread_is_not_refused(
+    guarded: Callable[..., Path],
+) -> None:
+    """An agent whose thread releases the GIL briefly and takes it back (a syscall every few
+    hundred µs, as an SDK's request does) can keep the refresh thread off the GIL for
+    seconds: no call of it is refused as stale, and a halt still stops it within the bound."""
+    root = guarded(staleness_s=0.3, refresh_s=0.05)
+    got: list[tuple[float, str]] = []
+    with tracekit.run(tenant="acme") as run:
+        start = time.monotonic()
+        halted_at = None
+        while (now := time.monotonic() - start) < 1.6:
+            for _ in range(3):
+                os.urandom(8)  # releases the GIL, and takes it back at once
+                sum(i * i for i in range(2000))  # a little work between two syscalls
+            halt = refused(run)
+            got.append((now, "ran" if halt is None else f"{halt.level}: {halt.reason}"))
+            if halted_at is None and now > 0.8:
+                other = control_of(root)
+                other.set_flag(flag_key("run", run.run_id), now_info("stop it"))
+                other.close()
+                halted_at = time.monotonic() - start
+    assert halted_at is not None
+    before = {what for at, what in got if at < halted_at}
+    after = [(at, what) for at, what in got if what != "ran"]
+    assert before == {"ran"}, sorted(before)
+    assert {what for _, what in after} == {"run: stop it"}, after[:3]
+    assert after[0][0] - halted_at < 0.3 + 0.05 + 0.5
+
 # == bad configuration =============================================================================
 @pytest.mark.parametrize(("settings", "key"), [
     ({"max_steps": -1}, "max_steps"),

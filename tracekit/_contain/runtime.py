@@ -1,10 +1,11 @@
 """The process's guard: its settings, its control store and a fresh cache of the flags.
 
 The per-call path reads only memory: flags are cached and refreshed by a background thread
-(and, on Redis, pushed by pub/sub). A cache older than ``staleness_s``, or a control store that
-errors, refuses every call. What the runs of this process share through the control store (a
-tenant's spend window, first-seen destinations, concurrency leases, run state to resume) is
-kept here and synced by the same thread.
+(and, on Redis, pushed by pub/sub). A control store that errors refuses every call; so does a
+cache older than ``staleness_s`` that the call cannot read again on the spot (the refresh thread
+can fall behind: a busy agent thread keeps it off the GIL). What the runs of this process share
+through the control store (a tenant's spend window, first-seen destinations, concurrency
+leases, run state to resume) is kept here and synced by the same thread.
 """
 
 from __future__ import annotations
@@ -95,20 +96,55 @@ class GuardRuntime:
                 self._save_dirty_runs()
                 if self._leases:
                     self._renew_leases()
-                glass = self._break_glass()  # first: a halt there holds even if the store fails
-                self.control.check_alive()
-                flags = {**self.control.flags(), **glass}
+                flags = self._read_flags()
             except ControlError as exc:
                 self.fail(str(exc))
                 return
             except Exception as exc:  # anything unexpected fails closed too
                 self.fail(f"control store error: {exc}")
                 return
-            self.flags = flags
-            self.fail(None)
-            self.refreshed = started
-            if self.guard.on_capture_failure == "halt" and (cannot := self.capture_failure()):
-                self.fail(f"the trace cannot be written ({cannot})", Signal.CAPTURE_FAILURE)
+            self._fresh(flags, started)
+
+    def _read_flags(self) -> dict[str, dict[str, Any]]:
+        glass = self._break_glass()  # first: a halt there holds even if the store fails
+        self.control.check_alive()
+        return {**self.control.flags(), **glass, **self._local_trips}
+
+    def _fresh(self, flags: dict[str, dict[str, Any]], started: float) -> None:
+        """The flags as read from ``started`` on: the cache is good again (unless the trace
+        cannot be written and the guard halts on that)."""
+        self.flags = flags
+        self.fail(None)
+        self.refreshed = started
+        if self.guard.on_capture_failure == "halt" and (cannot := self.capture_failure()):
+            self.fail(f"the trace cannot be written ({cannot})", Signal.CAPTURE_FAILURE)
+
+    def _catch_up(self) -> bool:
+        """The flags read on the caller's thread when the cache has aged past the bound while
+        the store answers: the refresh thread fell behind (a busy agent whose thread keeps
+        taking the GIL back starves it for seconds). Waits at most ``refresh_s`` for a refresh
+        in flight (one hung on the store stays refused); True when the cache is fresh."""
+        if not self._refresh_lock.acquire(timeout=self.guard.refresh_s):
+            return False
+        try:
+            if self.failure is None and not self._stale():
+                return True  # the refresh in flight finished
+            started = time.monotonic()
+            try:
+                flags = self._read_flags()
+            except ControlError as exc:
+                self.fail(str(exc))
+                return False
+            except Exception as exc:
+                self.fail(f"control store error: {exc}")
+                return False
+            self._fresh(flags, started)
+            return self.failure is None
+        finally:
+            self._refresh_lock.release()
+
+    def _stale(self) -> bool:
+        return time.monotonic() - self.refreshed > self.guard.staleness_s
 
     def fail(self, reason: str | None, signal: Signal = Signal.STORE_ERROR) -> None:
         self.failure, self.failure_signal = reason, signal
@@ -149,6 +185,10 @@ class GuardRuntime:
 
     # -- the per-call check of the store's health -----------------------------------------
     def assert_fresh(self) -> None:
+        """Called when the cache failed or looks stale: a refusal, unless a stale cache (the
+        store answering) could be read again on the spot."""
+        if self.failure is None and self._catch_up():
+            return
         if self.failure is not None:
             if self.failure_signal != Signal.STORE_ERROR:
                 raise Halted("store", self.control.url, self.failure, signal=self.failure_signal)
