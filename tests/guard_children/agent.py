@@ -63,7 +63,9 @@ def spend(store: str, tenant: str, n: str, cost: str, bound: str) -> None:
         runtime = PROCESS.guard_runtime()
         deadline = time.monotonic() + 10
         # wait for the background sync to push this process's spend to the control store
-        while getattr(runtime, "_unsynced", None) and time.monotonic() < deadline:
+        while (getattr(runtime, "_spent", None) or getattr(runtime, "_unsynced", None)) and (
+            time.monotonic() < deadline
+        ):
             time.sleep(0.01)
         time.sleep(0.2)
     tracekit.shutdown()

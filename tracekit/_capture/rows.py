@@ -95,20 +95,18 @@ def event_row(
     )
 
 
-class Deferred:
+class Deferred(tuple[Callable[[Any], "str | None"], Any]):
     """A JSON column (``args``, ``output``, ``attrs``) whose text is made later, off the agent's
-    path: the hot path hands over ``value`` (an SDK's answer, a snapshot of a prompt) and the
-    writer thread calls ``encode(value)``, so an agent step never waits on encoding."""
+    path: the hot path hands over ``Deferred((encode, value))`` (an SDK's answer, a snapshot of
+    a prompt) and the writer thread calls ``encode(value)``, so an agent step never waits on
+    encoding. A pair (a tuple) so that making one runs no Python code."""
 
-    __slots__ = ("encode", "value")
-
-    def __init__(self, encode: Callable[[Any], str | None], value: Any) -> None:
-        self.encode, self.value = encode, value
+    __slots__ = ()
 
     def text(self) -> str | None:
         """The column's JSON text; a note naming the problem when ``encode`` fails."""
         try:
-            return self.encode(self.value)
+            return self[0](self[1])
         except Exception as exc:
             return dump_plain({"$unencodable": f"{type(exc).__name__}: {exc}"})
 

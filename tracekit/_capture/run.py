@@ -316,12 +316,19 @@ class Run:
     ) -> None:
         """``_output`` with the tokens already counted (``encoded`` and ``attrs`` JSON text or
         ``Deferred``)."""
-        self.step += 1
-        self._record(_MODEL_OUTPUT, model or self.release.model, call_id, None, encoded, _OK,
-                     None, tokens_in, tokens_out, cost_usd, latency_ms, attrs)  # fmt: skip
+        self.step = step = self.step + 1
+        seq = self._seq
+        self._seq = seq + 1
+        # _record's row, built here: this runs after every model call
+        row = (self._static, seq, step, _now_us() // 1000, _MODEL_OUTPUT,
+               model or self.release.model, call_id, None, encoded, _OK, None, tokens_in,
+               tokens_out, cost_usd, latency_ms, attrs)  # fmt: skip
+        PROCESS.emit(row)
         if self._guard is not None:
+            if type(cost_usd) is not float:
+                cost_usd = float_or_none(cost_usd)
             try:
-                self._guard.after_model_output(float_or_none(cost_usd))
+                self._guard.after_model_output(cost_usd)
             except Halted as halt:
                 self._refused(halt)
                 raise

@@ -95,10 +95,8 @@ class RunGuard:
     def check_call(self, call: Call) -> list[Alert] | None:
         """Before a tool runs: the kill switch (and the frozen tool), then every detector. A
         refusal raises; alerts (recorded, the call goes on) are returned."""
-        rt = self.rt  # the kill switch, inline: this runs before every tool call
-        if rt.failure is not None or _monotonic() - rt.refreshed > self.staleness_s:
-            rt.assert_fresh()
-        if rt.flags:
+        rt = self.rt
+        if _monotonic() > rt.clear_until:  # the kill switch, when it could refuse
             self.check_flags(call.name)
         call.at = rt.clock()
         key = call.rules if call.rules is not None else (call.name, call.writes)
@@ -127,11 +125,13 @@ class RunGuard:
     def after_model_output(self, cost_usd: float | None) -> None:
         """After a model output: the run thinks; its cost counts, and the kill switch, the
         bounds and the detectors still apply."""
+        rt = self.rt
         if cost_usd:
             self.cost += cost_usd
-            self.rt.add_spend(self.tenant, cost_usd)
-        self.rt._dirty[self.run_id] = self  # mark_dirty, inline: this runs after every output
-        self.check_flags()
+            rt.note_spend((self.tenant, rt.clock(), cost_usd))  # add_spend, inline
+        rt._dirty[self.run_id] = self  # mark_dirty, inline: this runs after every output
+        if _monotonic() > rt.clear_until:  # the kill switch, when it could refuse
+            self.check_flags()
         for hook in self._on_model_output:
             hook()
 

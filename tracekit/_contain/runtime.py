@@ -14,6 +14,7 @@ import contextlib
 import math
 import threading
 import time
+from collections import deque
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
@@ -54,13 +55,18 @@ class GuardRuntime:
         self.settings_json = canonical_json(guard.model_dump(mode="json"))
         self._refresh_lock = threading.Lock()  # one refresh at a time; trips wait for it
         self._local_trips: dict[str, dict[str, Any]] = {}  # tripped while the store was down
-        self.flags: dict[str, dict[str, Any]] = {}
+        #: monotonic time until which no call can be refused by the kill switch: no flag set,
+        #: the store answering and the cache fresh (the one comparison a clear call makes)
+        self.clear_until = -math.inf
+        self._flags: dict[str, dict[str, Any]] = {}
         self.refreshed = -math.inf  # monotonic time of the last good read of the flags
         self.failure: str | None = "the guard has not read its control store yet"
         self.failure_signal = Signal.STORE_ERROR
         self._bucket_s = max(guard.spend_window_s / 30.0, 1.0)
         self._spend_lock = threading.Lock()
         self._unsynced: dict[str, dict[int, float]] = {}  # tenant -> bucket -> spend not pushed
+        self._spent: deque[tuple[str, float, float]] = deque()  # (tenant, at, cost) not folded
+        self.note_spend = self._spent.append
         self._inflight: dict[str, float] = {}  # tenant -> spend being pushed right now
         self._tenant_window: dict[str, float] = {}  # tenant -> window total at the last sync
         self._dirty: dict[str, RunGuard] = {}
@@ -113,9 +119,9 @@ class GuardRuntime:
     def _fresh(self, flags: dict[str, dict[str, Any]], started: float) -> None:
         """The flags as read from ``started`` on: the cache is good again (unless the trace
         cannot be written and the guard halts on that)."""
+        self.refreshed = started
         self.flags = flags
         self.fail(None)
-        self.refreshed = started
         if self.guard.on_capture_failure == "halt" and (cannot := self.capture_failure()):
             self.fail(f"the trace cannot be written ({cannot})", Signal.CAPTURE_FAILURE)
 
@@ -146,8 +152,24 @@ class GuardRuntime:
     def _stale(self) -> bool:
         return time.monotonic() - self.refreshed > self.guard.staleness_s
 
+    @property
+    def flags(self) -> dict[str, dict[str, Any]]:
+        """The halt and freeze flags, as last read (and as tripped here since)."""
+        return self._flags
+
+    @flags.setter
+    def flags(self, flags: dict[str, dict[str, Any]]) -> None:
+        self._flags = flags
+        self._settle()
+
     def fail(self, reason: str | None, signal: Signal = Signal.STORE_ERROR) -> None:
         self.failure, self.failure_signal = reason, signal
+        self._settle()
+
+    def _settle(self) -> None:
+        """``clear_until`` again, after a change of the flags, the failure or the freshness."""
+        clear = not self._flags and self.failure is None
+        self.clear_until = self.refreshed + self.guard.staleness_s if clear else -math.inf
 
     def _break_glass(self) -> dict[str, dict[str, Any]]:
         """The break-glass halts beside an embedded store (``tracekit halt`` writes there when
@@ -259,9 +281,19 @@ class GuardRuntime:
 
     # -- tenant spend across processes -------------------------------------------------------
     def add_spend(self, tenant: str, amount: float) -> None:
-        bucket = int(self.clock() // self._bucket_s)
-        with self._spend_lock:
+        """A model output's cost, noted (no lock: a deque's append is atomic); whoever reads
+        the spend next folds it into its bucket. The per-call path calls ``note_spend((tenant,
+        clock(), amount))`` itself, the same without a frame."""
+        self.note_spend((tenant, self.clock(), amount))
+
+    def _fold_spent(self) -> None:
+        """The costs noted since the last fold, into their buckets (with the spend lock held:
+        each one popped once, so counted once)."""
+        spent, size = self._spent, self._bucket_s
+        while spent:
+            tenant, at, amount = spent.popleft()
             per = self._unsynced.setdefault(tenant, {})
+            bucket = int(at // size)
             per[bucket] = per.get(bucket, 0.0) + amount
 
     def _window(self) -> tuple[int, int]:
@@ -281,12 +313,14 @@ class GuardRuntime:
         """Spend in the window: every process's, as of the last sync, plus this one's since
         (including what is being pushed right now: never counted zero times)."""
         with self._spend_lock:
+            self._fold_spent()
             local = sum(self._unsynced.get(tenant, {}).values())
             local += self._inflight.get(tenant, 0.0)
         return self._tenant_window.get(tenant, 0.0) + local
 
     def _sync_spend(self) -> None:
         with self._spend_lock:
+            self._fold_spent()
             pending, self._unsynced = self._unsynced, {}
             self._inflight = {t: sum(b.values()) for t, b in pending.items()}
         try:

@@ -32,9 +32,9 @@ from .prices import Prices
 
 __all__ = ["Api", "ReplayedStream", "Usage", "field", "given", "is_async_client", "wrap"]
 
-_ABSENT = object()
 _PROMPT = EventKind.PROMPT
 _perf = time.perf_counter
+_monotonic = time.monotonic
 #: tokens in, tokens out, of the tokens in those read from the provider's cache
 Usage = tuple[int | None, int | None, int | None]
 
@@ -95,19 +95,22 @@ class _Spec(ModelSpec):
         return self.name
 
     def prompt_of(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> str:
-        return canonical_json(self._sent(kwargs))
+        return _prompt_text(self._sent(kwargs))
 
     def prompt_row(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Deferred:
         """Encoded on the writer thread, from a snapshot: each list argument (the messages)
         is copied, so messages the agent appends after the call are not in this prompt."""
-        return Deferred(canonical_json, self._sent(kwargs))
+        return Deferred((_prompt_text, self._sent(kwargs)))
 
     def _sent(self, kwargs: dict[str, Any]) -> dict[str, Any]:
+        """The prompt's arguments as the call has them now (lists copied); the rest of the
+        work (the SDK's "not given" sentinels left out, an output type as its schema) is
+        ``_prompt_text``'s, on the writer thread."""
         sent = {}
         for key in self.keys:
-            value = kwargs.get(key, _ABSENT)
-            if value is not _ABSENT and given(value):
-                sent[key] = _snapshot(value)
+            if key in kwargs:
+                value = kwargs[key]
+                sent[key] = value[:] if type(value) is list else value
         return sent
 
     def measure(self, result: Any) -> tuple[int | None, int | None, float | None, Any]:
@@ -115,10 +118,10 @@ class _Spec(ModelSpec):
         encoded on the writer thread."""
         if type(result) in _STREAMS:
             counts = self.api.stream_usage(result.tracekit_chunks)
-            attrs = Deferred(self._stream_attrs, result.tracekit_chunks)
+            attrs = Deferred((self._stream_attrs, result.tracekit_chunks))
         else:
             counts = self.api.usage(result)
-            attrs = Deferred(self._answer_attrs, result)
+            attrs = Deferred((self._answer_attrs, result))
         return counts[0], counts[1], self.costed(result, counts), attrs
 
     def answer(
@@ -127,11 +130,11 @@ class _Spec(ModelSpec):
         """A live, plain (not streamed) call of a sync client: what ``_start``, ``ModelCall``
         and ``_answered`` do, on one frame, since it runs in every step of most agents."""
         guard = run._guard
-        if guard is not None:
+        if guard is not None and _monotonic() > guard.rt.clear_until:  # when it could refuse
             _check_flags(run, guard)
         call_id = f"call_{next(run._calls)}"
         name = self.name or run.release.model
-        run._record(_PROMPT, name, call_id, Deferred(canonical_json, self._sent(kwargs)))
+        run._record(_PROMPT, name, call_id, Deferred((_prompt_text, self._sent(kwargs))))
         started = _perf()
         try:
             result = original(*args, **kwargs)
@@ -140,9 +143,9 @@ class _Spec(ModelSpec):
             raise
         latency_ms = (_perf() - started) * 1000.0
         counts = self.api.usage(result)
-        run._counted_output(Deferred(_answer, result), counts[0], counts[1],
+        run._counted_output(Deferred((_answer, result)), counts[0], counts[1],
                             self.costed(result, counts), self.name, latency_ms,
-                            Deferred(self._answer_attrs, result), call_id)  # fmt: skip
+                            Deferred((self._answer_attrs, result)), call_id)  # fmt: skip
         return result
 
     def costed(self, result: Any, counts: Usage) -> float | None:
@@ -164,11 +167,13 @@ class _Spec(ModelSpec):
         return self.api.decode(value)
 
 
-def _snapshot(value: Any) -> Any:
-    """An argument as the prompt keeps it: a list copied (the agent appends to its messages
-    after the call), an output type (``parse``'s pydantic model) as its JSON schema."""
-    if type(value) is list:
-        return list(value)
+def _prompt_text(sent: dict[str, Any]) -> str:
+    """A prompt's JSON: the arguments given (not the SDKs' sentinels), an output type (the
+    pydantic model ``parse`` takes) as its JSON schema."""
+    return canonical_json({k: _as_recorded(v) for k, v in sent.items() if given(v)})
+
+
+def _as_recorded(value: Any) -> Any:
     if isinstance(value, type) and hasattr(value, "model_json_schema"):
         return _output_type(value)
     return value
@@ -224,7 +229,7 @@ def _answered(call: ModelCall, result: Any) -> Any:
     latency_ms = (time.perf_counter() - call.started) * 1000.0
     spec = call.spec
     tokens_in, tokens_out, cost, attrs = spec.measure(result)
-    call.run._counted_output(Deferred(_answer, result), tokens_in, tokens_out, cost, spec.name,
+    call.run._counted_output(Deferred((_answer, result)), tokens_in, tokens_out, cost, spec.name,
                              latency_ms, attrs, call.call_id)  # fmt: skip
     return result
 
@@ -281,7 +286,7 @@ class _Recording:
             return
         self._recorded = True
         call = self._call
-        encoded = Deferred(canonical_json, {"stream": self.tracekit_chunks})
+        encoded = Deferred((canonical_json, {"stream": self.tracekit_chunks}))
         latency_ms = (time.perf_counter() - call.started) * 1000.0
         record_output(call.run, call.spec, call.call_id, self, encoded, latency_ms)
 

@@ -150,7 +150,8 @@ def _named(args: tuple[Any, ...], kwargs: dict[str, Any]) -> tuple[tuple[Any, ..
 def _answered(call: ModelCall, result: Any) -> Any:
     """The output recorded (encoded on the writer thread) with LiteLLM's cost."""
     latency_ms = (time.perf_counter() - call.started) * 1000.0
-    record_output(call.run, call.spec, call.call_id, result, Deferred(_answer, result), latency_ms)
+    encoded = Deferred((_answer, result))
+    record_output(call.run, call.spec, call.call_id, result, encoded, latency_ms)
     return result
 
 
