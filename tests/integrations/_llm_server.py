@@ -183,6 +183,8 @@ def _message(tool: bool, body: dict[str, Any]) -> dict[str, Any]:
 def _message_stream(tool: bool, body: dict[str, Any]) -> list[tuple[str | None, Any]]:
     start = {**_message(tool, body), "content": [], "stop_reason": None,
              "usage": {"input_tokens": USAGE_IN, "output_tokens": 1}}
+    tool = tool and not _structured(body)
+    text = CALL["arguments"] if _structured(body) else "refunded"
     if tool:
         block: dict[str, Any] = {"type": "tool_use", "id": "toolu_1", "name": "refund",
                                  "input": {}}
@@ -190,7 +192,7 @@ def _message_stream(tool: bool, body: dict[str, Any]) -> list[tuple[str | None, 
                   {"type": "input_json_delta", "partial_json": CALL["arguments"][10:]}]
     else:
         block = {"type": "text", "text": ""}
-        deltas = [{"type": "text_delta", "text": "refun"}, {"type": "text_delta", "text": "ded"}]
+        deltas = [{"type": "text_delta", "text": part} for part in (text[:5], text[5:])]
     events: list[tuple[str | None, Any]] = [
         ("message_start", {"type": "message_start", "message": start}),
         ("content_block_start", {"type": "content_block_start", "index": 0,

@@ -320,12 +320,15 @@ def test_a_replayed_stream_closes_as_the_sdks_sync_and_async_streams_do() -> Non
     assert list(stream) == ["a", "b"] and asyncio.run(read()) == ["a", "b"]
 
 
+@pytest.mark.parametrize("typed", [False, True], ids=["plain", "output_format"])
 @pytest.mark.parametrize("asynchronous", [False, True], ids=["sync", "async"])
 def test_the_anthropic_stream_helper_is_recorded_and_reads_as_the_sdks_own(
-        store: Path, llm: LLMServer, asynchronous: bool) -> None:
+        store: Path, llm: LLMServer, asynchronous: bool, typed: bool) -> None:
     client = clients(llm, "anthropic", asynchronous)
     kwargs: dict[str, Any] = {"model": "claude-haiku-4-5", "max_tokens": 100,
                               "messages": [{"role": "user", "content": "refund 42"}]}
+    if typed:  # structured output: the SDK's helper posts the type's schema itself
+        kwargs["output_format"] = Refund
 
     async def aread() -> Any:
         async with client.messages.stream(**kwargs) as stream:
@@ -337,43 +340,61 @@ def test_the_anthropic_stream_helper_is_recorded_and_reads_as_the_sdks_own(
 
     with tracekit.run(tenant="acme"):
         final = asyncio.run(aread()) if asynchronous else read()
-    assert final.content[0].name == "refund" and final.content[0].input == ARGS
-    _, output = outputs(store)
+    prompt, output = outputs(store)
+    sent = llm.requests[-1][1]
+    assert sent["stream"] is True
     assert (output["tokens_in"], output["tokens_out"]) == (USAGE_IN, USAGE_OUT)
     assert output["cost_usd"] == pytest.approx(HAIKU)
+    if typed:
+        assert final.parsed_output == Refund(order_id="42", amount=30)
+        assert sent["output_config"]["format"]["type"] == "json_schema"
+        assert json.loads(prompt["args"])["output_config"] == sent["output_config"]
+        return
+    assert final.content[0].name == "refund" and final.content[0].input == ARGS
     assert json.loads(json.loads(output["attrs"])["tool_calls"][0]["arguments"]) == ARGS
-    assert llm.requests[-1][1]["stream"] is True
 
 
 HELPER_RESULTS: list[Any] = []
 HELPER_BASE: list[str] = []
 
 
-@tracekit.entrypoint
-def stream_helper_agent(ticket: str) -> None:
+def _helper_stream(ticket: str, **more: Any) -> Any:
     client = tracekit.instrument(anthropic.Anthropic(api_key="sk-ant-agent",
                                                      base_url=HELPER_BASE[0]))
-    with tracekit.run(tenant="acme"), client.messages.stream(
-            model="claude-haiku-4-5", max_tokens=100,
-            messages=[{"role": "user", "content": ticket}]) as stream:
+    return client.messages.stream(model="claude-haiku-4-5", max_tokens=100,
+                                  messages=[{"role": "user", "content": ticket}], **more)
+
+
+@tracekit.entrypoint
+def stream_helper_agent(ticket: str) -> None:
+    with tracekit.run(tenant="acme"), _helper_stream(ticket) as stream:
         events = [event.type for event in stream]
         HELPER_RESULTS.append([events, stream.get_final_message().content[0].input])
 
 
+@tracekit.entrypoint
+def typed_stream_helper_agent(ticket: str) -> None:
+    with tracekit.run(tenant="acme"), _helper_stream(ticket, output_format=Refund) as stream:
+        HELPER_RESULTS.append(stream.get_final_message().parsed_output)
+
+
+@pytest.mark.parametrize("agent", ["stream_helper_agent", "typed_stream_helper_agent"])
 def test_agent_replay_serves_the_anthropic_stream_helper(store: Path, llm: LLMServer,
-                                                         tmp_path: Path) -> None:
+                                                         tmp_path: Path, agent: str) -> None:
     HELPER_BASE[:] = [llm.url]
     HELPER_RESULTS.clear()
-    stream_helper_agent("refund 42")
+    globals()[agent]("refund 42")
     assert tracekit.flush(30)
     run_id = Recording(store).runs()[-1]["run_id"]
     bundle = tracekit.export_incident([run_id], "helper", tmp_path / "fixtures", store)
-    llm.stop()  # nothing listens: the replay serves the recorded events
+    llm.stop()  # nothing listens: the replay serves the recorded events (parsed again)
     [recorded] = HELPER_RESULTS
-    assert recorded[1] == ARGS and "message_stop" in recorded[0]
+    if agent == "typed_stream_helper_agent":
+        assert recorded == Refund(order_id="42", amount=30)
+    else:
+        assert recorded[1] == ARGS and "message_stop" in recorded[0]
     HELPER_RESULTS.clear()
-    verdict = tracekit.replay(bundle, guard=tracekit.Guard(),
-                              entrypoint=f"{__name__}:stream_helper_agent")
+    verdict = tracekit.replay(bundle, guard=tracekit.Guard(), entrypoint=f"{__name__}:{agent}")
     assert [recorded] == HELPER_RESULTS and verdict.mode == "agent"
 
 
@@ -441,6 +462,8 @@ def test_the_parse_helpers_are_recorded_guarded_and_replayed_as_parsed_objects(
     assert [[expected] * 3] == PARSED and verdict.mode == "agent"
 
 
+
+
 @pytest.mark.parametrize("asynchronous", [False, True], ids=["sync", "async"])
 def test_a_halted_run_cannot_reach_the_model_through_parse(
         tmp_path: Path, llm: LLMServer, asynchronous: bool) -> None:
@@ -464,6 +487,11 @@ def test_a_halted_run_cannot_reach_the_model_through_parse(
             with pytest.raises(tracekit.Halted):  # never sent
                 call(claude.messages.parse, model="claude-haiku-4-5", max_tokens=10, messages=[],
                      output_format=Refund)
+            if not asynchronous:  # never sent either
+                with pytest.raises(tracekit.Halted), claude.messages.stream(
+                        model="claude-haiku-4-5", max_tokens=10, messages=[],
+                        output_format=Refund) as stream:
+                    stream.get_final_message()
         loop.close()
         assert halted.value.signal == refused.value.signal == "steps"
         assert len(llm.requests) == 2

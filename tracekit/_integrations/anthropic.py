@@ -5,15 +5,13 @@ from __future__ import annotations
 import dataclasses
 import functools
 import typing
-import warnings
 from typing import Any
 
 from pydantic import TypeAdapter
 
 from .._base.encode import canonical_json
 from .._capture.run import current_run
-from ..errors import TracekitWarning
-from .calls import Api, Usage, field, is_async_client, wrap
+from .calls import Api, Usage, field, given, is_async_client, wrap
 from .prices import Prices
 
 __all__ = ["instrument_anthropic"]
@@ -47,19 +45,30 @@ def _stream_helper(messages: Any, asynchronous: bool) -> Any:
     def stream(**kwargs: Any) -> Any:
         if current_run() is None:
             return original(**kwargs)
-        if "output_format" in kwargs:  # parsed outputs: the SDK's own request, unrecorded
-            warnings.warn(
-                "tracekit does not record messages.stream(output_format=...) yet: call "
-                "messages.create(stream=True) for a recorded, guarded call",
-                TracekitWarning,
-                stacklevel=2,
-            )
-            return original(**kwargs)
+        parsed = kwargs.pop("output_format", NOT_GIVEN)  # parsed outputs: a format to send
+        if given(parsed) and parsed is not None:
+            kwargs["output_config"] = _with_format(kwargs.get("output_config"), parsed)
         if asynchronous:
-            return AsyncMessageStreamManager(create(stream=True, **kwargs))
-        return MessageStreamManager(lambda: create(stream=True, **kwargs), output_format=NOT_GIVEN)
+            return AsyncMessageStreamManager(create(stream=True, **kwargs), output_format=parsed)
+        return MessageStreamManager(lambda: create(stream=True, **kwargs), output_format=parsed)
 
     return stream
+
+
+def _with_format(config: Any, output_format: Any) -> dict[str, Any]:
+    """``output_config`` with the output type's JSON schema as its format: the request the
+    SDK's ``stream(output_format=...)`` sends, made through ``create`` (so it is recorded and
+    guarded); the stream manager parses the final text into the type, as the SDK's does."""
+    from anthropic.lib._parse._transform import cached_json_schema, transform_schema
+
+    if isinstance(output_format, (str, dict)):
+        raise TypeError(
+            "`output_format` must be a type; pass a schema dict as "
+            "`output_config={'format': ...}` instead"
+        )
+    schema = transform_schema(cached_json_schema(TypeAdapter(output_format)))
+    found = {"schema": schema, "type": "json_schema"}
+    return {**config, "format": found} if config and given(config) else {"format": found}
 
 
 def _parsed(message: Any, kwargs: dict[str, Any]) -> Any:
@@ -75,7 +84,7 @@ def _api() -> Api:
 
     event = TypeAdapter(typing.get_args(RawMessageStreamEvent)[0])
     return Api(
-        prompt_keys=("system", "messages", "tools"),
+        prompt_keys=("system", "messages", "tools", "output_config"),
         decode=Message.model_validate,
         decode_chunk=event.validate_python,
         usage=lambda m: _usage(getattr(m, "usage", None)),
