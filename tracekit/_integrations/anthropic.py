@@ -87,15 +87,17 @@ def _api() -> Api:
         prompt_keys=("system", "messages", "tools", "output_config"),
         decode=Message.model_validate,
         decode_chunk=event.validate_python,
-        usage=lambda m: _usage(getattr(m, "usage", None)),
+        usage=_usage,
         stream_usage=_stream_usage,
         tool_calls=lambda m: _tool_calls(field(m, "content") or []),
         stream_tool_calls=_stream_tool_calls,
     )
 
 
-def _usage(usage: Any) -> Usage:
-    """Read on every call (the guard counts the cost): attributes of the SDK's own object."""
+def _usage(message: Any) -> Usage:
+    """A message's usage, read on every call (the guard counts the cost): attributes of the
+    SDK's own object, on one frame."""
+    usage = getattr(message, "usage", None)
     if usage is None:
         return None, None, 0
     cached = getattr(usage, "cache_read_input_tokens", None) or 0
@@ -107,7 +109,7 @@ def _usage(usage: Any) -> Usage:
 def _stream_usage(events: list[Any]) -> Usage:
     """Input tokens from ``message_start``, output tokens from the last ``message_delta``."""
     start = next((e for e in events if field(e, "type") == "message_start"), None)
-    tokens_in, _, cached = _usage(field(start, "message", "usage"))
+    tokens_in, _, cached = _usage(field(start, "message"))
     deltas = [e for e in events if field(e, "type") == "message_delta"]
     tokens_out = field(deltas[-1], "usage", "output_tokens") if deltas else None
     return tokens_in, tokens_out, cached

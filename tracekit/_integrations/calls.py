@@ -82,12 +82,14 @@ class _Spec(ModelSpec):
     """The ``@tracekit.model`` spec of one SDK method and model: the prompt is the named
     keyword arguments; usage, cost and tool calls read from the answer or the stream."""
 
-    __slots__ = ("_price", "api", "keys", "prices")
+    __slots__ = ("_price", "_table_only", "api", "keys", "prices")
 
     def __init__(self, api: Api, prices: Prices, model: str | None, fn: Callable[..., Any]):
         super().__init__(fn, model, None, None, None)
         self.api, self.keys, self.prices = api, api.prompt_keys, prices
         self._price = prices.pricer(self.price_model())
+        #: the pricer itself when ``costed`` is not overridden (a frame less per call)
+        self._table_only = self._price if type(self).costed is _Spec.costed else None
         self.decode = self._decode
 
     def price_model(self) -> str | None:
@@ -143,9 +145,11 @@ class _Spec(ModelSpec):
             raise
         latency_ms = (_perf() - started) * 1000.0
         counts = self.api.usage(result)
-        run._counted_output(Deferred((_answer, result)), counts[0], counts[1],
-                            self.costed(result, counts), self.name, latency_ms,
-                            Deferred((self._answer_attrs, result)), call_id)  # fmt: skip
+        price = self._table_only
+        cost = price(*counts) if price is not None else self.costed(result, counts)
+        answer, attrs = Deferred((_answer, result)), Deferred((self._answer_attrs, result))
+        tin, tout = counts[0], counts[1]
+        run._counted_output(answer, tin, tout, cost, self.name, latency_ms, attrs, call_id)
         return result
 
     def costed(self, result: Any, counts: Usage) -> float | None:

@@ -41,8 +41,8 @@ def _apis() -> tuple[Api, Api]:
         prompt_keys=("messages", "tools"),
         decode=_as_the_sdk_reads(ChatCompletion),
         decode_chunk=ChatCompletionChunk.model_validate,
-        usage=lambda r: _chat_usage(getattr(r, "usage", None)),
-        stream_usage=lambda chunks: _chat_usage(_last(chunks, "usage")),
+        usage=_chat_usage,
+        stream_usage=lambda chunks: _chat_usage(_last_with(chunks, "usage")),
         tool_calls=chat_tool_calls,
         stream_tool_calls=chat_stream_tool_calls,
         prepare=_ask_for_usage,
@@ -51,8 +51,8 @@ def _apis() -> tuple[Api, Api]:
         prompt_keys=("input", "instructions", "tools", "previous_response_id"),
         decode=_as_the_sdk_reads(Response),
         decode_chunk=event.validate_python,
-        usage=lambda r: _responses_usage(getattr(r, "usage", None)),
-        stream_usage=lambda events: _responses_usage(field(_completed(events), "usage")),
+        usage=_responses_usage,
+        stream_usage=lambda events: _responses_usage(_completed(events)),
         tool_calls=_responses_tool_calls,
         stream_tool_calls=lambda events: _responses_tool_calls(_completed(events)),
     )
@@ -112,8 +112,10 @@ def _ask_for_usage(kwargs: dict[str, Any]) -> dict[str, Any]:
     return kwargs
 
 
-def _chat_usage(usage: Any) -> Usage:
-    """Read on every call (the guard counts the cost): attributes of the SDK's own object."""
+def _chat_usage(answer: Any) -> Usage:
+    """The usage of an answer (or of the chunk that carries it), read on every call (the guard
+    counts the cost): attributes of the SDK's own object, on one frame."""
+    usage = getattr(answer, "usage", None)
     if usage is None:
         return None, None, None
     details = getattr(usage, "prompt_tokens_details", None)
@@ -121,15 +123,17 @@ def _chat_usage(usage: Any) -> Usage:
     return getattr(usage, "prompt_tokens", None), getattr(usage, "completion_tokens", None), cached
 
 
-def _responses_usage(usage: Any) -> Usage:
+def _responses_usage(response: Any) -> Usage:
+    usage = getattr(response, "usage", None)
     if usage is None:
         return None, None, None
     cached = getattr(getattr(usage, "input_tokens_details", None), "cached_tokens", None)
     return getattr(usage, "input_tokens", None), getattr(usage, "output_tokens", None), cached
 
 
-def _last(chunks: list[Any], name: str) -> Any:
-    return next((field(c, name) for c in reversed(chunks) if field(c, name) is not None), None)
+def _last_with(chunks: list[Any], name: str) -> Any:
+    """The last chunk whose ``name`` is set."""
+    return next((c for c in reversed(chunks) if field(c, name) is not None), None)
 
 
 def chat_tool_calls(result: Any) -> list[dict[str, Any]]:
