@@ -116,10 +116,16 @@ _DEFERRABLE = tuple(_ROW[name] for name in _JSON_FIELDS)
 
 def resolved(row: EventRow) -> EventRow:
     """``row`` with its deferred columns encoded (the row itself when it has none)."""
+    if not any(type(row[i]) is Deferred for i in _DEFERRABLE):
+        return row
+    out = list(row)
     for i in _DEFERRABLE:
-        if type(row[i]) is Deferred:
-            return tuple(v.text() if type(v) is Deferred else v for v in row)
-    return row
+        out[i] = _text(out[i])
+    return tuple(out)
+
+
+def _text(value: Any) -> Any:
+    return value.text() if type(value) is Deferred else value
 
 
 @dataclass(frozen=True, slots=True)
@@ -205,20 +211,22 @@ def to_batch(
 ) -> pa.RecordBatch:
     """The stored form of ``rows``: redacted, with event ids ``<ts><writer><n>`` numbered from
     ``first_no``. One row that will not convert never holds back the others."""
-    rows = [resolved(r) for r in rows]
     try:
         return _to_batch(rows, redactor, writer_id, first_no)
     except Exception:
-        return _to_batch([_convertible(r, redactor) for r in rows], redactor, writer_id, first_no)
+        rows = [_convertible(resolved(r), redactor) for r in rows]
+        return _to_batch(rows, redactor, writer_id, first_no)
 
 
 def _to_batch(
     rows: list[EventRow], redactor: Redactor, writer_id: str, first_no: int
 ) -> pa.RecordBatch:
     n = len(rows)
-    cols = list(zip(*rows, strict=True))
+    cols: list[Any] = list(zip(*rows, strict=True))
+    for i in _DEFERRABLE:  # the deferred JSON columns encoded, a column at a time
+        cols[i] = [v.text() if type(v) is Deferred else v for v in cols[i]]
     named = {name: cols[i] for name, i in _ROW.items()}
-    redacted = redactor.redact_columns(named, _JSON_FIELDS, _TEXT_FIELDS)  # type: ignore[arg-type]
+    redacted = redactor.redact_columns(named, _JSON_FIELDS, _TEXT_FIELDS)
     arrays: dict[str, pa.Array] = _static_arrays(cols[0])
     for name in _ROW:
         arrays[name] = pa.array(named[name], _TYPES[name])
