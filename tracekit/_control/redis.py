@@ -207,7 +207,7 @@ class RedisControl:
 
     def subscribe(self, on_change: Callable[[], None], stop: threading.Event) -> None:
         """Call ``on_change`` whenever a flag changes, until ``stop`` is set (blocks)."""
-        pubsub = self.client.pubsub(ignore_subscribe_messages=True)  # type: ignore[no-untyped-call]
+        pubsub = self.client.pubsub(ignore_subscribe_messages=True)  # type: ignore[no-untyped-call, unused-ignore]
         try:
             self._run(pubsub.subscribe, self.channel)
             while not stop.is_set():
