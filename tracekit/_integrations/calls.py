@@ -21,18 +21,20 @@ from dataclasses import dataclass
 from typing import Any
 
 from .._base.encode import canonical_json
-from .._base.vocab import EventKind
+from .._base.vocab import EventKind, EventStatus
 from .._capture.decorators import ModelCall, record_output
 from .._capture.rows import Deferred
-from .._capture.run import Run, _current
-from .._capture.specs import ModelSpec
+from .._capture.run import Run, _current, _now_us
+from .._capture.specs import ModelSpec, float_or_none
+from .._capture.state import PROCESS
 from .._contain.runguard import RunGuard
 from ..errors import Halted
 from .prices import Prices
 
 __all__ = ["Api", "ReplayedStream", "Usage", "field", "given", "is_async_client", "wrap"]
 
-_PROMPT = EventKind.PROMPT
+_PROMPT, _MODEL_OUTPUT = EventKind.PROMPT, EventKind.MODEL_OUTPUT
+_OK = EventStatus.OK
 _perf = time.perf_counter
 _monotonic = time.monotonic
 #: tokens in, tokens out, of the tokens in those read from the provider's cache
@@ -82,14 +84,18 @@ class _Spec(ModelSpec):
     """The ``@tracekit.model`` spec of one SDK method and model: the prompt is the named
     keyword arguments; usage, cost and tool calls read from the answer or the stream."""
 
-    __slots__ = ("_price", "_table_only", "api", "keys", "prices")
+    __slots__ = ("_price", "api", "keys", "prices", "rates")
 
     def __init__(self, api: Api, prices: Prices, model: str | None, fn: Callable[..., Any]):
         super().__init__(fn, model, None, None, None)
         self.api, self.keys, self.prices = api, api.prompt_keys, prices
         self._price = prices.pricer(self.price_model())
-        #: the pricer itself when ``costed`` is not overridden (a frame less per call)
-        self._table_only = self._price if type(self).costed is _Spec.costed else None
+        #: the price table's rates (fresh, cached, output), priced inline, when the model is in
+        #: the table and ``costed`` is not overridden
+        found = prices.rates(self.price_model() or "")
+        own = type(self).costed is _Spec.costed
+        self.rates = None if found is None or not own else (
+            found["input"], found["cached_input"], found["output"])  # fmt: skip
         self.decode = self._decode
 
     def price_model(self) -> str | None:
@@ -125,32 +131,6 @@ class _Spec(ModelSpec):
             counts = self.api.usage(result)
             attrs = Deferred((self._answer_attrs, result))
         return counts[0], counts[1], self.costed(result, counts), attrs
-
-    def answer(
-        self, run: Run, original: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]
-    ) -> Any:
-        """A live, plain (not streamed) call of a sync client: what ``_start``, ``ModelCall``
-        and ``_answered`` do, on one frame, since it runs in every step of most agents."""
-        guard = run._guard
-        if guard is not None and _monotonic() > guard.rt.clear_until:  # when it could refuse
-            _check_flags(run, guard)
-        call_id = f"call_{next(run._calls)}"
-        name = self.name or run.release.model
-        run._record(_PROMPT, name, call_id, Deferred((_prompt_text, self._sent(kwargs))))
-        started = _perf()
-        try:
-            result = original(*args, **kwargs)
-        except Exception as exc:
-            ModelCall(run, self, call_id).failed(exc)
-            raise
-        latency_ms = (_perf() - started) * 1000.0
-        counts = self.api.usage(result)
-        price = self._table_only
-        cost = price(*counts) if price is not None else self.costed(result, counts)
-        answer, attrs = Deferred((_answer, result)), Deferred((self._answer_attrs, result))
-        tin, tout = counts[0], counts[1]
-        run._counted_output(answer, tin, tout, cost, self.name, latency_ms, attrs, call_id)
-        return result
 
     def costed(self, result: Any, counts: Usage) -> float | None:
         """The answer's cost: from the price table (an SDK that reports its own cost reads
@@ -194,7 +174,11 @@ def wrap(
     original: Callable[..., Any], api: Api, prices: Prices, asynchronous: bool
 ) -> Callable[..., Any]:
     """``original`` (a bound SDK method; of an async client when ``asynchronous``), recorded
-    and guarded inside a run."""
+    and guarded inside a run. A live, plain (not streamed) call of a sync client, the call in
+    every step of most agents, is recorded on the wrapper's own frame: what ``_start``,
+    ``ModelCall`` and ``_answered`` do, with the prompt's snapshot (``_Spec._sent``), the
+    event rows (``Run._record``, ``Run._counted_output``) and the price (``Prices.pricer``)
+    inline, since each frame more costs ~0.5-1 µs right after the SDK's own work."""
     specs: dict[str | None, _Spec] = {}
 
     def spec_for(model: Any) -> _Spec:
@@ -208,24 +192,85 @@ def wrap(
             return original(*args, **kwargs)
         model = kwargs.get("model")
         spec = specs.get(model) or spec_for(model)
-        if not asynchronous and run._served is None and kwargs.get("stream") is not True:
-            return spec.answer(run, original, args, kwargs)
-        call = _start(run, spec, kwargs)
-        if call.done:  # agent replay: the recorded answer, awaitable for an async client
-            result = call.result if api.served is None else api.served(call.result, kwargs)
-            return _ready(result) if asynchronous else result
-        kwargs = api.prepare(kwargs)
-        stream = kwargs.get("stream") is True
+        if asynchronous or run._served is not None or kwargs.get("stream") is True:
+            return _call(run, spec, original, args, kwargs, asynchronous)
+        guard = run._guard
+        if guard is not None and _monotonic() > guard.rt.clear_until:  # when it could refuse
+            _check_flags(run, guard)
+        sent = {}
+        for key in spec.keys:
+            if key in kwargs:
+                value = kwargs[key]
+                sent[key] = value[:] if type(value) is list else value
+        call_id = f"call_{next(run._calls)}"
+        name = spec.name or run.release.model
+        seq = run._seq
+        run._seq = seq + 1
+        emit = PROCESS.emit
+        prompt = Deferred((_prompt_text, sent))
+        emit((run._static, seq, run.step, _now_us() // 1000, _PROMPT, name, call_id, prompt,
+              None, None, None, None, None, None, None, None))  # fmt: skip
+        started = _perf()
         try:
             result = original(*args, **kwargs)
         except Exception as exc:
-            call.failed(exc)
+            ModelCall(run, spec, call_id).failed(exc)
             raise
-        if asynchronous:
-            return _answered_async(result, call, stream)
-        return _RecordedStream(result, call) if stream else _answered(call, result)
+        latency_ms = (_perf() - started) * 1000.0
+        tin, tout, cached = api.usage(result)
+        rates = spec.rates
+        if rates is None:  # not in the table, or the spec's own costing
+            cost = float_or_none(spec.costed(result, (tin, tout, cached)))
+        elif tin is None and tout is None:
+            cost = None
+        else:
+            fresh, cached_rate, out_rate = rates
+            given_in = int(tin or 0)
+            cached_in = min(int(cached or 0), given_in)
+            tokens_out = int(tout or 0)
+            cost = ((given_in - cached_in) * fresh + cached_in * cached_rate
+                    + tokens_out * out_rate) / 1e6  # fmt: skip
+        run.step = step = run.step + 1
+        seq = run._seq
+        run._seq = seq + 1
+        emit((run._static, seq, step, _now_us() // 1000, _MODEL_OUTPUT, name, call_id, None,
+              Deferred((_answer, result)), _OK, None, tin, tout, cost, latency_ms,
+              Deferred((spec._answer_attrs, result))))  # fmt: skip
+        if guard is not None:
+            try:
+                guard.after_model_output(cost)
+            except Halted as halt:
+                run._refused(halt)
+                raise
+        return result
 
     return create
+
+
+def _call(
+    run: Run,
+    spec: _Spec,
+    original: Callable[..., Any],
+    args: tuple[Any, ...],
+    kwargs: dict[str, Any],
+    asynchronous: bool,
+) -> Any:
+    """A call of an async client, a stream, or a call in agent replay."""
+    call = _start(run, spec, kwargs)
+    api = spec.api
+    if call.done:  # agent replay: the recorded answer, awaitable for an async client
+        result = call.result if api.served is None else api.served(call.result, kwargs)
+        return _ready(result) if asynchronous else result
+    kwargs = api.prepare(kwargs)
+    stream = kwargs.get("stream") is True
+    try:
+        result = original(*args, **kwargs)
+    except Exception as exc:
+        call.failed(exc)
+        raise
+    if asynchronous:
+        return _answered_async(result, call, stream)
+    return _RecordedStream(result, call) if stream else _answered(call, result)
 
 
 def _answered(call: ModelCall, result: Any) -> Any:
