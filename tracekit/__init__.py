@@ -51,6 +51,7 @@ from .errors import (
 
 if TYPE_CHECKING:
     from ._export.bundle import export_incident
+    from ._import.load import import_traces
     from ._integrations.instrument import instrument
     from ._query.views import connect
     from ._replay.policy import Verdict, replay
@@ -96,6 +97,7 @@ __all__ = [
     "export_incident",
     "flush",
     "halt",
+    "import_traces",
     "instrument",
     "model",
     "named_queries",
@@ -122,6 +124,7 @@ _LAZY = {
     "chart": "_report.postmortem",
     "build_postmortem": "_report.postmortem",
     "instrument": "_integrations.instrument",
+    "import_traces": "_import.load",
 }
 
 

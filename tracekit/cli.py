@@ -24,6 +24,7 @@ import click
 from . import _oncall as oncall
 from ._base.vocab import LedgerStatus
 from ._capture.state import configure, shutdown
+from ._import import FORMATS as IMPORT_FORMATS
 from ._query.format import FORMATS, render
 from ._store.compaction import recover as compact_dead
 from ._store.layout import Store, resolve_root
@@ -439,6 +440,56 @@ def export(
         f"wrote {path}: {len(manifest['runs'])} run(s), {summary['steps']} steps, "
         f"{summary['effects_fired']} effect(s) fired, ${summary['cost_usd']:.4f}"
     )
+
+
+@cli.command("import")
+@click.argument(
+    "files", nargs=-1, required=True, type=click.Path(exists=True, dir_okay=False, path_type=Path)
+)
+@click.option(
+    "--format",
+    "fmt",
+    type=click.Choice(IMPORT_FORMATS),
+    default="auto",
+    show_default=True,
+    help="otlp-json / otel-genai: OTLP/JSON spans with OpenTelemetry's GenAI attributes.",
+)
+@click.option(
+    "--tenant",
+    help="The tenant of every run (default: the trace's tenant attribute, else 'imported').",
+)
+@store_option
+def import_(files: tuple[Path, ...], fmt: str, tenant: str | None, store: Path | None) -> None:
+    """Import foreign traces (OTLP/JSON, one document or one per line, gzipped or not) as runs.
+
+    Each trace becomes a run `otel-<trace id>`, its events in their recorded order and time,
+    secrets scrubbed; runs, show, query, export, make-test and replay then work on it.
+    Importing the same trace again leaves the run as it is.
+    """
+    from ._base.progressbar import Progress
+    from ._import.load import import_traces
+    from .errors import ImportFormatError
+
+    root = resolve_root(store)
+    with Progress(len(files), "importing") as bar:
+        try:
+            report = import_traces(
+                files, root, fmt=fmt, tenant=tenant,
+                on_file=lambda p, n: bar.advance(f"{p.name}: {n} spans"),
+            )  # fmt: skip
+        except (ImportFormatError, OSError) as exc:
+            raise click.ClickException(str(exc)) from None
+    click.echo(
+        f"imported {len(report.runs)} run(s), {report.events} events, from {report.spans} "
+        f"spans in {report.files} file(s) into {root}"
+    )
+    if report.already:
+        more = " ..." if len(report.already) > 5 else ""
+        click.echo(f"{len(report.already)} run(s) already in the store, left as they are: "
+                   + ", ".join(report.already[:5]) + more)  # fmt: skip
+    if report.unknown_models:
+        click.echo("no price for model(s) " + ", ".join(sorted(report.unknown_models))
+                   + ": their calls have no cost")  # fmt: skip
 
 
 @cli.command()

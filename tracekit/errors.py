@@ -18,6 +18,7 @@ __all__ = [
     "Halted",
     "HandEdited",
     "IdempotencyConflict",
+    "ImportFormatError",
     "LedgerWriteFailed",
     "NothingToUnhalt",
     "OutOfScope",
@@ -129,6 +130,11 @@ class LedgerWriteFailed(TracekitError, OSError):
 # -- the store and its queries ---------------------------------------------------------------
 class ForeignFile(TracekitError, ValueError):
     """A file in the store that tracekit did not write (or whose header is damaged)."""
+
+
+class ImportFormatError(TracekitError, ValueError):
+    """A file given to ``tracekit import`` is not the format named (or found): the message
+    names the file and what was expected."""
 
 
 class UnknownRun(TracekitError, LookupError):

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import time
+from collections.abc import Iterable
 from pathlib import Path
 
 import pyarrow as pa
@@ -19,7 +20,7 @@ from .._base.schema import SORT_KEYS
 from .layout import SEGMENT_SUFFIX, Store, fsync_dir, split_by_day, table_of
 from .segments import SegmentWriter, dead_segment, load_segment
 
-__all__ = ["close_and_compact", "compact_segment", "recover", "write_partitions"]
+__all__ = ["close_and_compact", "compact_segment", "recover", "write_batches", "write_partitions"]
 
 ROW_GROUP_SIZE = 64 * 1024
 #: low-cardinality columns worth dictionary encoding (ids, payloads and times are not)
@@ -60,18 +61,24 @@ def write_partitions(store: Store, table: pa.Table, stem: str, kind: str = "even
 
 
 def _write_atomic(table: pa.Table, directory: Path, stem: str) -> Path:
+    return write_batches([table], table.schema, directory, stem)
+
+
+def write_batches(
+    batches: Iterable[pa.RecordBatch | pa.Table], schema: pa.Schema, directory: Path, stem: str
+) -> Path:
+    """``directory/part-<stem>.parquet`` from ``batches`` (sorted, of one UTC day), streamed
+    to a temporary file, fsynced and renamed: a reader never sees half a file."""
     directory.mkdir(parents=True, exist_ok=True)
     final = directory / f"part-{stem}.parquet"
     tmp = directory / f".tmp-part-{stem}-{os.getpid()}.parquet"
+    dictionary = [c for c in schema.names if c in DICTIONARY_COLUMNS]
     with open(tmp, "wb") as fh:
-        pq.write_table(
-            table,
-            fh,
-            compression="zstd",
-            row_group_size=ROW_GROUP_SIZE,
-            use_dictionary=[c for c in table.column_names if c in DICTIONARY_COLUMNS],
-            write_statistics=True,
-        )
+        with pq.ParquetWriter(
+            fh, schema, compression="zstd", use_dictionary=dictionary, write_statistics=True
+        ) as writer:
+            for batch in batches:
+                writer.write(batch, row_group_size=ROW_GROUP_SIZE)
         fh.flush()
         os.fsync(fh.fileno())
     os.replace(tmp, final)
