@@ -147,7 +147,7 @@ else:
     import duckdb
     n = duckdb.sql(f"SELECT sum(len(s.spans)) FROM (SELECT unnest(resourceSpans) r FROM "
                    f"read_json('{path}', maximum_object_size=1000000000)), "
-                   f"unnest(r.scopeSpans) t(s)").fetchone()[0]
+                   f"unnest(r.scopeSpans) t(s)").fetchall()[0][0]
     out = {"spans": int(n)}
 out["seconds"] = time.perf_counter() - t0
 out["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
