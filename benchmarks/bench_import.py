@@ -151,7 +151,7 @@ else:
     out = {"spans": int(n)}
 out["seconds"] = time.perf_counter() - t0
 out["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-print(json.dumps(out))
+print("RESULT " + json.dumps(out))
 """
 
 
@@ -160,7 +160,8 @@ def measure(what: str, path: Path) -> dict[str, Any]:
                           text=True, check=False)  # fmt: skip
     if done.returncode != 0:
         raise SystemExit(f"{what} on {path} failed:\n{done.stderr[-3000:]}")
-    return json.loads(done.stdout.strip().splitlines()[-1])
+    (line,) = [x for x in done.stdout.splitlines() if x.startswith("RESULT ")]
+    return json.loads(line.removeprefix("RESULT "))
 
 
 def main() -> int:

@@ -222,6 +222,8 @@ def _write_runs(
     import duckdb
 
     con = duckdb.connect(str(tmp / "order.duckdb"))  # on disk: a large import spills there
+    con.execute("SET enable_progress_bar = false")  # the CLI draws its own; stdout stays ours
+    con.execute("SET memory_limit = '512MB'")  # bounded: the ordering spills to disk
     con.register("_runs", _runs_table(runs))
     known = _known_runs(con, store)
     report.already = sorted(known)
