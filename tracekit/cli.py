@@ -452,7 +452,7 @@ def export(
     type=click.Choice(IMPORT_FORMATS),
     default="auto",
     show_default=True,
-    help="otlp-json / otel-genai: OTLP/JSON spans with OpenTelemetry's GenAI attributes.",
+    help="The files' format; auto: found from each file (see README, Importing traces).",
 )
 @click.option(
     "--tenant",
@@ -460,11 +460,11 @@ def export(
 )
 @store_option
 def import_(files: tuple[Path, ...], fmt: str, tenant: str | None, store: Path | None) -> None:
-    """Import foreign traces (OTLP/JSON, one document or one per line, gzipped or not) as runs.
+    """Import foreign traces (OTLP/JSON and the others --format names; gzipped or not) as runs.
 
-    Each trace becomes a run `otel-<trace id>`, its events in their recorded order and time,
-    secrets scrubbed; runs, show, query, export, make-test and replay then work on it.
-    Importing the same trace again leaves the run as it is.
+    Each trace becomes a run (`otel-<trace id>` for OTLP), its events in their recorded order
+    and time, secrets scrubbed; runs, show, query, export, make-test and replay then work on
+    it. Importing the same trace again leaves the run as it is.
     """
     from ._base.progressbar import Progress
     from ._import.load import import_traces
@@ -475,7 +475,7 @@ def import_(files: tuple[Path, ...], fmt: str, tenant: str | None, store: Path |
         try:
             report = import_traces(
                 files, root, fmt=fmt, tenant=tenant,
-                on_file=lambda p, n: bar.advance(f"{p.name}: {n} spans"),
+                on_file=lambda p, n: bar.advance(f"{p.name}: {n} spans or steps"),
             )  # fmt: skip
         except (ImportFormatError, OSError) as exc:
             raise click.ClickException(str(exc)) from None

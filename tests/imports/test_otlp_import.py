@@ -147,21 +147,22 @@ def test_a_failed_tool_span_is_a_failed_tool_result(tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize(
-    ("content", "expected"),
+    ("content", "fmt", "expected"),
     [
-        ("not json at all\n", "not OTLP/JSON"),
-        ('{"traces": []}\n', "expected an object with 'resourceSpans'"),
+        ("not json at all\n", "auto", "not a trace format tracekit knows; name one with --format"),
+        ("not json at all\n", "otlp-json", "not OTLP/JSON"),
+        ('{"traces": []}\n', "otel-genai", "expected an object with 'resourceSpans'"),
         (json.dumps({"resourceSpans": [{"scopeSpans": [{"spans": [{
-            "traceId": "ab" * 16, "spanId": "cd" * 8, "name": "GET /"}]}]}]}),
+            "traceId": "ab" * 16, "spanId": "cd" * 8, "name": "GET /"}]}]}]}), "auto",
          "none with OpenTelemetry GenAI attributes"),
     ],
 )  # fmt: skip
 def test_a_file_that_is_not_a_genai_trace_is_a_one_line_error(
-        tmp_path: Path, content: str, expected: str) -> None:
+        tmp_path: Path, content: str, fmt: str, expected: str) -> None:
     bad = tmp_path / "bad.json"
     bad.write_text(content)
     store = tmp_path / "store"
-    result = CliRunner().invoke(cli, ["import", str(bad), "--store", str(store)])
+    result = CliRunner().invoke(cli, ["import", str(bad), "--store", str(store), "--format", fmt])
     assert result.exit_code == 1, result.output
     message = result.output.strip().splitlines()[-1]
     assert message.startswith("Error: ") and str(bad) in message and expected in message
@@ -172,8 +173,10 @@ def test_a_file_that_is_not_a_genai_trace_is_a_one_line_error(
 def test_a_binary_file_and_an_unknown_format_are_one_line_errors(tmp_path: Path) -> None:
     binary = tmp_path / "dump.bin"
     binary.write_bytes(b"\xff\xfe\x00\x81" * 64)
-    with pytest.raises(ImportFormatError, match="not a text or gzipped OTLP/JSON file"):
+    with pytest.raises(ImportFormatError, match="not a trace format tracekit knows"):
         tracekit.import_traces([binary], tmp_path / "store")
+    with pytest.raises(ImportFormatError, match="not a text or gzipped OTLP/JSON file"):
+        tracekit.import_traces([binary], tmp_path / "store", fmt="otlp-json")
     result = CliRunner().invoke(cli, ["import", str(binary), "--format", "zipkin"])
     assert result.exit_code == 2 and "'zipkin' is not one of 'auto'" in result.output
 

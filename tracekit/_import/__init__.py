@@ -1,10 +1,19 @@
-"""Foreign traces into the store: OTLP/JSON with OpenTelemetry's GenAI conventions, as runs
-that show, query, export, make-test and replay like recorded ones.
+"""Foreign traces into the store, as runs that show, query, export, make-test and replay like
+recorded ones (``tracekit import``).
 
-``otlp`` reads the spans (a line at a time), ``genai`` turns each span into event drafts,
-``load`` orders them into runs and writes them (``tracekit import``)."""
+A reader module per kind of file turns it into ``Unit``s of ``Draft``s (``drafts``); ``load``
+orders them into runs and writes them. ``READERS`` names the module of each format; every
+reader module has ``sniff(path, head) -> bool`` (is this file mine? ``head``: its first 64 KiB
+as text, gunzipped) and ``read(path, fmt) -> Iterator[Unit]``.
+"""
 
-__all__ = ["FORMATS"]
+__all__ = ["FORMATS", "READERS"]
 
-#: what ``tracekit import --format`` takes ("auto" finds the format from the file)
-FORMATS = ("auto", "otlp-json", "otel-genai")
+#: format name -> the module of ``tracekit._import`` that reads it; "auto" asks each in turn
+READERS: dict[str, str] = {
+    "otlp-json": "spans",  # OTLP/JSON spans of either convention below
+    "otel-genai": "spans",  # OpenTelemetry's GenAI conventions (gen_ai.*)
+}
+
+#: what ``tracekit import --format`` takes
+FORMATS = ("auto", *READERS)

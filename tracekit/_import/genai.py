@@ -20,8 +20,9 @@ from .._base.encode import canonical_json
 from .._base.vocab import EventKind, EventStatus
 from .drafts import Draft
 from .otlp import Span
+from .spans import Convention
 
-__all__ = ["MODEL_OPERATIONS", "is_genai", "span_drafts"]
+__all__ = ["CONVENTION", "MODEL_OPERATIONS", "is_genai", "run_name", "span_drafts"]
 
 MODEL_OPERATIONS = frozenset({"chat", "text_completion", "generate_content"})
 _AGENT_OPERATIONS = frozenset({"invoke_agent", "create_agent"})
@@ -204,3 +205,7 @@ def _cost(attrs: dict[str, Any]) -> float | None:
 
 def _latency_ms(span: Span) -> float:
     return max(span.end_ns - span.start_ns, 0) / 1e6
+
+
+#: how ``spans`` reads a GenAI span
+CONVENTION = Convention("otel", is_genai, span_drafts, run_name)

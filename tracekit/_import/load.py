@@ -15,7 +15,6 @@ duplicates. Nothing here goes through a guard.
 
 from __future__ import annotations
 
-import gzip
 import hashlib
 import os
 import tempfile
@@ -38,16 +37,13 @@ from .._integrations.prices import Prices
 from .._store.compaction import write_batches
 from .._store.layout import Store, resolve_root
 from ..errors import ImportFormatError
-from . import FORMATS
-from .drafts import Draft
-from .genai import is_genai, run_name, span_drafts
-from .otlp import Span, read_spans
+from .drafts import Draft, Unit
+from .source import reader_for
 
 __all__ = ["ImportReport", "import_traces"]
 
 _BATCH = 64 * 1024
 _LAST = 2**62  # the run_end row sorts after every span of its run
-_TENANT_KEYS = ("tracekit.tenant", "tenant", "tenant.id", "enduser.tenant")
 
 
 @dataclass
@@ -68,12 +64,14 @@ class _RunSummary:
     tenant: str
     first_ns: int
     last_ns: int
+    source: str
+    meta: dict[str, Any]
+    parent: str | None = None
     name: str | None = None
     name_at: int = _LAST
     error: str | None = None
     model: str | None = None
     model_at: int = _LAST
-    trace_id: str = ""
 
 
 def import_traces(
@@ -86,10 +84,8 @@ def import_traces(
     prices: Prices | None = None,
     on_file: Callable[[Path, int], None] | None = None,
 ) -> ImportReport:
-    """Import trace files (OTLP/JSON with OpenTelemetry's GenAI attributes) into ``store``
-    (default: the configured one) as runs; ``on_file(path, spans)`` after each file."""
-    if fmt not in FORMATS:
-        raise ImportFormatError(f"unknown format {fmt!r}: use one of {', '.join(FORMATS)}")
+    """Import trace files into ``store`` (default: the configured one) as runs; ``fmt`` names
+    their format (``auto``: found from each file); ``on_file(path, units)`` after each file."""
     root = resolve_root(store)
     report = ImportReport()
     redactor = redactor if redactor is not None else PROCESS.settings().redactor
@@ -99,17 +95,17 @@ def import_traces(
         with pq.ParquetWriter(stage, _STAGE_SCHEMA) as writer:
             staging.writer = writer
             for path in map(Path, paths):
-                spans = staging.read(path)
+                units = staging.read(path, fmt)
                 report.files += 1
                 if on_file is not None:
-                    on_file(path, spans)
+                    on_file(path, units)
             staging.close_runs()
         _write_runs(Store(root), stage, staging.runs, report, Path(tmp))
     return report
 
 
 class _Staging:
-    """The first pass: spans to staged event rows, and one summary per run."""
+    """The first pass: units to staged event rows, and one summary per run."""
 
     def __init__(
         self, redactor: Redactor, prices: Prices, tenant: str | None, report: ImportReport
@@ -122,53 +118,44 @@ class _Staging:
         self.writer: pq.ParquetWriter | None = None
         self.n = 0
 
-    def read(self, path: Path) -> int:
-        """Stage every GenAI span of one file; how many spans it held."""
-        count = genai = 0
+    def read(self, path: Path, fmt: str) -> int:
+        """Stage every unit of one file; how many it held."""
+        found, reader = reader_for(path, fmt)
+        count = 0
         try:
-            for span in read_spans(path):
+            for unit in reader.read(path, found):
                 count += 1
-                if is_genai(span):
-                    genai += 1
-                    self.stage(span)
-        except (UnicodeDecodeError, EOFError, gzip.BadGzipFile) as exc:
-            raise ImportFormatError(
-                f"{path}: not a text or gzipped OTLP/JSON file ({exc})"
-            ) from None
-        if genai == 0:
-            raise ImportFormatError(
-                f"{path}: {count} span(s), none with OpenTelemetry GenAI attributes (gen_ai.*): "
-                "not a trace of model or tool calls that tracekit can import"
-            )
+                self.stage(unit)
+        except UnicodeDecodeError as exc:
+            raise ImportFormatError(f"{path}: not UTF-8 text ({exc})") from None
+        if count == 0:
+            raise ImportFormatError(f"{path}: nothing to import as {found}")
         self.report.spans += count
         self.flush()
         return count
 
-    def stage(self, span: Span) -> None:
-        run_id = f"otel-{span.trace_id}"
-        run = self.runs.get(run_id) or self._new_run(run_id, span)
-        run.first_ns, run.last_ns = min(run.first_ns, span.start_ns), max(run.last_ns, span.end_ns)
-        if span.parent_id is None and span.error is not None:
-            run.error = span.error or "error"
-        name = run_name(span) or (span.name if span.parent_id is None else None)
-        if name is not None and span.start_ns < run.name_at:
-            run.name, run.name_at = name, span.start_ns
-        static = (run_id, None, run_id, run.tenant, "", "", "", "")  # release: stamped later
-        for draft in span_drafts(span):
+    def stage(self, unit: Unit) -> None:
+        run = self.runs.get(unit.run_id) or self._new_run(unit)
+        run.first_ns, run.last_ns = min(run.first_ns, unit.start_ns), max(run.last_ns, unit.end_ns)
+        if unit.root and unit.error is not None:
+            run.error = unit.error or "error"
+        if unit.name is not None and unit.start_ns < run.name_at:
+            run.name, run.name_at = unit.name, unit.start_ns
+        static = (unit.run_id, None, unit.run_id, run.tenant, "", "", "", "")  # stamped later
+        for draft in unit.drafts:
             if draft.model is not None and draft.ts_ns < run.model_at:
                 run.model, run.model_at = draft.model, draft.ts_ns
-            self.add(static, self._costed(draft), span.start_ns)
+            self.add(static, self._costed(draft), unit.start_ns)
 
-    def _new_run(self, run_id: str, span: Span) -> _RunSummary:
-        tenant = self.tenant or next(
-            (str(span.resource[k]) for k in _TENANT_KEYS if span.resource.get(k)), "imported"
-        )
-        run = self.runs[run_id] = _RunSummary(tenant, span.start_ns, span.end_ns)
-        run.trace_id = span.trace_id
+    def _new_run(self, unit: Unit) -> _RunSummary:
+        tenant = self.tenant or unit.tenant or "imported"
+        run = _RunSummary(tenant, unit.start_ns, unit.end_ns, unit.source, dict(unit.meta or {}))
+        run.parent = unit.parent_run_id
+        self.runs[unit.run_id] = run
         return run
 
     def _costed(self, draft: Draft) -> Draft:
-        """A model output's cost from the price table when the span carries none."""
+        """A model output's cost from the price table when the trace carries none."""
         if draft.kind != EventKind.MODEL_OUTPUT or draft.cost_usd is not None or not draft.model:
             return draft
         if self.prices.rates(draft.model) is None:
@@ -177,21 +164,22 @@ class _Staging:
         cost = self.prices.cost(draft.model, draft.tokens_in, draft.tokens_out, None)
         return draft._replace(cost_usd=cost)
 
-    def add(self, static: RunStatic, d: Draft, span_start_ns: int) -> None:
+    def add(self, static: RunStatic, d: Draft, unit_start_ns: int) -> None:
         self.rows.append(event_row(static, self.n, 0, d.ts_ns // 1000, d.kind, d.name,
                                    d.call_id, d.args, d.output, d.status, d.error, d.tokens_in,
                                    d.tokens_out, d.cost_usd, d.latency_ms, d.attrs))  # fmt: skip
-        self.starts.append(span_start_ns // 1000)
+        self.starts.append(unit_start_ns // 1000)
         self.parts.append(d.part)
         self.n += 1
         if len(self.rows) >= _BATCH:
             self.flush()
 
     def close_runs(self) -> None:
-        """Each run's start and end, from its first and last span."""
+        """Each run's start and end, from its first and last unit."""
         for run_id, run in self.runs.items():
-            static = (run_id, None, run_id, run.tenant, "", "", "", "")  # release: stamped later
-            attrs = canonical_json({"imported": "otel", "trace_id": run.trace_id})
+            root = _root_of(run_id, self.runs)
+            static = (run_id, run.parent, root, run.tenant, "", "", "", "")  # stamped later
+            attrs = canonical_json({"imported": run.source, **run.meta})
             start = Draft(run.first_ns, -1, EventKind.RUN_START, run.name, None, None, None,
                           EventStatus.RUNNING, None, None, None, None, None, attrs)  # fmt: skip
             status = EventStatus.ERROR if run.error is not None else EventStatus.OK
@@ -209,6 +197,15 @@ class _Staging:
         staged = pa.RecordBatch.from_arrays([*batch.columns, *extra], schema=_STAGE_SCHEMA)
         self.writer.write_batch(staged)
         self.rows, self.starts, self.parts = [], [], []
+
+
+def _root_of(run_id: str, runs: dict[str, _RunSummary]) -> str:
+    """The root run of a sub-run (itself for a top-level run), through its parents."""
+    seen = {run_id}
+    while (parent := runs[run_id].parent) is not None and parent in runs and parent not in seen:
+        seen.add(parent)
+        run_id = parent
+    return run_id
 
 
 _STAGE_SCHEMA = pa.schema([*EVENT_SCHEMA, ("_span_start", pa.int64()), ("_part", pa.int8())])

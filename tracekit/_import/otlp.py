@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import base64
 import binascii
-import gzip
 import json
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -18,6 +17,7 @@ from pathlib import Path
 from typing import IO, Any
 
 from ..errors import ImportFormatError
+from .source import open_text
 
 __all__ = ["Span", "any_value", "attributes", "hex_id", "read_spans"]
 
@@ -40,7 +40,7 @@ class Span:
 
 def read_spans(path: Path) -> Iterator[Span]:
     """Every span of an OTLP/JSON file, in file order."""
-    with _open(path) as fh:
+    with open_text(path) as fh:
         first = _first_char(fh)
         if first != "{":
             raise ImportFormatError(f"{path}: not OTLP/JSON (expected a JSON object with "
@@ -52,14 +52,6 @@ def read_spans(path: Path) -> Iterator[Span]:
         for number, line in enumerate(fh, 1):
             if line.strip():
                 yield from _spans_of(_document(path, line, number), path)
-
-
-def _open(path: Path) -> IO[str]:
-    with open(path, "rb") as raw:
-        gzipped = raw.read(2) == b"\x1f\x8b"
-    if gzipped:
-        return gzip.open(path, "rt", encoding="utf-8")
-    return open(path, encoding="utf-8")
 
 
 def _first_char(fh: IO[str]) -> str:

@@ -1,0 +1,79 @@
+"""OTLP/JSON spans as units of runs: one trace is one run (``otel-<trace id>``), each span a
+unit whose events a semantic convention (``genai``; ``openinference``) reads from it."""
+
+from __future__ import annotations
+
+import gzip
+import importlib
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import NamedTuple
+
+from ..errors import ImportFormatError
+from .drafts import Draft, Unit
+from .otlp import Span, read_spans
+
+__all__ = ["Convention", "read", "sniff"]
+
+_TENANT_KEYS = ("tracekit.tenant", "tenant", "tenant.id", "enduser.tenant")
+
+
+class Convention(NamedTuple):
+    """A semantic convention for the spans of agents: whether a span follows it, its events,
+    and the run's name when the span is an agent's."""
+
+    source: str  # the run_start's "imported"
+    claims: Callable[[Span], bool]
+    drafts: Callable[[Span], Iterator[Draft]]
+    run_name: Callable[[Span], str | None]
+
+
+#: format -> the modules of the conventions it reads, asked in this order for each span
+_CONVENTIONS: dict[str, tuple[str, ...]] = {
+    "otlp-json": ("genai",),
+    "otel-genai": ("genai",),
+}
+
+
+def sniff(path: Path, head: str) -> bool:
+    return head.lstrip()[:1] == "{" and '"resourceSpans"' in head
+
+
+def read(path: Path, fmt: str) -> Iterator[Unit]:
+    """The units of every span that one of ``fmt``'s conventions claims."""
+    conventions = [_convention(m) for m in _CONVENTIONS[fmt]]
+    count = claimed = 0
+    try:
+        for span in read_spans(path):
+            count += 1
+            convention = next((c for c in conventions if c.claims(span)), None)
+            if convention is not None:
+                claimed += 1
+                yield _unit(span, convention)
+    except (UnicodeDecodeError, EOFError, gzip.BadGzipFile) as exc:
+        raise ImportFormatError(f"{path}: not a text or gzipped OTLP/JSON file ({exc})") from None
+    if claimed == 0:
+        raise ImportFormatError(
+            f"{path}: {count} span(s), none with {_expected(fmt)}: "
+            "not a trace of model or tool calls that tracekit can import"
+        )
+
+
+def _unit(span: Span, convention: Convention) -> Unit:
+    root = span.parent_id is None
+    name = convention.run_name(span) or (span.name if root else None)
+    tenant = next((str(span.resource[k]) for k in _TENANT_KEYS if span.resource.get(k)), None)
+    return Unit(f"otel-{span.trace_id}", span.start_ns, span.end_ns,
+                tuple(convention.drafts(span)), name, root, span.error, tenant,
+                convention.source, {"trace_id": span.trace_id})  # fmt: skip
+
+
+def _convention(module: str) -> Convention:
+    found: Convention = importlib.import_module(f"{__package__}.{module}").CONVENTION
+    return found
+
+
+def _expected(fmt: str) -> str:
+    names = {"genai": "OpenTelemetry GenAI attributes (gen_ai.*)",
+             "openinference": "OpenInference attributes (openinference.span.kind)"}  # fmt: skip
+    return " or ".join(names[m] for m in _CONVENTIONS[fmt])
