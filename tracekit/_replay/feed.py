@@ -16,6 +16,7 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from .._base.encode import canonical_json
 from .._base.vocab import REFUSALS, EventKind, EventStatus
 from .._contain.runguard import Call, RunGuard
 from .._contain.runtime import GuardRuntime
@@ -31,6 +32,7 @@ __all__ = [
     "first_halt",
     "halted_runs",
     "memory_runtime",
+    "with_declared_calls",
 ]
 
 _COLUMNS = (
@@ -54,6 +56,7 @@ _COLUMNS = (
     "tools_version",
 )
 _WRITES = '"writes":true'
+_CALLS = '"tool_calls"'
 
 
 class ReplayRun:
@@ -95,9 +98,85 @@ def decisions(events: pa.Table, ledger: pa.Table | None = None) -> list[dict[str
     args = pc.if_else(calls, table["args"], pa.scalar(None, pa.string()))
     table = table.set_column(table.column_names.index("args"), "args", args)
     rows = sorted(table.to_pylist(), key=lambda r: (r["ts"], r["run_id"], r["seq"]))
+    rows = with_declared_calls(rows)
     if ledger is not None and ledger.num_rows:
         _add_destinations(rows, ledger)
     return rows
+
+
+def with_declared_calls(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """``rows`` with an attempted tool call after each model output for every call it declares
+    (``attrs.tool_calls``) that no tool-call event of its run answers before the run's next
+    model output: a trace that records only model calls (an imported one, often) still shows
+    the guard every call the agent tried. Each recorded attempt (a tool call, a refused call)
+    answers one declared call (``_answer``)."""
+    if not any(r["kind"] == EventKind.MODEL_OUTPUT and _CALLS in (r["attrs"] or "") for r in rows):
+        return rows
+    pending: dict[str, tuple[int, list[dict[str, Any]]]] = {}  # run -> (its output's place, calls)
+    places: list[tuple[int, list[dict[str, Any]]]] = []
+    for index, row in enumerate(rows):
+        kind, run_id = row["kind"], row["run_id"]
+        if kind == EventKind.MODEL_OUTPUT:
+            pending[run_id] = (index, _declared(row))
+            places.append(pending[run_id])
+        elif run_id in pending and (kind == EventKind.TOOL_CALL or _refused_attempt(row)):
+            _answer(pending[run_id][1], row)
+    return _inserted(rows, places)
+
+
+def _declared(output: dict[str, Any]) -> list[dict[str, Any]]:
+    """The tool calls a model output declares, as the attempted calls they would be."""
+    if _CALLS not in (output["attrs"] or ""):
+        return []
+    try:
+        calls = json.loads(output["attrs"]).get("tool_calls") or []
+    except (ValueError, AttributeError):
+        return []
+    return [_attempt_row(output, c) for c in calls if isinstance(c, dict) and c.get("name")]
+
+
+def _attempt_row(output: dict[str, Any], call: dict[str, Any]) -> dict[str, Any]:
+    return output | {
+        "kind": EventKind.TOOL_CALL, "name": str(call["name"]), "call_id": call.get("id"),
+        "args": _arguments(call.get("arguments")), "status": EventStatus.STARTED,
+        "cost_usd": None, "attrs": '{"declared":true}',
+    }  # fmt: skip
+
+
+def _arguments(arguments: Any) -> str:
+    """Declared arguments (JSON text, as the SDKs give them) as a tool call records them."""
+    if isinstance(arguments, str):
+        try:
+            arguments = json.loads(arguments)
+        except ValueError:
+            return canonical_json({"input": arguments})
+    return canonical_json(arguments if isinstance(arguments, dict) else {"input": arguments})
+
+
+def _answer(declared: list[dict[str, Any]], call: dict[str, Any]) -> None:
+    """Strike the declared call that a recorded attempt answers: the one of the same id, else
+    the first of the same tool, else the first (an agent may name its tools its own way)."""
+    same = [d for d in declared if d["call_id"] is not None and d["call_id"] == call["call_id"]]
+    same = same or [d for d in declared if d["name"] == call["name"]] or declared
+    if same:
+        declared.remove(same[0])
+
+
+def _refused_attempt(row: dict[str, Any]) -> bool:
+    return row["kind"] == EventKind.GUARD and row["args"] is not None
+
+
+def _inserted(
+    rows: list[dict[str, Any]], places: list[tuple[int, list[dict[str, Any]]]]
+) -> list[dict[str, Any]]:
+    after = {index: calls for index, calls in places if calls}
+    if not after:
+        return rows
+    out: list[dict[str, Any]] = []
+    for index, row in enumerate(rows):
+        out.append(row)
+        out.extend(after.get(index, ()))
+    return out
 
 
 def _add_destinations(rows: list[dict[str, Any]], ledger: pa.Table) -> None:
