@@ -6,13 +6,11 @@ from __future__ import annotations
 
 import gzip
 import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
 import pytest
+from _e2e import made_test_passes
 from _otel_traces import MS, SECRET, T0, otlp_json, protobuf_json, refund_agent_spans, write_lines
 from click.testing import CliRunner
 
@@ -195,28 +193,5 @@ def test_the_cli_reports_runs_and_what_was_already_there(tmp_path: Path,
 
 def test_an_imported_runaway_is_exported_made_a_test_and_the_test_passes(
         tmp_path: Path, trace_file: Path) -> None:
-    project, store = tmp_path / "project", tmp_path / "store"
-    project.mkdir()
-    (project / "pyproject.toml").write_text("[tool.tracekit.guard]\nmax_repeats = 3\n")
-    runner = CliRunner()
-    imported = runner.invoke(cli, ["import", str(trace_file), "--store", str(store)])
-    assert imported.exit_code == 0, imported.output
-    (run_id,) = tracekit.import_traces([trace_file], store).already
-    cwd = Path.cwd()
-    os.chdir(project)
-    try:
-        exported = runner.invoke(cli, ["export", "--run", run_id, "--incident", "refund-loop",
-                                       "--store", str(store)])  # fmt: skip
-        assert exported.exit_code == 0, exported.output
-        made = runner.invoke(cli, ["make-test", "refund-loop"])
-        assert made.exit_code == 0, made.output
-    finally:
-        os.chdir(cwd)
-    generated = (project / "tests/incidents/test_refund_loop.py").read_text()
+    generated = made_test_passes(trace_file, tmp_path)
     assert SECRET not in generated and SECRET[8:] not in generated
-    env = {k: v for k, v in os.environ.items() if k not in ("TRACEKIT_HOME", "TRACEKIT_CONTROL")}
-    gate = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-m",
-                           "incident", "tests/incidents"], capture_output=True, text=True,
-                          cwd=project, env=env, timeout=300)  # fmt: skip
-    assert gate.returncode == 0, gate.stdout + gate.stderr
-    assert "1 passed" in gate.stdout

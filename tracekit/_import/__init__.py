@@ -13,6 +13,7 @@ __all__ = ["FORMATS", "READERS"]
 READERS: dict[str, str] = {
     "otlp-json": "spans",  # OTLP/JSON spans of either convention below
     "otel-genai": "spans",  # OpenTelemetry's GenAI conventions (gen_ai.*)
+    "openinference": "spans",  # OpenInference's conventions (openinference.span.kind)
 }
 
 #: what ``tracekit import --format`` takes

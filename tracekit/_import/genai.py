@@ -22,7 +22,16 @@ from .drafts import Draft
 from .otlp import Span
 from .spans import Convention
 
-__all__ = ["CONVENTION", "MODEL_OPERATIONS", "is_genai", "run_name", "span_drafts"]
+__all__ = [
+    "CONVENTION",
+    "MODEL_OPERATIONS",
+    "as_json",
+    "is_genai",
+    "latency_ms",
+    "run_name",
+    "span_drafts",
+    "tool_call_args",
+]
 
 MODEL_OPERATIONS = frozenset({"chat", "text_completion", "generate_content"})
 _AGENT_OPERATIONS = frozenset({"invoke_agent", "create_agent"})
@@ -77,7 +86,7 @@ def _model_call(span: Span, attrs: dict[str, Any]) -> Iterator[Draft]:
     name = str(model) if model else span.name
     prompt: dict[str, Any] = {"messages": _input_messages(span, attrs)}
     if attrs.get("gen_ai.system_instructions") is not None:
-        prompt["system"] = _json(attrs["gen_ai.system_instructions"])
+        prompt["system"] = as_json(attrs["gen_ai.system_instructions"])
     output = _output_messages(span, attrs)
     calls = [c for m in output for c in _tool_calls(m)]
     extra = _rest(attrs)
@@ -91,15 +100,14 @@ def _model_call(span: Span, attrs: dict[str, Any]) -> Iterator[Draft]:
     yield Draft(span.start_ns, 0, EventKind.PROMPT, name, call_id, canonical_json(prompt))
     yield Draft(span.end_ns, 1, EventKind.MODEL_OUTPUT, name, call_id, None,
                 canonical_json({"messages": output}), status, span.error or None, tokens_in,
-                tokens_out, _cost(attrs), _latency_ms(span), canonical_json(extra),
+                tokens_out, _cost(attrs), latency_ms(span), canonical_json(extra),
                 str(model) if model else None)  # fmt: skip
 
 
 def _tool_call(span: Span, attrs: dict[str, Any]) -> Iterator[Draft]:
     name = str(attrs.get("gen_ai.tool.name") or span.name.removeprefix("execute_tool ").strip())
     call_id = str(attrs.get("gen_ai.tool.call.id") or f"span_{span.span_id}")
-    arguments = _json(attrs.get("gen_ai.tool.call.arguments"))
-    args = canonical_json(arguments if isinstance(arguments, dict) else {"input": arguments})
+    args = tool_call_args(attrs.get("gen_ai.tool.call.arguments"))
     extra = _rest(attrs) | {"span_id": span.span_id}
     started = EventStatus.STARTED
     yield Draft(span.start_ns, 0, EventKind.TOOL_CALL, name, call_id, args, None, started, None,
@@ -107,16 +115,16 @@ def _tool_call(span: Span, attrs: dict[str, Any]) -> Iterator[Draft]:
     result = attrs.get("gen_ai.tool.call.result")
     failed = span.error is not None
     error = (span.error or str(attrs.get("error.type") or "error")) if failed else None
-    output = None if result is None else canonical_json(_json(result))
+    output = None if result is None else canonical_json(as_json(result))
     status = EventStatus.ERROR if failed else EventStatus.OK
     yield Draft(span.end_ns, 1, EventKind.TOOL_RESULT, name, call_id, None, output, status,
-                error, None, None, None, _latency_ms(span))  # fmt: skip
+                error, None, None, None, latency_ms(span))  # fmt: skip
 
 
 def _input_messages(span: Span, attrs: dict[str, Any]) -> list[Any]:
     given = attrs.get("gen_ai.input.messages")
     if given is not None:
-        found = _json(given)
+        found = as_json(given)
         return found if isinstance(found, list) else [found]
     return [
         {"role": a.get("role") or _INPUT_EVENTS[name], **_without(a, "role")}
@@ -128,14 +136,14 @@ def _input_messages(span: Span, attrs: dict[str, Any]) -> list[Any]:
 def _output_messages(span: Span, attrs: dict[str, Any]) -> list[Any]:
     given = attrs.get("gen_ai.output.messages")
     if given is not None:
-        found = _json(given)
+        found = as_json(given)
         return found if isinstance(found, list) else [found]
     return [_choice(a) for _, name, a in span.events if name == "gen_ai.choice"]
 
 
 def _choice(attrs: dict[str, Any]) -> Any:
     """A legacy ``gen_ai.choice`` event: its message (JSON text or structured), finish reason."""
-    message = _json(attrs.get("message"))
+    message = as_json(attrs.get("message"))
     if not isinstance(message, dict):
         message = {"role": "assistant", "content": message}
     if attrs.get("finish_reason") is not None:
@@ -164,16 +172,23 @@ def _text(arguments: Any) -> str:
     return canonical_json(arguments if arguments is not None else {})
 
 
+def tool_call_args(given: Any) -> str:
+    """A tool call's arguments (JSON text or structured) as its ``args``: an object as it is,
+    anything else under ``input``."""
+    arguments = as_json(given)
+    return canonical_json(arguments if isinstance(arguments, dict) else {"input": arguments})
+
+
 def _rest(attrs: dict[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in attrs.items() if k not in _TAKEN}
 
 
 def _without(attrs: dict[str, Any], key: str) -> dict[str, Any]:
-    return {k: _json(v) if k in ("content", "tool_calls") else v for k, v in attrs.items()
+    return {k: as_json(v) if k in ("content", "tool_calls") else v for k, v in attrs.items()
             if k != key}  # fmt: skip
 
 
-def _json(value: Any) -> Any:
+def as_json(value: Any) -> Any:
     """A JSON document given as text, parsed; anything else as it is."""
     if isinstance(value, str) and value[:1] in ("{", "["):
         try:
@@ -203,7 +218,7 @@ def _cost(attrs: dict[str, Any]) -> float | None:
     return None
 
 
-def _latency_ms(span: Span) -> float:
+def latency_ms(span: Span) -> float:
     return max(span.end_ns - span.start_ns, 0) / 1e6
 
 

@@ -30,8 +30,9 @@ class Convention(NamedTuple):
 
 #: format -> the modules of the conventions it reads, asked in this order for each span
 _CONVENTIONS: dict[str, tuple[str, ...]] = {
-    "otlp-json": ("genai",),
+    "otlp-json": ("genai", "openinference"),
     "otel-genai": ("genai",),
+    "openinference": ("openinference",),
 }
 
 
