@@ -133,7 +133,14 @@ def _ns(value: Any) -> int:
 
 def attributes(raw: Any) -> dict[str, Any]:
     """An OTLP attribute list (``[{"key", "value": AnyValue}]``) as a dict of plain values."""
-    return {kv["key"]: any_value(kv.get("value")) for kv in raw or () if "key" in kv}
+    found: dict[str, Any] = {}
+    for kv in raw or ():
+        value = kv.get("value")
+        if type(value) is dict and len(value) == 1 and "stringValue" in value:  # most are
+            found[kv["key"]] = value["stringValue"]
+        elif "key" in kv:
+            found[kv["key"]] = any_value(value)
+    return found
 
 
 def any_value(value: Any) -> Any:
