@@ -14,6 +14,8 @@ READERS: dict[str, str] = {
     "otlp-json": "spans",  # OTLP/JSON spans of either convention below
     "otel-genai": "spans",  # OpenTelemetry's GenAI conventions (gen_ai.*)
     "openinference": "spans",  # OpenInference's conventions (openinference.span.kind)
+    "swe-agent": "swe_agent",  # SWE-agent's .traj trajectories
+    "openhands": "openhands",  # OpenHands event streams (a JSON list, or one event a line)
 }
 
 #: what ``tracekit import --format`` takes
