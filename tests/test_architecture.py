@@ -38,7 +38,7 @@ def test_import_tracekit_loads_no_duckdb_and_no_replay() -> None:
     code = ("import sys, tracekit, tracekit.http; bad = [m for m in ('duckdb', "
             "'tracekit._replay.agent', 'tracekit._query.views', 'vcr', 'httpx', 'httpx2', "
             "'openai', 'anthropic', 'requests', 'langchain', 'langgraph', 'mcp', 'litellm', "
-            "'agents', 'pydantic_ai') if m in sys.modules]; print(bad)")
+            "'agents', 'pydantic_ai', 'opentelemetry') if m in sys.modules]; print(bad)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                          cwd=ROOT, check=True)
     assert out.stdout.strip() == "[]"

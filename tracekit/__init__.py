@@ -51,6 +51,7 @@ from .errors import (
 
 if TYPE_CHECKING:
     from ._export.bundle import export_incident
+    from ._export.otlp import export_otlp
     from ._import.load import import_traces
     from ._integrations.instrument import instrument
     from ._query.views import connect
@@ -95,6 +96,7 @@ __all__ = [
     "entrypoint",
     "errors",
     "export_incident",
+    "export_otlp",
     "flush",
     "halt",
     "import_traces",
@@ -119,6 +121,7 @@ __all__ = [
 _LAZY = {
     "connect": "_query.views",
     "export_incident": "_export.bundle",
+    "export_otlp": "_export.otlp",
     "replay": "_replay.policy",
     "Verdict": "_replay.policy",
     "chart": "_report.postmortem",

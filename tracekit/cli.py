@@ -400,7 +400,7 @@ def compensate(run_id: str, execute: bool, imports: tuple[str, ...], store: Path
     required=True,
     help="A run of the incident (repeatable); its sub-agents come along.",
 )
-@click.option("--incident", required=True, help="The bundle's name, e.g. incident-42.")
+@click.option("--incident", help="The bundle's name, e.g. incident-42 (bundle formats).")
 @click.option(
     "--out",
     type=click.Path(file_okay=False, path_type=Path),
@@ -412,17 +412,30 @@ def compensate(run_id: str, execute: bool, imports: tuple[str, ...], store: Path
 @click.option(
     "--format",
     "fmt",
-    type=click.Choice(["parquet", "jsonl"]),
+    type=click.Choice(["parquet", "jsonl", "otlp-json"]),
     default="parquet",
     show_default=True,
-    help="jsonl also writes a human-readable copy.",
+    help="jsonl also writes a human-readable copy; otlp-json writes one run as OTel GenAI spans.",
+)
+@click.option(
+    "-o",
+    "output",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="otlp-json: the file to write (default: <run>.otlp.json).",
 )
 @store_option
 @_sql_errors
 def export(
-    runs: tuple[str, ...], incident: str, out: Path, force: bool, fmt: str, store: Path | None
+    runs: tuple[str, ...],
+    incident: str | None,
+    out: Path,
+    force: bool,
+    fmt: str,
+    output: Path | None,
+    store: Path | None,
 ) -> None:
-    """Export an incident's runs as a bundle: manifest.json, events.parquet, ledger.parquet.
+    """Export an incident's runs as a bundle: manifest.json, events.parquet, ledger.parquet
+    (or, with --format otlp-json, one run as an OTLP/JSON document of OTel GenAI spans).
 
     Secrets are scrubbed again on the way out. Commit the bundle beside the test that
     `tracekit make-test` writes for it.
@@ -430,6 +443,13 @@ def export(
     from ._export.bundle import BundleExists, export_incident
 
     root = _existing_store(store)
+    if fmt == "otlp-json":
+        _export_otlp(runs, output, root)
+        return
+    if incident is None:
+        raise click.UsageError("--incident is required for --format parquet or jsonl")
+    if output is not None:
+        raise click.UsageError("-o is for --format otlp-json; bundles go under --out")
     try:
         path = export_incident(list(runs), incident, out, root, force, jsonl=fmt == "jsonl")
     except BundleExists as exc:
@@ -440,6 +460,16 @@ def export(
         f"wrote {path}: {len(manifest['runs'])} run(s), {summary['steps']} steps, "
         f"{summary['effects_fired']} effect(s) fired, ${summary['cost_usd']:.4f}"
     )
+
+
+def _export_otlp(runs: tuple[str, ...], output: Path | None, root: Path) -> None:
+    from ._export.otlp import export_otlp
+
+    if len(runs) != 1:
+        raise click.UsageError("--format otlp-json exports exactly one --run")
+    target = output or Path(f"{runs[0]}.otlp.json")
+    path = export_otlp(runs[0], target, root)
+    click.echo(f"wrote {path}: run {runs[0]} as OTLP/JSON GenAI spans")
 
 
 @cli.command("import")

@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from opentelemetry.sdk.resources import Resource
-from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
+from opentelemetry.sdk.trace import ReadableSpan, SpanProcessor, TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.trace import SpanKind, Status, StatusCode
@@ -20,16 +20,22 @@ SECRET = "sk-live-4f9a8b7c6d5e4f3a2b1c"  # an API key pasted into a chat: never 
 
 
 def refund_agent_spans(
-    loops: int = 6, tenant: str = "acme", fail_last_tool: bool = False
+    loops: int = 6,
+    tenant: str = "acme",
+    fail_last_tool: bool = False,
+    processor: SpanProcessor | None = None,
 ) -> list[ReadableSpan]:
     """An airline support agent that refunds order 42 again and again: an ``invoke_agent``
     span, and in it ``loops`` x (a chat span whose output calls the refund tool, the
     ``execute_tool`` span that runs it), then a last chat span that answers. 3.3 s of agent
-    time in all: each loop 550 ms apart."""
+    time in all: each loop 550 ms apart. ``processor`` is added to the tracer provider too
+    (and shut down with it)."""
     exporter = InMemorySpanExporter()
     provider = TracerProvider(resource=Resource.create({"service.name": "support-agent",
                                                         "tenant": tenant}))  # fmt: skip
     provider.add_span_processor(SimpleSpanProcessor(exporter))
+    if processor is not None:
+        provider.add_span_processor(processor)
     tracer = provider.get_tracer("support-agent")
     t = T0
     agent = tracer.start_span("invoke_agent support", kind=SpanKind.INTERNAL, start_time=t,

@@ -16,6 +16,8 @@ READERS: dict[str, str] = {
     "openinference": "spans",  # OpenInference's conventions (openinference.span.kind)
     "swe-agent": "swe_agent",  # SWE-agent's .traj trajectories
     "openhands": "openhands",  # OpenHands event streams (a JSON list, or one event a line)
+    "vcr": "vcr",  # vcrpy cassettes of model API traffic (plain JSON bodies so far)
+    "jsonl": "jsonl",  # one event a line, tracekit's own columns (last: it takes any such line)
 }
 
 #: what ``tracekit import --format`` takes

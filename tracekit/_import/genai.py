@@ -17,6 +17,7 @@ from collections.abc import Iterator
 from typing import Any
 
 from .._base.encode import canonical_json
+from .._base.exported import EXPORTED, EXPORTED_COLUMNS
 from .._base.vocab import EventKind, EventStatus
 from .drafts import Draft
 from .otlp import Span
@@ -59,12 +60,26 @@ def is_genai(span: Span) -> bool:
 def span_drafts(span: Span) -> Iterator[Draft]:
     """The drafts of one span: none for a span that is neither a model call nor a tool call
     (an agent span names its run; see ``run_name``)."""
+    if EXPORTED in span.resource:
+        yield from _exported(span)
+        return
     attrs = _with_details(span)
     operation = attrs.get("gen_ai.operation.name")
     if operation in MODEL_OPERATIONS:
         yield from _model_call(span, attrs)
     elif operation == "execute_tool":
         yield from _tool_call(span, attrs)
+
+
+def _exported(span: Span) -> Iterator[Draft]:
+    """The events of a run tracekit exported (``tracekit export --format otlp-json``): its root
+    span carries each one whole as a ``tracekit.event``; the GenAI spans repeat them for others."""
+    if span.parent_id is not None:
+        return
+    for ts_ns, name, a in span.events:
+        if name == "tracekit.event":
+            yield Draft(ts_ns, 0, str(a["tracekit.kind"]),
+                        *(a.get(f"tracekit.{c}") for c in EXPORTED_COLUMNS))  # fmt: skip
 
 
 def run_name(span: Span) -> str | None:

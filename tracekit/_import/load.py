@@ -26,24 +26,21 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from .._base.encode import canonical_json
 from .._base.redact import Redactor
 from .._base.schema import EVENT_SCHEMA
-from .._base.vocab import EventKind, EventStatus
-from .._capture.rows import EventRow, RunStatic, event_row, to_batch
-from .._capture.settings import Release
+from .._capture.rows import EventRow, RunStatic, to_batch
 from .._capture.state import PROCESS
 from .._integrations.prices import Prices
 from .._store.compaction import write_batches
 from .._store.layout import Store, resolve_root
 from ..errors import ImportFormatError
 from .drafts import Draft, Unit
+from .runs import LAST, RunSummary, costed, draft_row
 from .source import reader_for
 
 __all__ = ["ImportReport", "import_traces"]
 
 _BATCH = 64 * 1024
-_LAST = 2**62  # the run_end row sorts after every span of its run
 
 
 @dataclass
@@ -57,21 +54,6 @@ class ImportReport:
     already: list[str] = field(default_factory=list)
     unknown_models: set[str] = field(default_factory=set)
     written: list[Path] = field(default_factory=list)
-
-
-@dataclass
-class _RunSummary:
-    tenant: str
-    first_ns: int
-    last_ns: int
-    source: str
-    meta: dict[str, Any]
-    parent: str | None = None
-    name: str | None = None
-    name_at: int = _LAST
-    error: str | None = None
-    model: str | None = None
-    model_at: int = _LAST
 
 
 def import_traces(
@@ -111,7 +93,7 @@ class _Staging:
         self, redactor: Redactor, prices: Prices, tenant: str | None, report: ImportReport
     ) -> None:
         self.redactor, self.prices, self.tenant, self.report = redactor, prices, tenant, report
-        self.runs: dict[str, _RunSummary] = {}
+        self.runs: dict[str, RunSummary] = {}
         self.rows: list[EventRow] = []
         self.starts: list[int] = []
         self.parts: list[int] = []
@@ -135,39 +117,18 @@ class _Staging:
         return count
 
     def stage(self, unit: Unit) -> None:
-        run = self.runs.get(unit.run_id) or self._new_run(unit)
-        run.first_ns, run.last_ns = min(run.first_ns, unit.start_ns), max(run.last_ns, unit.end_ns)
-        if unit.root and unit.error is not None:
-            run.error = unit.error or "error"
-        if unit.name is not None and unit.start_ns < run.name_at:
-            run.name, run.name_at = unit.name, unit.start_ns
+        run = self.runs.get(unit.run_id)
+        if run is None:
+            run = self.runs[unit.run_id] = RunSummary.of(unit, self.tenant)
+        else:
+            run.add(unit)
         static = (unit.run_id, None, unit.run_id, run.tenant, "", "", "", "")  # stamped later
         for draft in unit.drafts:
-            if draft.model is not None and draft.ts_ns < run.model_at:
-                run.model, run.model_at = draft.model, draft.ts_ns
-            self.add(static, self._costed(draft), unit.start_ns)
-
-    def _new_run(self, unit: Unit) -> _RunSummary:
-        tenant = self.tenant or unit.tenant or "imported"
-        run = _RunSummary(tenant, unit.start_ns, unit.end_ns, unit.source, dict(unit.meta or {}))
-        run.parent = unit.parent_run_id
-        self.runs[unit.run_id] = run
-        return run
-
-    def _costed(self, draft: Draft) -> Draft:
-        """A model output's cost from the price table when the trace carries none."""
-        if draft.kind != EventKind.MODEL_OUTPUT or draft.cost_usd is not None or not draft.model:
-            return draft
-        if self.prices.rates(draft.model) is None:
-            self.report.unknown_models.add(draft.model)
-            return draft
-        cost = self.prices.cost(draft.model, draft.tokens_in, draft.tokens_out, None)
-        return draft._replace(cost_usd=cost)
+            self.add(static, costed(draft, self.prices, self.report.unknown_models),
+                     unit.start_ns)  # fmt: skip
 
     def add(self, static: RunStatic, d: Draft, unit_start_ns: int) -> None:
-        self.rows.append(event_row(static, self.n, 0, d.ts_ns // 1000, d.kind, d.name,
-                                   d.call_id, d.args, d.output, d.status, d.error, d.tokens_in,
-                                   d.tokens_out, d.cost_usd, d.latency_ms, d.attrs))  # fmt: skip
+        self.rows.append(draft_row(static, self.n, 0, d))
         self.starts.append(unit_start_ns // 1000)
         self.parts.append(d.part)
         self.n += 1
@@ -179,14 +140,9 @@ class _Staging:
         for run_id, run in self.runs.items():
             root = _root_of(run_id, self.runs)
             static = (run_id, run.parent, root, run.tenant, "", "", "", "")  # stamped later
-            attrs = canonical_json({"imported": run.source, **run.meta})
-            start = Draft(run.first_ns, -1, EventKind.RUN_START, run.name, None, None, None,
-                          EventStatus.RUNNING, None, None, None, None, None, attrs)  # fmt: skip
-            status = EventStatus.ERROR if run.error is not None else EventStatus.OK
-            end = Draft(run.last_ns, 2, EventKind.RUN_END, run.name, None, None, None, status,
-                        run.error)  # fmt: skip
+            start, end = run.bounds()
             self.add(static, start, -1)
-            self.add(static, end, _LAST)
+            self.add(static, end, LAST)
         self.flush()
 
     def flush(self) -> None:
@@ -199,7 +155,7 @@ class _Staging:
         self.rows, self.starts, self.parts = [], [], []
 
 
-def _root_of(run_id: str, runs: dict[str, _RunSummary]) -> str:
+def _root_of(run_id: str, runs: dict[str, RunSummary]) -> str:
     """The root run of a sub-run (itself for a top-level run), through its parents."""
     seen = {run_id}
     while (parent := runs[run_id].parent) is not None and parent in runs and parent not in seen:
@@ -212,7 +168,7 @@ _STAGE_SCHEMA = pa.schema([*EVENT_SCHEMA, ("_span_start", pa.int64()), ("_part",
 
 
 def _write_runs(
-    store: Store, stage: Path, runs: dict[str, _RunSummary], report: ImportReport, tmp: Path
+    store: Store, stage: Path, runs: dict[str, RunSummary], report: ImportReport, tmp: Path
 ) -> None:
     """The second pass: the staged rows ordered into runs and written, day by day; runs the
     store has already left out."""
@@ -237,8 +193,8 @@ def _write_runs(
     report.events = int(con.execute("SELECT count(*) FROM _ordered").fetchone()[0])  # type: ignore[index]
 
 
-def _runs_table(runs: dict[str, _RunSummary]) -> pa.Table:
-    releases = [Release(model=r.model or "unknown") for r in runs.values()]
+def _runs_table(runs: dict[str, RunSummary]) -> pa.Table:
+    releases = [r.release for r in runs.values()]
     return pa.table({
         "run_id": pa.array(list(runs), pa.string()),
         "release_id": pa.array([r.release_id for r in releases], pa.string()),

@@ -13,7 +13,7 @@ from ..errors import ImportFormatError
 from .drafts import Draft, Unit
 from .otlp import Span, read_spans
 
-__all__ = ["Convention", "read", "sniff"]
+__all__ = ["Convention", "conventions", "read", "sniff", "unit_of"]
 
 _TENANT_KEYS = ("tracekit.tenant", "tenant", "tenant.id", "enduser.tenant")
 
@@ -42,15 +42,15 @@ def sniff(path: Path, head: str) -> bool:
 
 def read(path: Path, fmt: str) -> Iterator[Unit]:
     """The units of every span that one of ``fmt``'s conventions claims."""
-    conventions = [_convention(m) for m in _CONVENTIONS[fmt]]
+    asked = conventions(fmt)
     count = claimed = 0
     try:
         for span in read_spans(path):
             count += 1
-            convention = next((c for c in conventions if c.claims(span)), None)
-            if convention is not None:
+            unit = unit_of(span, asked)
+            if unit is not None:
                 claimed += 1
-                yield _unit(span, convention)
+                yield unit
     except (UnicodeDecodeError, EOFError, gzip.BadGzipFile) as exc:
         raise ImportFormatError(f"{path}: not a text or gzipped OTLP/JSON file ({exc})") from None
     if claimed == 0:
@@ -58,6 +58,17 @@ def read(path: Path, fmt: str) -> Iterator[Unit]:
             f"{path}: {count} span(s), none with {_expected(fmt)}: "
             "not a trace of model or tool calls that tracekit can import"
         )
+
+
+def conventions(fmt: str) -> list[Convention]:
+    """The conventions ``fmt`` reads spans by, in the order each span is offered to them."""
+    return [_convention(m) for m in _CONVENTIONS[fmt]]
+
+
+def unit_of(span: Span, asked: list[Convention]) -> Unit | None:
+    """The unit of a span the first of ``asked`` that claims it reads; None if none does."""
+    convention = next((c for c in asked if c.claims(span)), None)
+    return None if convention is None else _unit(span, convention)
 
 
 def _unit(span: Span, convention: Convention) -> Unit:
