@@ -469,7 +469,7 @@ def _export_otlp(runs: tuple[str, ...], output: Path | None, root: Path) -> None
         raise click.UsageError("--format otlp-json exports exactly one --run")
     target = output or Path(f"{runs[0]}.otlp.json")
     path = export_otlp(runs[0], target, root)
-    click.echo(f"wrote {path}: run {runs[0]} as OTLP/JSON GenAI spans")
+    click.echo(f"wrote {path}: the run as OTLP/JSON GenAI spans")
 
 
 @cli.command("import")

@@ -21,6 +21,7 @@ from typing import Any
 from .._base.exported import EXPORTED, EXPORTED_COLUMNS
 from .._base.vocab import EventKind
 from .._capture.state import PROCESS
+from .bundle import _EVENT_JSON, _EVENT_TEXT, _scrub
 
 __all__ = ["export_otlp", "otlp_document"]
 
@@ -33,21 +34,27 @@ def export_otlp(
     path: str | os.PathLike[str],
     store: str | os.PathLike[str] | None = None,
 ) -> Path:
-    """Write run ``run_id`` as an OTLP/JSON ``ExportTraceServiceRequest`` at ``path``."""
+    """Write run ``run_id`` (or a unique prefix of it) as an OTLP/JSON
+    ``ExportTraceServiceRequest`` at ``path``, scrubbed of secrets once more, atomically."""
     from .._query.views import connect, resolve_run
 
     root = store if store is not None else PROCESS.settings().store
     with connect(root) as con:
         run = resolve_run(con, run_id)
-        events = con.sql(
+        table = con.sql(
             "SELECT *, epoch_us(ts) AS ts_us FROM events WHERE run_id = $r ORDER BY seq",
             params={"r": run},
-        ).to_arrow_table().to_pylist()  # fmt: skip
-        info = con.execute("SELECT * FROM runs WHERE run_id = ?", [run]).fetchone()
-    release = events[0]["release_id"] if events else None
-    doc = otlp_document(run, events, tenant=info[3] if info else None, release=release)
+        ).to_arrow_table()  # fmt: skip
+    redactor = PROCESS.settings().redactor
+    if redactor.keys or redactor.patterns:  # the defaults already ran when it was recorded
+        table = _scrub(table, redactor, _EVENT_JSON, _EVENT_TEXT)
+    events = table.to_pylist()
+    first = events[0] if events else {}
+    doc = otlp_document(run, events, tenant=first.get("tenant"), release=first.get("release_id"))
     target = Path(path)
-    target.write_text(json.dumps(doc, separators=(",", ":")))
+    tmp = target.with_name(f".{target.name}.{os.getpid()}.tmp")
+    tmp.write_text(json.dumps(doc, separators=(",", ":")))
+    os.replace(tmp, target)
     return target
 
 

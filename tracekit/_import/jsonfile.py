@@ -7,6 +7,7 @@ import gzip
 import hashlib
 import json
 from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +20,7 @@ __all__ = [
     "as_dict",
     "digest",
     "digest_of",
+    "iso_ns",
     "load_document",
     "load_lines",
     "parsed",
@@ -27,6 +29,7 @@ __all__ = [
 MS = 1_000_000
 #: 2000-01-01T00:00:00Z: where a log that records no time starts (never the import's own time)
 FIXED_EPOCH_NS = 946_684_800 * 1_000_000_000
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
 def digest(path: Path, size: int = 16) -> str:
@@ -90,3 +93,12 @@ def parsed(value: Any) -> Any:
         except ValueError:
             return value
     return value
+
+
+def iso_ns(text: str) -> int:
+    """An ISO-8601 time as ns since the epoch (``Z`` or an offset; none: UTC); ValueError when
+    it is not one."""
+    moment = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=UTC)
+    return (moment - _EPOCH) // timedelta(microseconds=1) * 1000

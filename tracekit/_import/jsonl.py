@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator
-from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -24,7 +23,7 @@ from .._base.vocab import EventKind, EventStatus
 from ..errors import ImportFormatError
 from .drafts import Draft, Unit
 from .genai import as_json
-from .jsonfile import load_lines
+from .jsonfile import iso_ns, load_lines
 
 __all__ = ["read", "sniff", "timestamp_ns"]
 
@@ -37,7 +36,6 @@ _COLUMNS = ("name", "call_id", "args", "output", "status", "error", "tokens_in",
 #: tracekit's own columns that the loader derives again: not kept in attrs
 _DERIVED = frozenset({"seq", "step", "event_id", "schema_version", "release_id", "root_run_id",
                       "model_version", "prompt_version", "tools_version"})  # fmt: skip
-_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 #: the status of an event whose line gives none (``ok`` for the others)
 _OK: str | None = EventStatus.OK
 _OPENING: dict[str, str | None] = {EventKind.TOOL_CALL: EventStatus.STARTED,
@@ -153,10 +151,7 @@ def timestamp_ns(given: Any) -> int:
             if given > above:
                 return int(given * scale)
         return int(given * 1_000_000_000)
-    moment = datetime.fromisoformat(str(given).replace("Z", "+00:00"))
-    if moment.tzinfo is None:
-        moment = moment.replace(tzinfo=UTC)
-    return (moment - _EPOCH) // timedelta(microseconds=1) * 1000
+    return iso_ns(str(given))
 
 
 def _text(value: Any) -> str | None:

@@ -26,7 +26,6 @@ import json
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from itertools import chain
 from pathlib import Path
 from typing import Any
@@ -41,6 +40,7 @@ from .jsonfile import (
     as_dict,
     digest,
     digest_of,
+    iso_ns,
     load_document,
     load_lines,
     parsed,
@@ -319,13 +319,9 @@ def _ts(value: Any) -> int:
     if not isinstance(value, str):
         return FIXED_EPOCH_NS
     try:
-        parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
+        return iso_ns(value)
     except ValueError:
         return FIXED_EPOCH_NS
-    if parsed.tzinfo is None:
-        parsed = parsed.replace(tzinfo=UTC)
-    delta = parsed - datetime(1970, 1, 1, tzinfo=UTC)
-    return (delta.days * 86_400 + delta.seconds) * 1_000_000_000 + delta.microseconds * 1000
 
 
 def _count(usage: dict[str, Any], key: str) -> int | None:

@@ -1,8 +1,9 @@
 """vcrpy cassettes (YAML, format version 1) of model API traffic as runs: ``vcr-<digest>``.
 
-Partial: plain JSON OpenAI Chat Completions, Responses and
-Anthropic Messages bodies; SSE reassembly, tool-call/tool-result pairing and http drafts are not
-done yet. See /tmp/notes/vcr.md for the design.
+A first cut: each interaction with a JSON request and a plain JSON (or gzipped) response body is
+a prompt and a model output, on a fixed clock (2000-01-01 UTC, 1 s an interaction); headers are
+never read. Not read yet: SSE streams, the tool calls an answer declares and the results the next
+request carries, and ``http`` events that would keep the cassette for agent replay.
 """
 
 from __future__ import annotations
