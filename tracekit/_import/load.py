@@ -1,12 +1,14 @@
 """Foreign traces into the store, as runs: ``import_traces(paths, store)``.
 
-Two passes, neither holding the trace in memory. The first reads the files a line at a time and
-turns each span into event rows through the event-row builder (``event_row``, ``to_batch``:
-redaction applied, columns typed) into a staging Parquet file, keeping only one small summary
-per run (its time span, name, outcome, model). The second lets DuckDB order each run's events
-by their recorded time (``seq`` gap-free, ``step`` counting model outputs), stamp the run's
-release, give each event an id derived from its run and seq, and stream them into the store's
-day partitions, atomically.
+Two passes, neither holding the trace in memory. The first reads the files a unit at a time and
+turns each unit's drafts into event rows through the event-row builder (``event_row``,
+``to_batch``: redaction applied, columns typed), staged on disk in buckets by run (as many as
+the input's size asks, about 16 MB of it each), keeping only one small summary per run (its
+time span, name, outcome, model). The second takes one bucket at a time, so whole runs are in
+memory and no more: ``order`` orders each run's events by their recorded time (``seq``
+gap-free, ``step`` counting model outputs), stamps the run's release and gives each event an
+id derived from its run and seq; the rows are written into the store's day partitions,
+atomically, a file per day.
 
 One trace is one run (``otel-<trace id>``). Importing is idempotent: a run already in the
 store is left as it is and reported, so importing a file twice gives the same rows, not
@@ -18,29 +20,34 @@ from __future__ import annotations
 import hashlib
 import os
 import tempfile
+import zlib
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 import pyarrow as pa
-import pyarrow.parquet as pq
+import pyarrow.compute as pc
+import pyarrow.ipc as ipc
 
 from .._base.redact import Redactor
 from .._base.schema import EVENT_SCHEMA
 from .._capture.rows import EventRow, RunStatic, to_batch
 from .._capture.state import PROCESS
 from .._integrations.prices import Prices
-from .._store.compaction import write_batches
-from .._store.layout import Store, resolve_root
+from .._store.compaction import DayParts
+from .._store.layout import Store, resolve_root, split_by_day
 from ..errors import ImportFormatError
 from .drafts import Draft, Unit
+from .order import RELEASE_COLUMNS, ordered
 from .runs import LAST, RunSummary, costed, draft_row
 from .source import reader_for
 
 __all__ = ["ImportReport", "import_traces"]
 
 _BATCH = 64 * 1024
+#: about this much of the input (bytes) is staged in one bucket, and ordered in memory at once
+_BUCKET_INPUT = 16 * 1024 * 1024
+_GZIP_RATIO = 8  # a gzipped trace file holds about this many times its size
 
 
 @dataclass
@@ -69,35 +76,49 @@ def import_traces(
     """Import trace files into ``store`` (default: the configured one) as runs; ``fmt`` names
     their format (``auto``: found from each file); ``on_file(path, units)`` after each file."""
     root = resolve_root(store)
+    files = [Path(p) for p in paths]
     report = ImportReport()
     redactor = redactor if redactor is not None else PROCESS.settings().redactor
-    staging = _Staging(redactor, prices or Prices.shipped(), tenant, report)
     with tempfile.TemporaryDirectory(prefix="tracekit-import-") as tmp:
-        stage = Path(tmp) / "stage.parquet"
-        with pq.ParquetWriter(stage, _STAGE_SCHEMA) as writer:
-            staging.writer = writer
-            for path in map(Path, paths):
+        staging = _Staging(redactor, prices or Prices.shipped(), tenant, report,
+                           Path(tmp), _buckets(files))  # fmt: skip
+        try:
+            for path in files:
                 units = staging.read(path, fmt)
                 report.files += 1
                 if on_file is not None:
                     on_file(path, units)
             staging.close_runs()
-        _write_runs(Store(root), stage, staging.runs, report, Path(tmp))
+        finally:
+            staging.close()
+        _write_runs(Store(root), staging, report, Path(tmp))
     return report
 
 
-class _Staging:
-    """The first pass: units to staged event rows, and one summary per run."""
+def _buckets(files: list[Path]) -> int:
+    """How many buckets the input's size asks for (a gzipped file counted as it unpacks)."""
+    size = 0
+    for path in files:
+        with open(path, "rb") as fh:
+            gzipped = fh.read(2) == b"\x1f\x8b"
+        size += path.stat().st_size * (_GZIP_RATIO if gzipped else 1)
+    return max(1, -(-size // _BUCKET_INPUT))
 
-    def __init__(
-        self, redactor: Redactor, prices: Prices, tenant: str | None, report: ImportReport
-    ) -> None:
+
+class _Staging:
+    """The first pass: units to staged event rows, bucketed by run, and one summary per run."""
+
+    def __init__(self, redactor: Redactor, prices: Prices, tenant: str | None,
+                 report: ImportReport, tmp: Path, buckets: int) -> None:  # fmt: skip
         self.redactor, self.prices, self.tenant, self.report = redactor, prices, tenant, report
         self.runs: dict[str, RunSummary] = {}
+        self.bucket_of: dict[str, int] = {}
         self.rows: list[EventRow] = []
         self.starts: list[int] = []
         self.parts: list[int] = []
-        self.writer: pq.ParquetWriter | None = None
+        self.buckets: list[int] = []
+        self.paths = [tmp / f"stage-{b}.arrow" for b in range(buckets)]
+        self.writers: list[ipc.RecordBatchFileWriter | None] = [None] * buckets
         self.n = 0
 
     def read(self, path: Path, fmt: str) -> int:
@@ -120,17 +141,20 @@ class _Staging:
         run = self.runs.get(unit.run_id)
         if run is None:
             run = self.runs[unit.run_id] = RunSummary.of(unit, self.tenant)
+            self.bucket_of[unit.run_id] = zlib.crc32(unit.run_id.encode()) % len(self.paths)
         else:
             run.add(unit)
         static = (unit.run_id, None, unit.run_id, run.tenant, "", "", "", "")  # stamped later
+        bucket = self.bucket_of[unit.run_id]
         for draft in unit.drafts:
             self.add(static, costed(draft, self.prices, self.report.unknown_models),
-                     unit.start_ns)  # fmt: skip
+                     unit.start_ns, bucket)  # fmt: skip
 
-    def add(self, static: RunStatic, d: Draft, unit_start_ns: int) -> None:
+    def add(self, static: RunStatic, d: Draft, unit_start_ns: int, bucket: int) -> None:
         self.rows.append(draft_row(static, self.n, 0, d))
         self.starts.append(unit_start_ns // 1000)
         self.parts.append(d.part)
+        self.buckets.append(bucket)
         self.n += 1
         if len(self.rows) >= _BATCH:
             self.flush()
@@ -141,18 +165,43 @@ class _Staging:
             root = _root_of(run_id, self.runs)
             static = (run_id, run.parent, root, run.tenant, "", "", "", "")  # stamped later
             start, end = run.bounds()
-            self.add(static, start, -1)
-            self.add(static, end, LAST)
+            self.add(static, start, -1, self.bucket_of[run_id])
+            self.add(static, end, LAST, self.bucket_of[run_id])
         self.flush()
 
     def flush(self) -> None:
-        if not self.rows or self.writer is None:
+        if not self.rows:
             return
         batch = to_batch(self.rows, self.redactor, "imp", 0)
         extra = [pa.array(self.starts, pa.int64()), pa.array(self.parts, pa.int8())]
         staged = pa.RecordBatch.from_arrays([*batch.columns, *extra], schema=_STAGE_SCHEMA)
-        self.writer.write_batch(staged)
-        self.rows, self.starts, self.parts = [], [], []
+        if len(self.paths) == 1:
+            self._write(0, staged)
+        else:
+            buckets = pa.array(self.buckets, pa.int32())
+            for b in pc.unique(buckets).to_pylist():
+                self._write(b, staged.filter(pc.equal(buckets, b)))
+        self.rows, self.starts, self.parts, self.buckets = [], [], [], []
+
+    def _write(self, bucket: int, batch: pa.RecordBatch) -> None:
+        writer = self.writers[bucket]
+        if writer is None:
+            options = ipc.IpcWriteOptions(compression="lz4")
+            writer = ipc.new_file(self.paths[bucket], _STAGE_SCHEMA, options=options)
+            self.writers[bucket] = writer
+        writer.write_batch(batch)
+
+    def close(self) -> None:
+        for writer in self.writers:
+            if writer is not None:
+                writer.close()
+
+    def staged(self) -> Iterator[pa.Table]:
+        """Each bucket's staged rows (read back from disk, memory-mapped)."""
+        for bucket, path in enumerate(self.paths):
+            if self.writers[bucket] is not None:
+                with pa.memory_map(str(path)) as source:
+                    yield ipc.open_file(source).read_all()
 
 
 def _root_of(run_id: str, runs: dict[str, RunSummary]) -> str:
@@ -167,81 +216,53 @@ def _root_of(run_id: str, runs: dict[str, RunSummary]) -> str:
 _STAGE_SCHEMA = pa.schema([*EVENT_SCHEMA, ("_span_start", pa.int64()), ("_part", pa.int8())])
 
 
-def _write_runs(
-    store: Store, stage: Path, runs: dict[str, RunSummary], report: ImportReport, tmp: Path
-) -> None:
-    """The second pass: the staged rows ordered into runs and written, day by day; runs the
-    store has already left out."""
-    import duckdb
-
-    con = duckdb.connect(str(tmp / "order.duckdb"))  # on disk: a large import spills there
-    con.execute("SET enable_progress_bar = false")  # the CLI draws its own; stdout stays ours
-    con.execute("SET memory_limit = '512MB'")  # bounded: the ordering spills to disk
-    con.register("_runs", _runs_table(runs))
-    known = _known_runs(con, store)
+def _write_runs(store: Store, staging: _Staging, report: ImportReport, tmp: Path) -> None:
+    """The second pass: each bucket's staged rows of new runs ordered and written, a file per
+    bucket and day; runs the store has already left out."""
+    known = _known_runs(store, list(staging.runs), tmp)
     report.already = sorted(known)
-    report.runs = sorted(set(runs) - known)
+    report.runs = sorted(set(staging.runs) - known)
     if not report.runs:
         return
-    con.register("_new", pa.table({"run_id": pa.array(report.runs, pa.string())}))
-    con.execute(_ORDERED_SQL, [str(stage)])
+    new = pa.array(report.runs, pa.string())
+    releases = _releases(staging.runs, report.runs)
     stem = "import-" + hashlib.sha256("\n".join(report.runs).encode()).hexdigest()[:16]
-    for (day,) in con.execute("SELECT DISTINCT day FROM _ordered ORDER BY day").fetchall():
-        path = store.root / "events" / f"date={day}"
-        written = write_batches(_day_batches(con, day), EVENT_SCHEMA, path, stem)
-        report.written.append(written)
-    report.events = int(con.execute("SELECT count(*) FROM _ordered").fetchone()[0])  # type: ignore[index]
+    with DayParts(store.root / "events", EVENT_SCHEMA, stem) as parts:
+        for staged in staging.staged():
+            rows = ordered(staged.filter(pc.is_in(staged["run_id"], value_set=new)), releases)
+            report.events += rows.num_rows
+            for day, day_rows in split_by_day(rows):
+                parts.write(day, day_rows)
+    report.written = parts.written
 
 
-def _runs_table(runs: dict[str, RunSummary]) -> pa.Table:
-    releases = [r.release for r in runs.values()]
-    return pa.table({
-        "run_id": pa.array(list(runs), pa.string()),
-        "release_id": pa.array([r.release_id for r in releases], pa.string()),
-        "model_version": pa.array([r.model for r in releases], pa.string()),
-        "prompt_version": pa.array([r.prompt for r in releases], pa.string()),
-        "tools_version": pa.array([r.tools for r in releases], pa.string()),
-    })  # fmt: skip
+def _releases(runs: dict[str, RunSummary], new: list[str]) -> pa.Table:
+    """The release of each new run, for ``ordered`` to stamp."""
+    releases = [runs[r].release for r in new]
+    values = {"release_id": [r.release_id for r in releases],
+              "model_version": [r.model for r in releases],
+              "prompt_version": [r.prompt for r in releases],
+              "tools_version": [r.tools for r in releases]}  # fmt: skip
+    columns = {"run_id": pa.array(new, pa.string())}
+    columns |= {name: pa.array(values[name], pa.string()) for name in RELEASE_COLUMNS}
+    return pa.table(columns)
 
 
-def _known_runs(con: Any, store: Store) -> set[str]:
+def _known_runs(store: Store, runs: list[str], tmp: Path) -> set[str]:
     """The imported runs that the store already holds (compacted parts; an import writes no
     segments)."""
     parts = store.readable_parquet_paths("events")
     if not parts:
         return set()
-    rows = con.execute(
+    import duckdb
+
+    con = duckdb.connect(str(tmp / "known.duckdb"))
+    con.execute("SET enable_progress_bar = false")  # the CLI draws its own; stdout stays ours
+    con.register("_runs", pa.table({"run_id": pa.array(runs, pa.string())}))
+    found = con.execute(
         "SELECT DISTINCT run_id FROM read_parquet(?, union_by_name = true) "
         "WHERE run_id IN (SELECT run_id FROM _runs)",
         [[str(p) for p in parts]],
     ).fetchall()
-    return {r[0] for r in rows}
-
-
-_ORDERED_SQL = """
-CREATE TEMP TABLE _ordered AS
-SELECT *, strftime(ts AT TIME ZONE 'UTC', '%Y-%m-%d') AS day FROM (
-    SELECT
-        lpad(CAST(epoch_us(e.ts) AS VARCHAR), 16, '0') || 'imp' || left(md5(e.run_id), 10)
-            || lpad(CAST(row_number() OVER w - 1 AS VARCHAR), 9, '0') AS event_id,
-        e.run_id, e.parent_run_id, e.root_run_id, e.tenant,
-        CAST(row_number() OVER w - 1 AS BIGINT) AS seq,
-        CAST(sum(CASE WHEN e.kind = 'model_output' THEN 1 ELSE 0 END) OVER w AS INTEGER) AS step,
-        e.ts, e.kind, e.name, e.call_id, e.args, e.output, e.status, e.error, e.tokens_in,
-        e.tokens_out, e.cost_usd, e.latency_ms, r.release_id, r.model_version,
-        r.prompt_version, r.tools_version, e.attrs, e.schema_version
-    FROM read_parquet(?) e
-    JOIN _runs r USING (run_id)
-    WHERE e.run_id IN (SELECT run_id FROM _new)
-    WINDOW w AS (PARTITION BY e.run_id ORDER BY e.ts, e._span_start, e._part, e.seq
-                 ROWS BETWEEN UNBOUNDED PRECEDING AND CURRENT ROW)
-)
-"""
-
-
-def _day_batches(con: Any, day: str) -> Iterator[pa.RecordBatch]:
-    names = ", ".join(EVENT_SCHEMA.names)
-    query = f"SELECT {names} FROM _ordered WHERE day = $day ORDER BY run_id, seq"
-    reader = con.sql(query, params={"day": day}).to_arrow_reader(_BATCH)
-    for batch in reader:
-        yield batch.cast(EVENT_SCHEMA)
+    con.close()
+    return {r[0] for r in found}

@@ -11,6 +11,7 @@ import os
 import time
 from collections.abc import Iterable
 from pathlib import Path
+from typing import Any
 
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -20,7 +21,14 @@ from .._base.schema import SORT_KEYS
 from .layout import SEGMENT_SUFFIX, Store, fsync_dir, split_by_day, table_of
 from .segments import SegmentWriter, dead_segment, load_segment
 
-__all__ = ["close_and_compact", "compact_segment", "recover", "write_batches", "write_partitions"]
+__all__ = [
+    "DayParts",
+    "close_and_compact",
+    "compact_segment",
+    "recover",
+    "write_batches",
+    "write_partitions",
+]
 
 ROW_GROUP_SIZE = 64 * 1024
 #: low-cardinality columns worth dictionary encoding (ids, payloads and times are not)
@@ -69,21 +77,53 @@ def write_batches(
 ) -> Path:
     """``directory/part-<stem>.parquet`` from ``batches`` (sorted, of one UTC day), streamed
     to a temporary file, fsynced and renamed: a reader never sees half a file."""
-    directory.mkdir(parents=True, exist_ok=True)
-    final = directory / f"part-{stem}.parquet"
-    tmp = directory / f".tmp-part-{stem}-{os.getpid()}.parquet"
-    dictionary = [c for c in schema.names if c in DICTIONARY_COLUMNS]
-    with open(tmp, "wb") as fh:
-        with pq.ParquetWriter(
-            fh, schema, compression="zstd", use_dictionary=dictionary, write_statistics=True
-        ) as writer:
-            for batch in batches:
-                writer.write(batch, row_group_size=ROW_GROUP_SIZE)
-        fh.flush()
-        os.fsync(fh.fileno())
-    os.replace(tmp, final)
-    fsync_dir(directory)
-    return final
+    with DayParts(directory.parent, schema, stem) as parts:
+        for batch in batches:
+            parts.write(directory.name.removeprefix("date="), batch)
+        if not parts.open:  # no rows: an empty part still
+            parts.write(directory.name.removeprefix("date="), schema.empty_table())
+    return parts.written[0]
+
+
+class DayParts:
+    """``<table dir>/date=<day>/part-<stem>.parquet`` for each day written to, streamed to
+    temporary files and, when the ``with`` block ends without an error, fsynced and renamed
+    together (else removed): a reader never sees half a file."""
+
+    def __init__(self, table_dir: Path, schema: pa.Schema, stem: str) -> None:
+        self.table_dir, self.schema, self.stem = table_dir, schema, stem
+        self.open: dict[str, tuple[Path, Any, pq.ParquetWriter]] = {}
+        self.written: list[Path] = []
+
+    def write(self, day: str, rows: pa.RecordBatch | pa.Table) -> None:
+        if day not in self.open:
+            directory = self.table_dir / f"date={day}"
+            directory.mkdir(parents=True, exist_ok=True)
+            tmp = directory / f".tmp-part-{self.stem}-{os.getpid()}.parquet"
+            fh = open(tmp, "wb")  # noqa: SIM115 -- closed in __exit__
+            dictionary = [c for c in self.schema.names if c in DICTIONARY_COLUMNS]
+            writer = pq.ParquetWriter(fh, self.schema, compression="zstd",
+                                      use_dictionary=dictionary, write_statistics=True)  # fmt: skip
+            self.open[day] = (tmp, fh, writer)
+        self.open[day][2].write(rows, row_group_size=ROW_GROUP_SIZE)
+
+    def __enter__(self) -> DayParts:
+        return self
+
+    def __exit__(self, kind: type[BaseException] | None, *_: object) -> None:
+        for tmp, fh, writer in (self.open[day] for day in sorted(self.open)):
+            writer.close()
+            fh.flush()
+            if kind is not None:
+                fh.close()
+                tmp.unlink(missing_ok=True)
+                continue
+            os.fsync(fh.fileno())
+            fh.close()
+            final = tmp.parent / f"part-{self.stem}.parquet"
+            os.replace(tmp, final)
+            fsync_dir(tmp.parent)
+            self.written.append(final)
 
 
 def compact_segment(store: Store, path: Path) -> int | None:
