@@ -505,13 +505,13 @@ def import_(files: tuple[Path, ...], fmt: str, tenant: str | None, store: Path |
         try:
             report = import_traces(
                 files, root, fmt=fmt, tenant=tenant,
-                on_file=lambda p, n: bar.advance(f"{p.name}: {n} spans or steps"),
+                on_file=lambda p, n: bar.advance(f"{p.name}: {n} records"),
             )  # fmt: skip
         except (ImportFormatError, OSError) as exc:
             raise click.ClickException(str(exc)) from None
     click.echo(
         f"imported {len(report.runs)} run(s), {report.events} events, from {report.spans} "
-        f"spans in {report.files} file(s) into {root}"
+        f"{report.unit} in {report.files} file(s) into {root}"
     )
     if report.already:
         more = " ..." if len(report.already) > 5 else ""

@@ -25,7 +25,10 @@ def made_test_passes(trace_file: Path, tmp_path: Path, fmt: str = "auto",
     imported = runner.invoke(cli, ["import", str(trace_file), "--store", str(store),
                                    "--format", fmt])  # fmt: skip
     assert imported.exit_code == 0, imported.output
-    (run_id,) = tracekit.import_traces([trace_file], store, fmt=fmt).already
+    again = tracekit.import_traces([trace_file], store, fmt=fmt)
+    (run_id,) = again.already
+    assert again.unit == ("spans" if run_id.startswith("otel-") else "records")
+    assert f"{again.unit} in 1 file(s)" in imported.output  # what the summary counts
     cwd = Path.cwd()
     os.chdir(project)
     try:

@@ -17,6 +17,8 @@ READERS: dict[str, str] = {
     "swe-agent": "swe_agent",  # SWE-agent's .traj trajectories
     "openhands": "openhands",  # OpenHands event streams (a JSON list, or one event a line)
     "vcr": "vcr",  # vcrpy cassettes of model API traffic (plain JSON bodies so far)
+    "inspect": "inspect_log",  # Inspect AI eval logs (.eval or .json)
+    "langsmith": "langsmith",  # LangSmith run exports (runs of a trace)
     "jsonl": "jsonl",  # one event a line, tracekit's own columns (last: it takes any such line)
 }
 

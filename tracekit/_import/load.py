@@ -37,6 +37,7 @@ from .._integrations.prices import Prices
 from .._store.compaction import DayParts
 from .._store.layout import Store, resolve_root, split_by_day
 from ..errors import ImportFormatError
+from . import READERS
 from .drafts import Draft, Unit
 from .order import RELEASE_COLUMNS, ordered
 from .runs import LAST, RunSummary, costed, draft_row
@@ -61,6 +62,13 @@ class ImportReport:
     already: list[str] = field(default_factory=list)
     unknown_models: set[str] = field(default_factory=set)
     written: list[Path] = field(default_factory=list)
+    formats: set[str] = field(default_factory=set)
+
+    @property
+    def unit(self) -> str:
+        """What the files held, for the summary line: spans, or records of other formats."""
+        spans = {f for f, module in READERS.items() if module == "spans"}
+        return "spans" if self.formats <= spans else "records"
 
 
 def import_traces(
@@ -124,6 +132,7 @@ class _Staging:
     def read(self, path: Path, fmt: str) -> int:
         """Stage every unit of one file; how many it held."""
         found, reader = reader_for(path, fmt)
+        self.report.formats.add(found)
         count = 0
         try:
             for unit in reader.read(path, found):
