@@ -18,6 +18,7 @@ READERS: dict[str, str] = {
     "openhands": "openhands",  # OpenHands event streams (a JSON list, or one event a line)
     "vcr": "vcr",  # vcrpy cassettes of model API traffic (plain JSON bodies so far)
     "inspect": "inspect_log",  # Inspect AI eval logs (.eval or .json)
+    "langfuse": "langfuse",  # Langfuse traces with their observations (API or UI exports)
     "langsmith": "langsmith",  # LangSmith run exports (runs of a trace)
     "jsonl": "jsonl",  # one event a line, tracekit's own columns (last: it takes any such line)
 }
