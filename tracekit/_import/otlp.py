@@ -1,7 +1,8 @@
 """OTLP/JSON traces read as spans: one ``ExportTraceServiceRequest`` document, or one per line
 (what the OpenTelemetry Collector's file exporter writes), plain or gzipped.
 
-Read a line at a time, so a file of a million spans is never in memory whole. Ids may be hex
+Lines are read a 4 MB block at a time (Arrow's JSON reader, ``otlp_arrow``; Python's JSON for
+what it will not read), so a file of a million spans is never in memory whole. Ids may be hex
 (the OTLP/JSON encoding), base64 (protobuf's JSON mapping) or decimal; ``intValue`` may be a
 string or a number; times are nanoseconds since the epoch, as strings or numbers.
 """
